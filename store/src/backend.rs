@@ -1,0 +1,209 @@
+//! The one RocksDB instance of a node and its column families.
+//!
+//! One DB (not one per concern) so that a WriteBatch is atomic across column families:
+//! the applied index commits with the state it describes, and raft entries with the hard
+//! state. It also means one WAL: a synced write makes every earlier unsynced write durable.
+
+use std::path::Path;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch,
+    WriteOptions, DB,
+};
+
+use crate::error::{Error, Result};
+use crate::record::{decode_u64, encode_u64};
+
+/// RocksDB block cache shared by all column families. Reads of hot keys hit it; memory
+/// stays bounded by it instead of growing with the number of keys.
+pub const BLOCK_CACHE_BYTES: usize = 128 << 20;
+/// Total memtable memory across column families before RocksDB flushes.
+pub const WRITE_BUFFER_TOTAL_BYTES: usize = 256 << 20;
+/// Info LOG files RocksDB keeps in the data directory.
+const LOG_FILES_KEPT: usize = 4;
+
+/// The on-disk format version, stored in `meta`; a store written by another version
+/// is refused rather than misread.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Column families; see design §4 for what each holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    /// Raft entries by index.
+    RaftLog,
+    /// Raft hard state, conf state, truncation point.
+    RaftState,
+    /// Every version of every key (see `keys`).
+    Kv,
+    /// The history: (main, sub) revision -> changed key.
+    Rev,
+    /// Leases by id.
+    Lease,
+    /// lease id ++ key -> (): which keys a lease holds.
+    LeaseKeys,
+    /// Users and roles (later).
+    Auth,
+    /// Applied index, revisions, membership, schema version.
+    Meta,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 8] = [
+        Cf::RaftLog,
+        Cf::RaftState,
+        Cf::Kv,
+        Cf::Rev,
+        Cf::Lease,
+        Cf::LeaseKeys,
+        Cf::Auth,
+        Cf::Meta,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::RaftLog => "raft_log",
+            Cf::RaftState => "raft_state",
+            Cf::Kv => "kv",
+            Cf::Rev => "rev",
+            Cf::Lease => "lease",
+            Cf::LeaseKeys => "lease_keys",
+            Cf::Auth => "auth",
+            Cf::Meta => "meta",
+        }
+    }
+}
+
+/// Keys of the `meta` column family.
+pub mod meta {
+    pub const SCHEMA_VERSION: &[u8] = b"schema_version";
+    /// Index of the last raft entry whose effects are in this DB.
+    pub const APPLIED_INDEX: &[u8] = b"applied_index";
+    /// The store revision: the revision of the last write.
+    pub const REVISION: &[u8] = b"revision";
+    /// Reads below this revision fail; set when a compaction is applied.
+    pub const COMPACTED: &[u8] = b"compacted";
+    /// History below this revision has been physically removed.
+    pub const COMPACT_FINISHED: &[u8] = b"compact_finished";
+}
+
+/// The RocksDB instance with its column families.
+pub struct Backend {
+    db: DB,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+impl Backend {
+    /// Opens (or creates) the DB under `path` and checks its schema version.
+    pub fn open(path: &Path) -> Result<Backend> {
+        let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES)?;
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_cache_index_and_filter_blocks(true);
+
+        let mut cf_opts = Options::default();
+        cf_opts.set_block_based_table_factory(&table);
+
+        let mut db_opts = cf_opts.clone();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_db_write_buffer_size(WRITE_BUFFER_TOTAL_BYTES);
+        db_opts.set_keep_log_file_num(LOG_FILES_KEPT);
+        db_opts.increase_parallelism(2);
+
+        let cfs = Cf::ALL
+            .iter()
+            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_opts.clone()));
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
+        let backend = Backend { db };
+        backend.check_schema()?;
+        Ok(backend)
+    }
+
+    fn check_schema(&self) -> Result<()> {
+        match self.get_u64(Cf::Meta, meta::SCHEMA_VERSION)? {
+            Some(SCHEMA_VERSION) => Ok(()),
+            Some(other) => Err(Error::Corrupt(format!(
+                "data written by schema version {other}, this build reads {SCHEMA_VERSION}"
+            ))),
+            None => {
+                let mut batch = WriteBatch::default();
+                batch.put_cf(
+                    self.cf(Cf::Meta),
+                    meta::SCHEMA_VERSION,
+                    encode_u64(SCHEMA_VERSION),
+                );
+                self.write(batch, true)
+            }
+        }
+    }
+
+    pub fn db(&self) -> &DB {
+        &self.db
+    }
+
+    pub fn cf(&self, cf: Cf) -> &ColumnFamily {
+        self.db
+            .cf_handle(cf.name())
+            .expect("every column family is created at open")
+    }
+
+    /// Writes a batch; `sync` makes it (and every earlier write) durable before returning.
+    pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<()> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    pub fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    pub fn get_u64(&self, cf: Cf, key: &[u8]) -> Result<Option<u64>> {
+        self.get(cf, key)?.map(|v| decode_u64(&v)).transpose()
+    }
+
+    /// An integer property of one column family (0 if RocksDB does not report it).
+    fn cf_property(&self, cf: Cf, name: &str) -> u64 {
+        self.db
+            .property_int_value_cf(self.cf(cf), name)
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+
+    /// Bytes of SST files plus memtables: what the DB occupies.
+    pub fn size_bytes(&self) -> u64 {
+        Cf::ALL
+            .iter()
+            .map(|&cf| {
+                self.cf_property(cf, "rocksdb.total-sst-files-size")
+                    + self.cf_property(cf, "rocksdb.cur-size-all-mem-tables")
+            })
+            .sum()
+    }
+
+    /// RocksDB's estimate of live data: what is in use after compaction.
+    pub fn live_bytes(&self) -> u64 {
+        Cf::ALL
+            .iter()
+            .map(|&cf| self.cf_property(cf, "rocksdb.estimate-live-data-size"))
+            .sum()
+    }
+
+    /// Compacts every column family fully: drops deleted data and rewrites the files.
+    /// etcd's Defragment.
+    pub fn compact_all(&self) {
+        for cf in Cf::ALL {
+            self.db
+                .compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The store's errors. Variants that a client can cause map one-to-one onto etcd's errors;
+//! the mapping to gRPC codes and etcd's message texts lives in the server (`rpc/status.rs`).
+
+/// Everything the state machine can refuse or fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A read or watch asked for a revision below the compaction point.
+    #[error("mvcc: required revision has been compacted")]
+    Compacted,
+    /// A read asked for a revision above the current one.
+    #[error("mvcc: required revision is a future revision")]
+    FutureRevision,
+    /// A request named no key.
+    #[error("key is not provided")]
+    EmptyKey,
+    /// Put with ignore_value or ignore_lease on a key that does not exist.
+    #[error("key not found")]
+    KeyNotFound,
+    /// Put with ignore_value that also carries a value.
+    #[error("value is provided")]
+    ValueProvided,
+    /// Put with ignore_lease that also carries a lease.
+    #[error("lease is provided")]
+    LeaseProvided,
+    /// A txn with more compares or ops at one level than allowed.
+    #[error("too many operations in txn request")]
+    TooManyTxnOps,
+    /// A txn that writes the same key twice.
+    #[error("duplicate key given in txn request")]
+    DuplicateKey,
+    /// The lease named by a request does not exist.
+    #[error("requested lease not found")]
+    LeaseNotFound,
+    /// LeaseGrant with an id that is already in use.
+    #[error("lease already exists")]
+    LeaseExists,
+    /// On-disk data that does not decode: a bug or a damaged disk, never a client's fault.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// RocksDB failed.
+    #[error("rocksdb: {0}")]
+    RocksDb(#[from] rocksdb::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<prost::DecodeError> for Error {
+    fn from(err: prost::DecodeError) -> Self {
+        Error::Corrupt(err.to_string())
+    }
+}
+
+impl From<protobuf::ProtobufError> for Error {
+    fn from(err: protobuf::ProtobufError) -> Self {
+        Error::Corrupt(err.to_string())
+    }
+}

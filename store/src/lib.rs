@@ -1,0 +1,24 @@
+//! Ballast's state machine: an etcd-style MVCC key-value store, its leases and history,
+//! and the raft log, all in one RocksDB.
+//!
+//! Synchronous Rust: no async runtime. The server's raft driver is the only writer
+//! ([`Store::apply`]); the gRPC services read through [`Store::read_view`] and friends;
+//! watchers receive events through the [`watch::WatchHub`].
+
+pub mod backend;
+pub mod error;
+pub mod keys;
+pub mod lease;
+pub mod mvcc;
+pub mod raft_log;
+pub mod range;
+pub mod record;
+mod store;
+pub mod watch;
+
+pub use error::{Error, Result};
+pub use lease::Lease;
+pub use mvcc::read::{KvRead, ReadView};
+pub use raft_log::LogStore;
+pub use range::KeyRange;
+pub use store::{Applied, Response, Revisions, Store, INITIAL_REVISION};

@@ -1,0 +1,324 @@
+//! A write transaction: the changes of one raft entry, staged in a WriteBatch.
+//!
+//! Every write of one transaction gets the same main revision (`begin + 1`) and its own
+//! sub revision. Reads inside the transaction see its earlier writes through an overlay.
+//! Nothing is visible to others until the batch is written; dropping the transaction
+//! discards it, which is how a failed txn leaves no trace.
+
+use std::collections::BTreeMap;
+use std::ops::{Bound, ControlFlow};
+
+use ballast_proto::etcdserverpb::{
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, ResponseHeader,
+};
+use ballast_proto::mvccpb::{event::EventType, Event, KeyValue};
+use bytes::Bytes;
+use rocksdb::WriteBatch;
+
+use crate::backend::{Backend, Cf};
+use crate::error::{Error, Result};
+use crate::keys::{rev_key, version_key};
+use crate::lease::lease_key_entry;
+use crate::mvcc::read::{KvRead, ReadView};
+use crate::range::{KeyRange, RangeEnd};
+use crate::record::{Change, ChangeKind, Version};
+
+/// The staged changes of one write transaction.
+pub struct WriteTxn<'a> {
+    view: ReadView<'a>,
+    /// Store revision before this transaction.
+    begin: i64,
+    next_sub: i64,
+    pub(crate) batch: WriteBatch,
+    /// Latest state of each key this transaction wrote; None = deleted.
+    overlay: BTreeMap<Bytes, Option<KeyValue>>,
+    /// Events in write order, each with the previous version of its key.
+    events: Vec<Event>,
+}
+
+impl std::fmt::Debug for WriteTxn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTxn")
+            .field("begin", &self.begin)
+            .field("events", &self.events.len())
+            .finish()
+    }
+}
+
+impl<'a> WriteTxn<'a> {
+    /// Starts a transaction on `view`; its revision is the store revision before it.
+    pub fn new(view: ReadView<'a>) -> Self {
+        let begin = view.revision();
+        WriteTxn {
+            view,
+            begin,
+            next_sub: 0,
+            batch: WriteBatch::default(),
+            overlay: BTreeMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    pub(crate) fn backend(&self) -> &'a Backend {
+        self.view.backend()
+    }
+
+    pub(crate) fn view(&self) -> &ReadView<'a> {
+        &self.view
+    }
+
+    /// The revision every write of this transaction gets.
+    pub fn write_revision(&self) -> i64 {
+        self.begin + 1
+    }
+
+    /// True once the transaction changed a key (and so bumps the store revision).
+    pub fn changed(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// The store revision after this transaction.
+    pub fn end_revision(&self) -> i64 {
+        if self.changed() {
+            self.begin + 1
+        } else {
+            self.begin
+        }
+    }
+
+    /// Hands out the staged batch and events.
+    pub(crate) fn into_parts(self) -> (WriteBatch, Vec<Event>, i64) {
+        let revision = self.end_revision();
+        (self.batch, self.events, revision)
+    }
+
+    /// The latest visible version of `key`, including this transaction's writes.
+    pub fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        if let Some(staged) = self.overlay.get(key) {
+            return Ok(staged.clone());
+        }
+        self.view.get(key, self.begin)
+    }
+
+    /// True if the lease exists (and is not being revoked by this transaction).
+    pub fn lease_exists(&self, id: i64) -> Result<bool> {
+        Ok(self.view.get_raw(Cf::Lease, &id.to_be_bytes())?.is_some())
+    }
+
+    pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
+        let prev = self.latest(&req.key)?;
+        if (req.ignore_value || req.ignore_lease) && prev.is_none() {
+            return Err(Error::KeyNotFound);
+        }
+        let value = match (&prev, req.ignore_value) {
+            (Some(prev), true) => prev.value.clone(),
+            _ => req.value.clone(),
+        };
+        let lease = match (&prev, req.ignore_lease) {
+            (Some(prev), true) => prev.lease,
+            _ => req.lease,
+        };
+        if lease != 0 && !self.lease_exists(lease)? {
+            return Err(Error::LeaseNotFound);
+        }
+        let revision = self.write_revision();
+        let (create_revision, version) = match &prev {
+            Some(prev) => (prev.create_revision, prev.version + 1),
+            None => (revision, 1),
+        };
+        let kv = KeyValue {
+            key: req.key.clone(),
+            create_revision,
+            mod_revision: revision,
+            version,
+            value,
+            lease,
+        };
+        let record = Version::Put {
+            create_revision,
+            version,
+            lease,
+            value: kv.value.clone(),
+        };
+        let prev_lease = prev.as_ref().map_or(0, |p| p.lease);
+        self.stage(&req.key, record, ChangeKind::Put, prev_lease, lease);
+        self.overlay.insert(req.key.clone(), Some(kv.clone()));
+        self.events.push(Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv),
+            prev_kv: prev.clone(),
+        });
+        Ok(PutResponse {
+            header: Some(header(revision)),
+            prev_kv: if req.prev_kv { prev } else { None },
+        })
+    }
+
+    pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        let range = KeyRange::new(req.key.clone(), req.range_end.clone());
+        let mut victims = Vec::new();
+        self.scan(&range, self.end_revision(), true, &mut |kv| {
+            victims.push(kv);
+            ControlFlow::Continue(())
+        })?;
+        let deleted = victims.len() as i64;
+        for prev in &victims {
+            self.delete_key(prev);
+        }
+        Ok(DeleteRangeResponse {
+            header: Some(header(self.end_revision())),
+            deleted,
+            prev_kvs: if req.prev_kv { victims } else { Vec::new() },
+        })
+    }
+
+    /// Deletes one live key, given its current version.
+    pub(crate) fn delete_key(&mut self, prev: &KeyValue) {
+        let revision = self.write_revision();
+        self.stage(
+            &prev.key,
+            Version::Tombstone,
+            ChangeKind::Delete,
+            prev.lease,
+            0,
+        );
+        self.overlay.insert(prev.key.clone(), None);
+        self.events.push(Event {
+            r#type: EventType::Delete as i32,
+            kv: Some(KeyValue {
+                key: prev.key.clone(),
+                mod_revision: revision,
+                ..Default::default()
+            }),
+            prev_kv: Some(prev.clone()),
+        });
+    }
+
+    /// Stages the version record, the history entry and the lease attachment of a write.
+    fn stage(
+        &mut self,
+        key: &Bytes,
+        record: Version,
+        kind: ChangeKind,
+        old_lease: i64,
+        new_lease: i64,
+    ) {
+        let revision = self.write_revision();
+        let backend = self.view.backend();
+        self.batch.put_cf(
+            backend.cf(Cf::Kv),
+            version_key(key, revision),
+            record.encode(),
+        );
+        let change = Change {
+            kind,
+            key: key.clone(),
+        };
+        self.batch.put_cf(
+            backend.cf(Cf::Rev),
+            rev_key(revision, self.next_sub),
+            change.encode(),
+        );
+        self.next_sub += 1;
+        if old_lease != new_lease {
+            if old_lease != 0 {
+                self.batch
+                    .delete_cf(backend.cf(Cf::LeaseKeys), lease_key_entry(old_lease, key));
+            }
+            if new_lease != 0 {
+                self.batch.put_cf(
+                    backend.cf(Cf::LeaseKeys),
+                    lease_key_entry(new_lease, key),
+                    [],
+                );
+            }
+        }
+    }
+}
+
+fn header(revision: i64) -> ResponseHeader {
+    ResponseHeader {
+        revision,
+        ..Default::default()
+    }
+}
+
+impl KvRead for WriteTxn<'_> {
+    fn revision(&self) -> i64 {
+        self.end_revision()
+    }
+
+    fn compacted(&self) -> i64 {
+        self.view.compacted()
+    }
+
+    /// Scans the store as of `revision`; at the transaction's own revision the overlay of
+    /// its writes is merged in.
+    fn scan(
+        &self,
+        range: &KeyRange,
+        revision: i64,
+        with_values: bool,
+        visit: &mut dyn FnMut(KeyValue) -> ControlFlow<()>,
+    ) -> Result<()> {
+        if revision <= self.begin || self.overlay.is_empty() {
+            return self
+                .view
+                .scan(range, revision.min(self.begin), with_values, visit);
+        }
+        let upper = match &range.end {
+            RangeEnd::Single => Bound::Included(range.start.clone()),
+            RangeEnd::Unbounded => Bound::Unbounded,
+            RangeEnd::Before(end) => Bound::Excluded(end.clone()),
+        };
+        if range.is_empty() {
+            return Ok(());
+        }
+        let mut staged = self
+            .overlay
+            .range((Bound::Included(range.start.clone()), upper))
+            .peekable();
+        let mut stopped = false;
+        self.view
+            .scan(range, self.begin, with_values, &mut |stored| {
+                // Staged keys below the stored one come first.
+                while let Some((key, _)) = staged.peek() {
+                    if key[..] >= stored.key[..] {
+                        break;
+                    }
+                    let (_, kv) = staged.next().expect("peeked");
+                    if let Some(kv) = kv {
+                        if visit(kv.clone()).is_break() {
+                            stopped = true;
+                            return ControlFlow::Break(());
+                        }
+                    }
+                }
+                let replaced = match staged.peek() {
+                    Some((key, _)) if key[..] == stored.key[..] => {
+                        staged.next().map(|(_, kv)| kv.clone())
+                    }
+                    _ => None,
+                };
+                let current = match replaced {
+                    Some(staged_version) => staged_version,
+                    None => Some(stored),
+                };
+                if let Some(kv) = current {
+                    if visit(kv).is_break() {
+                        stopped = true;
+                        return ControlFlow::Break(());
+                    }
+                }
+                ControlFlow::Continue(())
+            })?;
+        if !stopped {
+            for kv in staged.filter_map(|(_, kv)| kv.clone()) {
+                if visit(kv).is_break() {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}

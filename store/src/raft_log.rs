@@ -1,0 +1,335 @@
+//! The raft log and raft state in RocksDB: raft-rs's `Storage` for a node.
+//!
+//! Entries live in `raft_log` keyed by index (u64 big-endian); the hard state, conf state
+//! and truncation point in `raft_state`. New entries and the hard state are written in one
+//! WriteBatch, synced when raft asks (`Ready::must_sync`). The bounds and states raft asks
+//! for on every step are cached in memory, updated only after the write that makes them
+//! true has succeeded.
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use rocksdb::WriteBatch;
+
+use crate::backend::Cf;
+use crate::error::{Error, Result};
+use crate::record::{decode_u64, encode_u64};
+use crate::store::Store;
+
+const HARD_STATE: &[u8] = b"hard_state";
+const CONF_STATE: &[u8] = b"conf_state";
+/// Index and term of the last entry removed by log truncation.
+const TRUNCATED: &[u8] = b"truncated";
+
+#[derive(Debug, Default, Clone)]
+struct Core {
+    hard_state: HardState,
+    conf_state: ConfState,
+    truncated_index: u64,
+    truncated_term: u64,
+    last_index: u64,
+    last_term: u64,
+}
+
+/// raft-rs storage over the node's RocksDB.
+#[derive(Debug, Clone)]
+pub struct LogStore {
+    store: Arc<Store>,
+    core: Arc<RwLock<Core>>,
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+impl LogStore {
+    /// Loads the raft state of the store.
+    pub fn open(store: Arc<Store>) -> Result<LogStore> {
+        let backend = store.backend();
+        let hard_state = match backend.get(Cf::RaftState, HARD_STATE)? {
+            Some(bytes) => HardState::parse_from_bytes(&bytes)?,
+            None => HardState::default(),
+        };
+        let conf_state = match backend.get(Cf::RaftState, CONF_STATE)? {
+            Some(bytes) => ConfState::parse_from_bytes(&bytes)?,
+            None => ConfState::default(),
+        };
+        let (truncated_index, truncated_term) = match backend.get(Cf::RaftState, TRUNCATED)? {
+            Some(bytes) if bytes.len() == 16 => {
+                (decode_u64(&bytes[..8])?, decode_u64(&bytes[8..])?)
+            }
+            Some(bytes) => return Err(Error::Corrupt(format!("bad truncation record {bytes:?}"))),
+            None => (0, 0),
+        };
+        let mut iter = backend.db().raw_iterator_cf(backend.cf(Cf::RaftLog));
+        iter.seek_to_last();
+        let (last_index, last_term) = match iter.value() {
+            Some(bytes) => {
+                let entry = Entry::parse_from_bytes(bytes)?;
+                (entry.index, entry.term)
+            }
+            None => (truncated_index, truncated_term),
+        };
+        iter.status()?;
+        drop(iter);
+        let core = Core {
+            hard_state,
+            conf_state,
+            truncated_index,
+            truncated_term,
+            last_index,
+            last_term,
+        };
+        Ok(LogStore {
+            store,
+            core: Arc::new(RwLock::new(core)),
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Core> {
+        self.core.read().expect("raft log lock poisoned")
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Core> {
+        self.core.write().expect("raft log lock poisoned")
+    }
+
+    /// True once the node has a membership: it was bootstrapped or joined.
+    pub fn is_initialized(&self) -> bool {
+        let core = self.read();
+        !core.conf_state.voters.is_empty() || !core.conf_state.learners.is_empty()
+    }
+
+    /// Seeds the founding membership (every founding member seeds the same voters).
+    pub fn bootstrap(&self, voters: Vec<u64>) -> Result<()> {
+        assert!(
+            !self.is_initialized(),
+            "bootstrap of an initialized raft log"
+        );
+        let conf_state = ConfState {
+            voters,
+            ..Default::default()
+        };
+        self.set_conf_state(&conf_state)
+    }
+
+    pub fn hard_state(&self) -> HardState {
+        self.read().hard_state.clone()
+    }
+
+    pub fn conf_state(&self) -> ConfState {
+        self.read().conf_state.clone()
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.read().last_index
+    }
+
+    pub fn first_index(&self) -> u64 {
+        self.read().truncated_index + 1
+    }
+
+    /// Persists new entries (replacing any conflicting tail) and the hard state in one
+    /// batch; `sync` makes them durable before returning.
+    pub fn persist(
+        &self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> Result<()> {
+        let backend = self.store.backend();
+        let cf = backend.cf(Cf::RaftLog);
+        let mut batch = WriteBatch::default();
+        let old_last = self.read().last_index;
+        if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+            assert!(
+                first.index <= old_last + 1,
+                "gap in the raft log: appending {} after {old_last}",
+                first.index
+            );
+            for entry in entries {
+                batch.put_cf(cf, index_key(entry.index), entry.write_to_bytes()?);
+            }
+            if last.index < old_last {
+                // raft replaced a conflicting tail: entries past the new last must go.
+                batch.delete_range_cf(cf, index_key(last.index + 1), index_key(old_last + 1));
+            }
+        }
+        if let Some(hs) = hard_state {
+            batch.put_cf(backend.cf(Cf::RaftState), HARD_STATE, hs.write_to_bytes()?);
+        }
+        backend.write(batch, sync)?;
+        let mut core = self.write();
+        if let Some(last) = entries.last() {
+            core.last_index = last.index;
+            core.last_term = last.term;
+        }
+        if let Some(hs) = hard_state {
+            core.hard_state = hs.clone();
+        }
+        Ok(())
+    }
+
+    /// Records a new commit index (raft's LightReady); no sync needed, see the design.
+    pub fn set_commit(&self, commit: u64) -> Result<()> {
+        let mut hs = self.hard_state();
+        hs.commit = commit;
+        self.persist(&[], Some(&hs), false)
+    }
+
+    pub fn set_conf_state(&self, conf_state: &ConfState) -> Result<()> {
+        let backend = self.store.backend();
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            backend.cf(Cf::RaftState),
+            CONF_STATE,
+            conf_state.write_to_bytes()?,
+        );
+        backend.write(batch, true)?;
+        self.write().conf_state = conf_state.clone();
+        Ok(())
+    }
+
+    /// Drops the entries up to and including `index`, which must be applied.
+    pub fn truncate(&self, index: u64) -> Result<()> {
+        let (first, last) = {
+            let core = self.read();
+            (core.truncated_index + 1, core.last_index)
+        };
+        if index < first {
+            return Ok(());
+        }
+        assert!(
+            index <= last,
+            "truncating to {index} past the last entry {last}"
+        );
+        assert!(
+            index <= self.store.applied_index(),
+            "truncating unapplied entries up to {index}"
+        );
+        let term = self.entry_term(index)?;
+        let backend = self.store.backend();
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            backend.cf(Cf::RaftLog),
+            index_key(first),
+            index_key(index + 1),
+        );
+        let mut record = encode_u64(index).to_vec();
+        record.extend_from_slice(&encode_u64(term));
+        batch.put_cf(backend.cf(Cf::RaftState), TRUNCATED, record);
+        backend.write(batch, false)?;
+        let mut core = self.write();
+        core.truncated_index = index;
+        core.truncated_term = term;
+        Ok(())
+    }
+
+    fn entry(&self, index: u64) -> Result<Entry> {
+        let backend = self.store.backend();
+        match backend.get(Cf::RaftLog, &index_key(index))? {
+            Some(bytes) => Ok(Entry::parse_from_bytes(&bytes)?),
+            None => Err(Error::Corrupt(format!("raft entry {index} missing"))),
+        }
+    }
+
+    fn entry_term(&self, index: u64) -> Result<u64> {
+        Ok(self.entry(index)?.term)
+    }
+}
+
+fn storage_error(err: Error) -> raft::Error {
+    raft::Error::Store(StorageError::Other(Box::new(err)))
+}
+
+impl raft::Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let core = self.read();
+        Ok(RaftState::new(
+            core.hard_state.clone(),
+            core.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let max_size = max_size.into();
+        let (first, last) = {
+            let core = self.read();
+            (core.truncated_index + 1, core.last_index)
+        };
+        if low < first {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        assert!(
+            high <= last + 1,
+            "entries up to {high} requested, last is {last}"
+        );
+        let backend = self.store.backend();
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(index_key(high).to_vec());
+        let mut iter = backend
+            .db()
+            .raw_iterator_cf_opt(backend.cf(Cf::RaftLog), opts);
+        iter.seek(index_key(low));
+        let mut entries = Vec::with_capacity((high - low) as usize);
+        let mut size = 0u64;
+        while let Some(bytes) = iter.value() {
+            let entry = Entry::parse_from_bytes(bytes).map_err(|e| storage_error(e.into()))?;
+            assert_eq!(
+                entry.index,
+                low + entries.len() as u64,
+                "hole in the raft log"
+            );
+            size += bytes.len() as u64;
+            if !entries.is_empty() && max_size.is_some_and(|max| size > max) {
+                break;
+            }
+            entries.push(entry);
+            iter.next();
+        }
+        iter.status().map_err(|e| storage_error(e.into()))?;
+        Ok(entries)
+    }
+
+    fn term(&self, index: u64) -> raft::Result<u64> {
+        let core = self.read();
+        if index == core.truncated_index {
+            return Ok(core.truncated_term);
+        }
+        if index < core.truncated_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if index > core.last_index {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        if index == core.last_index {
+            return Ok(core.last_term);
+        }
+        drop(core);
+        self.entry_term(index).map_err(storage_error)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(LogStore::first_index(self))
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(LogStore::last_index(self))
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // State-machine snapshots for lagging followers arrive with replication (issue 4);
+        // a single-member group never needs one.
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    }
+}

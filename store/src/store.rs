@@ -1,0 +1,439 @@
+//! The store: the state machine a raft node applies committed entries to, and the read
+//! side the gRPC services query.
+//!
+//! One thread applies (the raft driver); any number read. Readers take a [`ReadView`]
+//! under the revision lock, so a compaction can never remove what a view promises.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ballast_proto::ballast::internal::raft_request::Request;
+use ballast_proto::ballast::internal::RaftRequest;
+use ballast_proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest,
+    TxnResponse,
+};
+use rocksdb::WriteBatch;
+
+use crate::backend::{meta, Backend, Cf};
+use crate::error::{Error, Result};
+use crate::lease::{self, Lease};
+use crate::mvcc::compact::{compact_physical, hash_kv};
+use crate::mvcc::query::execute_range;
+use crate::mvcc::read::{KvRead, ReadView};
+use crate::mvcc::txn::execute_txn;
+use crate::mvcc::write::WriteTxn;
+use crate::record::encode_u64;
+use crate::watch::WatchHub;
+
+/// The revision of an empty store; the first write gets the next one (as in etcd).
+pub const INITIAL_REVISION: i64 = 1;
+
+/// The store revision and the compaction point, read together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revisions {
+    /// Revision of the last write.
+    pub current: i64,
+    /// Reads below this fail; 0 before the first compaction.
+    pub compacted: i64,
+}
+
+/// The client-visible result of applying one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+}
+
+/// What applying one entry produced. A refused request (a missing lease, a compacted
+/// revision, ...) is a normal outcome: it changed nothing, on every member alike.
+#[derive(Debug)]
+pub struct Applied {
+    pub response: Result<Response>,
+}
+
+#[derive(Debug, Default)]
+struct CompactorState {
+    /// Logical compaction point whose physical removal is wanted.
+    scheduled: i64,
+    /// Physical removal done up to here.
+    finished: i64,
+    stopped: bool,
+}
+
+/// The state machine; see the module docs.
+pub struct Store {
+    backend: Backend,
+    revisions: RwLock<Revisions>,
+    applied: AtomicU64,
+    hub: WatchHub,
+    compactor: Mutex<CompactorState>,
+    compactor_cv: Condvar,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("revisions", &self.revisions())
+            .field("applied", &self.applied_index())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the store under `dir`, recovering its state, and starts its background
+    /// threads (watch syncer, compactor). Call [`Store::close`] before dropping it.
+    pub fn open(dir: &Path) -> Result<Arc<Store>> {
+        let backend = Backend::open(dir)?;
+        let current = backend
+            .get_u64(Cf::Meta, meta::REVISION)?
+            .map_or(INITIAL_REVISION, |r| r as i64);
+        let compacted = backend.get_u64(Cf::Meta, meta::COMPACTED)?.unwrap_or(0) as i64;
+        let finished = backend
+            .get_u64(Cf::Meta, meta::COMPACT_FINISHED)?
+            .unwrap_or(0) as i64;
+        let applied = backend.get_u64(Cf::Meta, meta::APPLIED_INDEX)?.unwrap_or(0);
+        assert!(
+            compacted <= current,
+            "compacted {compacted} above revision {current}"
+        );
+        let store = Arc::new(Store {
+            backend,
+            revisions: RwLock::new(Revisions { current, compacted }),
+            applied: AtomicU64::new(applied),
+            hub: WatchHub::new(current),
+            compactor: Mutex::new(CompactorState {
+                scheduled: compacted,
+                finished,
+                stopped: false,
+            }),
+            compactor_cv: Condvar::new(),
+            threads: Mutex::new(Vec::new()),
+        });
+        tracing::info!(revision = current, compacted, applied, "store opened");
+        let syncer = {
+            let store = store.clone();
+            std::thread::Builder::new()
+                .name("watch-syncer".into())
+                .spawn(move || store.run_watch_syncer())
+                .expect("spawn watch syncer")
+        };
+        let compactor = {
+            let store = store.clone();
+            std::thread::Builder::new()
+                .name("compactor".into())
+                .spawn(move || store.run_compactor())
+                .expect("spawn compactor")
+        };
+        store.lock_threads().extend([syncer, compactor]);
+        Ok(store)
+    }
+
+    /// Stops the background threads. The DB closes when the last reference is dropped.
+    pub fn close(&self) {
+        self.stop_watch_syncer();
+        {
+            let mut state = self.lock_compactor();
+            state.stopped = true;
+            self.compactor_cv.notify_all();
+        }
+        let threads = std::mem::take(&mut *self.lock_threads());
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("a store thread panicked");
+            }
+        }
+    }
+
+    fn lock_threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.threads.lock().expect("store threads lock poisoned")
+    }
+
+    fn lock_compactor(&self) -> std::sync::MutexGuard<'_, CompactorState> {
+        self.compactor.lock().expect("compactor lock poisoned")
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    pub fn watch_hub(&self) -> &WatchHub {
+        &self.hub
+    }
+
+    pub fn revisions(&self) -> Revisions {
+        *self.revisions.read().expect("revision lock poisoned")
+    }
+
+    /// Index of the last raft entry applied.
+    pub fn applied_index(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// A consistent view of the store as of now.
+    pub fn read_view(&self) -> ReadView<'_> {
+        let revisions = self.revisions.read().expect("revision lock poisoned");
+        ReadView::snapshot(&self.backend, revisions.current, revisions.compacted)
+    }
+
+    /// Serves a Range from this member's state.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        execute_range(&self.read_view(), req)
+    }
+
+    /// Serves a txn that writes nothing, from this member's state.
+    pub fn txn_read_only(&self, req: &TxnRequest) -> Result<TxnResponse> {
+        let mut txn = WriteTxn::new(self.read_view());
+        let response = execute_txn(&mut txn, req)?;
+        assert!(!txn.changed(), "a read-only txn wrote");
+        Ok(response)
+    }
+
+    /// Applies one committed raft entry carrying `request`. An `Err` means the store
+    /// itself failed (disk, corruption); the node must stop, as continuing would diverge.
+    pub fn apply(&self, index: u64, request: &RaftRequest) -> Result<Applied> {
+        let before = self.revisions();
+        let Some(request) = &request.request else {
+            return Err(Error::Corrupt(format!(
+                "raft entry {index} carries no request"
+            )));
+        };
+        if let Request::Compaction(req) = request {
+            return self.apply_compaction(index, req, before);
+        }
+        let mut txn = WriteTxn::new(ReadView::live(
+            &self.backend,
+            before.current,
+            before.compacted,
+        ));
+        let outcome = match request {
+            Request::Put(req) => txn.put(req).map(Response::Put),
+            Request::DeleteRange(req) => txn.delete_range(req).map(Response::DeleteRange),
+            Request::Txn(req) => execute_txn(&mut txn, req).map(Response::Txn),
+            Request::LeaseGrant(req) => lease::grant(&mut txn, req).map(|lease| {
+                Response::LeaseGrant(LeaseGrantResponse {
+                    header: Some(header(before.current)),
+                    id: lease.id,
+                    ttl: lease.ttl,
+                    error: String::new(),
+                })
+            }),
+            Request::LeaseRevoke(req) => lease::revoke(&mut txn, req).map(|()| {
+                Response::LeaseRevoke(LeaseRevokeResponse {
+                    header: Some(header(txn.end_revision())),
+                })
+            }),
+            Request::Compaction(_) => unreachable!("handled above"),
+        };
+        let response = match outcome {
+            Err(err) if err.is_fatal() => return Err(err),
+            Err(err) => {
+                drop(txn);
+                self.record_applied(index)?;
+                return Ok(Applied { response: Err(err) });
+            }
+            Ok(response) => response,
+        };
+        let (mut batch, events, revision) = txn.into_parts();
+        batch.put_cf(
+            self.backend.cf(Cf::Meta),
+            meta::APPLIED_INDEX,
+            encode_u64(index),
+        );
+        if revision != before.current {
+            assert_eq!(revision, before.current + 1, "one revision per entry");
+            batch.put_cf(
+                self.backend.cf(Cf::Meta),
+                meta::REVISION,
+                encode_u64(revision as u64),
+            );
+        }
+        self.backend.write(batch, false)?;
+        self.applied.store(index, Ordering::Release);
+        if revision != before.current {
+            self.revisions
+                .write()
+                .expect("revision lock poisoned")
+                .current = revision;
+            self.hub.publish(revision, &events);
+        }
+        Ok(Applied {
+            response: Ok(response),
+        })
+    }
+
+    /// Records that an entry with no effect on the store (a leader's empty entry, a
+    /// membership change, a refused request) has been applied.
+    pub fn record_applied(&self, index: u64) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.backend.cf(Cf::Meta),
+            meta::APPLIED_INDEX,
+            encode_u64(index),
+        );
+        self.backend.write(batch, false)?;
+        self.applied.store(index, Ordering::Release);
+        Ok(())
+    }
+
+    fn apply_compaction(
+        &self,
+        index: u64,
+        req: &CompactionRequest,
+        before: Revisions,
+    ) -> Result<Applied> {
+        let verdict = if req.revision > before.current {
+            Err(Error::FutureRevision)
+        } else if req.revision <= before.compacted {
+            Err(Error::Compacted)
+        } else {
+            Ok(())
+        };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.backend.cf(Cf::Meta),
+            meta::APPLIED_INDEX,
+            encode_u64(index),
+        );
+        if verdict.is_ok() {
+            batch.put_cf(
+                self.backend.cf(Cf::Meta),
+                meta::COMPACTED,
+                encode_u64(req.revision as u64),
+            );
+        }
+        self.backend.write(batch, false)?;
+        self.applied.store(index, Ordering::Release);
+        if verdict.is_ok() {
+            // Taking the write lock waits out readers that are still taking snapshots
+            // against the old compaction point; the compactor starts only after.
+            self.revisions
+                .write()
+                .expect("revision lock poisoned")
+                .compacted = req.revision;
+            let mut state = self.lock_compactor();
+            state.scheduled = state.scheduled.max(req.revision);
+            self.compactor_cv.notify_all();
+        }
+        Ok(Applied {
+            response: verdict.map(|()| {
+                Response::Compaction(CompactionResponse {
+                    header: Some(header(before.current)),
+                })
+            }),
+        })
+    }
+
+    fn run_compactor(&self) {
+        loop {
+            let target = {
+                let mut state = self.lock_compactor();
+                while !state.stopped && state.scheduled <= state.finished {
+                    state = self
+                        .compactor_cv
+                        .wait(state)
+                        .expect("compactor lock poisoned");
+                }
+                if state.stopped {
+                    return;
+                }
+                state.scheduled
+            };
+            let started = Instant::now();
+            let view = self.read_view();
+            if let Err(err) = compact_physical(&view, target) {
+                tracing::error!(%err, target, "physical compaction failed; will retry");
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+            drop(view);
+            tracing::info!(revision = target, took = ?started.elapsed(), "compaction finished");
+            let mut state = self.lock_compactor();
+            state.finished = state.finished.max(target);
+            self.compactor_cv.notify_all();
+        }
+    }
+
+    /// Waits until history below `revision` is physically gone; false on timeout.
+    pub fn wait_compacted(&self, revision: i64, timeout: Duration) -> bool {
+        let state = self.lock_compactor();
+        let (state, _) = self
+            .compactor_cv
+            .wait_timeout_while(state, timeout, |s| s.finished < revision && !s.stopped)
+            .expect("compactor lock poisoned");
+        state.finished >= revision
+    }
+
+    /// CRC32 of the MVCC history up to `revision` (0 = current), with the compaction
+    /// point it was computed at and the revision it covers.
+    pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64)> {
+        let view = self.read_view();
+        let revs = Revisions {
+            current: view.revision(),
+            compacted: view.compacted(),
+        };
+        let revision = if revision <= 0 {
+            revs.current
+        } else {
+            revision
+        };
+        if revision > revs.current {
+            return Err(Error::FutureRevision);
+        }
+        if revision < revs.compacted {
+            return Err(Error::Compacted);
+        }
+        Ok((hash_kv(&view, revision)?, revs.compacted, revision))
+    }
+
+    /// A lease, if it exists.
+    pub fn lease(&self, id: i64) -> Result<Option<Lease>> {
+        lease::get(&self.read_view(), id)
+    }
+
+    /// Every lease.
+    pub fn leases(&self) -> Result<Vec<Lease>> {
+        lease::list(&self.read_view())
+    }
+
+    /// The keys attached to a lease.
+    pub fn lease_keys(&self, id: i64) -> Result<Vec<bytes::Bytes>> {
+        lease::attached_keys(&self.read_view(), id)
+    }
+
+    /// Reads a `meta` entry (membership and cluster identity kept by the server).
+    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.backend.get(Cf::Meta, key)
+    }
+
+    /// Writes a `meta` entry durably.
+    pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.backend.cf(Cf::Meta), key, value);
+        self.backend.write(batch, true)
+    }
+}
+
+fn header(revision: i64) -> ResponseHeader {
+    ResponseHeader {
+        revision,
+        ..Default::default()
+    }
+}
+
+impl Error {
+    /// True for failures of the store itself, as opposed to refusals of a request.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Error::Corrupt(_) | Error::RocksDb(_))
+    }
+}

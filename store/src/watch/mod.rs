@@ -1,0 +1,498 @@
+//! The watch hub: hands every committed event to the watchers that want it, in order,
+//! without ever dropping one.
+//!
+//! A watcher is *synced* when it has received everything up to the last published
+//! revision; `publish` feeds synced watchers directly. A watcher whose sink is full, or
+//! that starts in the past, is *unsynced*: it is caught up from the history in the store
+//! (by the syncer thread, or at once when it is created) and rejoins the synced set when
+//! it reaches the published revision. So a slow consumer costs its own catch-up reads,
+//! never a lost event and never a delay for the others.
+//!
+//! Phases: Pending (created, its `created` response not yet sent) -> Unsynced <-> Syncing
+//! (being caught up, hub lock released) -> Synced -> Unsynced (sink full) ...
+
+mod replay;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ballast_proto::mvccpb::{event::EventType, Event};
+
+use crate::error::Error;
+use crate::range::KeyRange;
+use crate::record::{Change, ChangeKind};
+use crate::store::Store;
+
+/// How often the syncer looks at unsynced watchers even when nobody woke it.
+pub const WATCH_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// Events one catch-up message carries at most (a revision is never split, so a single
+/// large revision may exceed it).
+pub const WATCH_EVENTS_PER_RESPONSE_MAX: usize = 1000;
+/// Catch-up messages sent to one watcher per turn before the syncer moves on to the next.
+const WATCH_SYNC_MESSAGES_PER_TURN: usize = 16;
+
+/// What a watcher wants.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub range: KeyRange,
+    pub no_put: bool,
+    pub no_delete: bool,
+    pub prev_kv: bool,
+}
+
+impl Filter {
+    fn wants(&self, change: &Change) -> bool {
+        match change.kind {
+            ChangeKind::Put if self.no_put => false,
+            ChangeKind::Delete if self.no_delete => false,
+            _ => self.range.contains(&change.key),
+        }
+    }
+
+    fn wants_event(&self, event: &Event) -> bool {
+        let kind = if event.r#type == EventType::Delete as i32 {
+            ChangeKind::Delete
+        } else {
+            ChangeKind::Put
+        };
+        match kind {
+            ChangeKind::Put if self.no_put => false,
+            ChangeKind::Delete if self.no_delete => false,
+            _ => event
+                .kv
+                .as_ref()
+                .is_some_and(|kv| self.range.contains(&kv.key)),
+        }
+    }
+
+    /// The events of one revision this watcher wants, shaped for it.
+    fn select(&self, events: &[Event]) -> Vec<Event> {
+        events
+            .iter()
+            .filter(|e| self.wants_event(e))
+            .map(|e| {
+                let mut e = e.clone();
+                if !self.prev_kv {
+                    e.prev_kv = None;
+                }
+                e
+            })
+            .collect()
+    }
+}
+
+/// A message from the hub to a watch stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchMessage {
+    /// Events for one watcher; `revision` is the revision of the last of them.
+    Events {
+        watch_id: i64,
+        revision: i64,
+        events: Vec<Event>,
+    },
+    /// The watcher fell behind the compaction point and is canceled.
+    Compacted {
+        watch_id: i64,
+        compact_revision: i64,
+    },
+    /// Everything up to `revision` has been delivered (watch_id -1: to every watcher of
+    /// the stream).
+    Progress { watch_id: i64, revision: i64 },
+}
+
+/// Why a sink refused a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkError {
+    /// No room now; the hub catches the watcher up later.
+    Full,
+    /// The stream is gone; its watchers are dropped.
+    Closed,
+}
+
+/// Where a watch stream receives messages; a bounded queue in the server.
+pub trait WatchSink: Send + Sync {
+    fn try_send(&self, message: WatchMessage) -> Result<(), SinkError>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Pending,
+    Synced,
+    Unsynced,
+    Syncing,
+}
+
+struct Watcher {
+    stream: u64,
+    watch_id: i64,
+    filter: Filter,
+    /// The first revision this watcher has not yet been sent.
+    next: i64,
+    phase: Phase,
+}
+
+struct Stream {
+    sink: Arc<dyn WatchSink>,
+    watchers: HashSet<u64>,
+}
+
+struct HubState {
+    /// The last revision whose events were handed to the synced watchers.
+    published: i64,
+    next_stream: u64,
+    next_watcher: u64,
+    streams: HashMap<u64, Stream>,
+    watchers: HashMap<u64, Watcher>,
+    stopped: bool,
+}
+
+/// The registry of watchers; see the module docs.
+pub struct WatchHub {
+    state: Mutex<HubState>,
+    wake: Condvar,
+}
+
+impl std::fmt::Debug for WatchHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("WatchHub")
+            .field("published", &state.published)
+            .field("watchers", &state.watchers.len())
+            .finish()
+    }
+}
+
+/// Handle of a watcher inside the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WatcherId(u64);
+
+/// Handle of a watch stream inside the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamId(u64);
+
+impl WatchHub {
+    pub(crate) fn new(published: i64) -> Self {
+        WatchHub {
+            state: Mutex::new(HubState {
+                published,
+                next_stream: 0,
+                next_watcher: 0,
+                streams: HashMap::new(),
+                watchers: HashMap::new(),
+                stopped: false,
+            }),
+            wake: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        self.state.lock().expect("watch hub lock poisoned")
+    }
+
+    /// Registers a stream; its watchers' messages go to `sink`.
+    pub fn open_stream(&self, sink: Arc<dyn WatchSink>) -> StreamId {
+        let mut state = self.lock();
+        let id = state.next_stream;
+        state.next_stream += 1;
+        state.streams.insert(
+            id,
+            Stream {
+                sink,
+                watchers: HashSet::new(),
+            },
+        );
+        StreamId(id)
+    }
+
+    /// Drops a stream and all its watchers.
+    pub fn close_stream(&self, stream: StreamId) {
+        let mut state = self.lock();
+        if let Some(s) = state.streams.remove(&stream.0) {
+            for w in s.watchers {
+                state.watchers.remove(&w);
+            }
+        }
+    }
+
+    /// Creates a watcher that receives events from `start` (0 = the next revision).
+    /// Returns it with the published revision, for the `created` response. The watcher
+    /// receives nothing until [`Store::watch_activate`] is called, so the caller can send
+    /// its `created` response first.
+    pub fn watch(
+        &self,
+        stream: StreamId,
+        watch_id: i64,
+        filter: Filter,
+        start: i64,
+    ) -> (WatcherId, i64) {
+        let mut state = self.lock();
+        let published = state.published;
+        let id = state.next_watcher;
+        state.next_watcher += 1;
+        let next = if start <= 0 { published + 1 } else { start };
+        state.watchers.insert(
+            id,
+            Watcher {
+                stream: stream.0,
+                watch_id,
+                filter,
+                next,
+                phase: Phase::Pending,
+            },
+        );
+        if let Some(s) = state.streams.get_mut(&stream.0) {
+            s.watchers.insert(id);
+        }
+        (WatcherId(id), published)
+    }
+
+    /// Removes a watcher; no message for it is produced after this returns, though one
+    /// already queued may still arrive.
+    pub fn cancel(&self, watcher: WatcherId) -> bool {
+        let mut state = self.lock();
+        let Some(w) = state.watchers.remove(&watcher.0) else {
+            return false;
+        };
+        if let Some(s) = state.streams.get_mut(&w.stream) {
+            s.watchers.remove(&watcher.0);
+        }
+        true
+    }
+
+    /// The last published revision.
+    pub fn published(&self) -> i64 {
+        self.lock().published
+    }
+
+    /// Sends a progress message (watch_id -1) to the stream if every watcher on it has
+    /// received everything published. Returns false if it could not be sent yet.
+    pub fn request_progress(&self, stream: StreamId) -> bool {
+        let state = self.lock();
+        let Some(s) = state.streams.get(&stream.0) else {
+            return false;
+        };
+        let all_synced = s.watchers.iter().all(|w| {
+            state
+                .watchers
+                .get(w)
+                .is_some_and(|w| w.phase == Phase::Synced)
+        });
+        all_synced
+            && s.sink
+                .try_send(WatchMessage::Progress {
+                    watch_id: -1,
+                    revision: state.published,
+                })
+                .is_ok()
+    }
+
+    /// Sends a progress message to each synced watcher of the stream that asked for
+    /// progress notifications (`ids`), skipping any that are behind.
+    pub fn notify_progress(&self, stream: StreamId, ids: &[WatcherId]) {
+        let state = self.lock();
+        let Some(s) = state.streams.get(&stream.0) else {
+            return;
+        };
+        for id in ids {
+            if let Some(w) = state.watchers.get(&id.0) {
+                if w.phase == Phase::Synced && w.next > state.published {
+                    let _ = s.sink.try_send(WatchMessage::Progress {
+                        watch_id: w.watch_id,
+                        revision: state.published,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Hands the events of `revision` to the synced watchers. Called by the apply thread
+    /// after the revision is written, in revision order.
+    pub(crate) fn publish(&self, revision: i64, events: &[Event]) {
+        let mut state = self.lock();
+        assert!(
+            revision > state.published,
+            "published revisions only grow: {revision} after {}",
+            state.published
+        );
+        state.published = revision;
+        let HubState {
+            streams, watchers, ..
+        } = &mut *state;
+        let mut closed = Vec::new();
+        let mut behind = false;
+        for (&id, w) in watchers.iter_mut() {
+            if w.phase != Phase::Synced || w.next > revision {
+                continue;
+            }
+            let selected = w.filter.select(events);
+            if selected.is_empty() {
+                w.next = revision + 1;
+                continue;
+            }
+            let Some(stream) = streams.get(&w.stream) else {
+                closed.push(id);
+                continue;
+            };
+            let message = WatchMessage::Events {
+                watch_id: w.watch_id,
+                revision,
+                events: selected,
+            };
+            match stream.sink.try_send(message) {
+                Ok(()) => w.next = revision + 1,
+                Err(SinkError::Full) => {
+                    w.phase = Phase::Unsynced;
+                    behind = true;
+                }
+                Err(SinkError::Closed) => closed.push(id),
+            }
+        }
+        for id in closed {
+            watchers.remove(&id);
+        }
+        if behind {
+            self.wake.notify_all();
+        }
+    }
+
+    /// Ends the syncer thread.
+    fn stop(&self) {
+        self.lock().stopped = true;
+        self.wake.notify_all();
+    }
+}
+
+impl Store {
+    /// Lets a new watcher receive events, catching it up from history first if it starts
+    /// in the past.
+    pub fn watch_activate(&self, watcher: WatcherId) {
+        {
+            let mut state = self.watch_hub().lock();
+            match state.watchers.get_mut(&watcher.0) {
+                Some(w) if w.phase == Phase::Pending => w.phase = Phase::Unsynced,
+                _ => return,
+            }
+        }
+        self.sync_watcher(watcher.0);
+    }
+
+    /// Catches one unsynced watcher up, as far as its sink takes messages.
+    fn sync_watcher(&self, id: u64) {
+        let hub = self.watch_hub();
+        for _ in 0..WATCH_SYNC_MESSAGES_PER_TURN {
+            let (filter, from, to, sink, watch_id) = {
+                let mut state = hub.lock();
+                let published = state.published;
+                let HubState {
+                    streams, watchers, ..
+                } = &mut *state;
+                let Some(w) = watchers.get_mut(&id) else {
+                    return;
+                };
+                if w.phase != Phase::Unsynced {
+                    return;
+                }
+                if w.next > published {
+                    w.phase = Phase::Synced;
+                    return;
+                }
+                let Some(stream) = streams.get(&w.stream) else {
+                    return;
+                };
+                w.phase = Phase::Syncing;
+                (
+                    w.filter.clone(),
+                    w.next,
+                    published,
+                    stream.sink.clone(),
+                    w.watch_id,
+                )
+            };
+
+            let view = self.read_view();
+            let outcome =
+                replay::read_events(&view, &filter, from, to, WATCH_EVENTS_PER_RESPONSE_MAX);
+            drop(view);
+            let (next, delivered) = match outcome {
+                Ok((events, last)) if events.is_empty() => (last + 1, true),
+                Ok((events, last)) => {
+                    let revision = events
+                        .last()
+                        .and_then(|e| e.kv.as_ref())
+                        .map_or(last, |kv| kv.mod_revision);
+                    match sink.try_send(WatchMessage::Events {
+                        watch_id,
+                        revision,
+                        events,
+                    }) {
+                        Ok(()) => (last + 1, true),
+                        Err(SinkError::Full) => (from, false),
+                        Err(SinkError::Closed) => {
+                            hub.cancel(WatcherId(id));
+                            return;
+                        }
+                    }
+                }
+                Err(Error::Compacted) => {
+                    let compact_revision = self.revisions().compacted;
+                    match sink.try_send(WatchMessage::Compacted {
+                        watch_id,
+                        compact_revision,
+                    }) {
+                        // Retried on the next turn: the cancel must reach the client.
+                        Err(SinkError::Full) => (from, false),
+                        Ok(()) | Err(SinkError::Closed) => {
+                            hub.cancel(WatcherId(id));
+                            return;
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(%err, "watch catch-up failed; will retry");
+                    (from, false)
+                }
+            };
+            let mut state = hub.lock();
+            let Some(w) = state.watchers.get_mut(&id) else {
+                return;
+            };
+            w.next = next;
+            w.phase = Phase::Unsynced;
+            if !delivered {
+                return;
+            }
+        }
+    }
+
+    /// The syncer thread: catches up unsynced watchers until the store closes.
+    pub(crate) fn run_watch_syncer(&self) {
+        let hub = self.watch_hub();
+        loop {
+            let unsynced: Vec<u64> = {
+                let state = hub.lock();
+                let state = hub
+                    .wake
+                    .wait_timeout(state, WATCH_SYNC_INTERVAL)
+                    .expect("watch hub lock poisoned")
+                    .0;
+                if state.stopped {
+                    return;
+                }
+                state
+                    .watchers
+                    .iter()
+                    .filter(|(_, w)| w.phase == Phase::Unsynced)
+                    .map(|(&id, _)| id)
+                    .collect()
+            };
+            for id in unsynced {
+                self.sync_watcher(id);
+            }
+        }
+    }
+
+    pub(crate) fn stop_watch_syncer(&self) {
+        self.watch_hub().stop();
+    }
+}
