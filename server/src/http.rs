@@ -1,0 +1,92 @@
+//! Plain HTTP on the client port, beside gRPC, as etcd serves it: `/health`,
+//! `/version` and a small `/metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::rpc::Shared;
+use crate::{CLUSTER_VERSION, ETCD_VERSION};
+
+/// How long `/health` waits for a linearizable read barrier before reporting unhealthy.
+const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The HTTP routes, to be merged with the gRPC ones.
+pub fn routes(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics))
+        .with_state(shared)
+}
+
+fn json(status: StatusCode, body: String) -> impl IntoResponse {
+    (status, [(header::CONTENT_TYPE, "application/json")], body)
+}
+
+/// Healthy when there is a leader and a linearizable read barrier completes.
+async fn health(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let reason = if !shared.node.status().has_leader() {
+        Some("RAFT NO LEADER".to_string())
+    } else {
+        match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, shared.node.read_barrier()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(err.to_string()),
+            Err(_) => Some("timed out".to_string()),
+        }
+    };
+    match reason {
+        None => json(
+            StatusCode::OK,
+            r#"{"health":"true","reason":""}"#.to_string(),
+        ),
+        Some(reason) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(r#"{{"health":"false","reason":{reason:?}}}"#),
+        ),
+    }
+}
+
+async fn version() -> impl IntoResponse {
+    json(
+        StatusCode::OK,
+        format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{CLUSTER_VERSION}"}}"#),
+    )
+}
+
+/// Resident memory of this process, from /proc (Linux).
+fn resident_bytes() -> u64 {
+    let page = 4096;
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * page)
+}
+
+/// A few gauges in Prometheus text format, under etcd's metric names.
+async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let raft = shared.node.status();
+    let backend = shared.store.backend();
+    let body = format!(
+        "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n\
+         # TYPE etcd_server_has_leader gauge\netcd_server_has_leader {}\n\
+         # TYPE etcd_server_is_leader gauge\netcd_server_is_leader {}\n\
+         # TYPE etcd_mvcc_db_total_size_in_bytes gauge\netcd_mvcc_db_total_size_in_bytes {}\n\
+         # TYPE etcd_debugging_mvcc_current_revision gauge\netcd_debugging_mvcc_current_revision {}\n",
+        resident_bytes(),
+        u8::from(raft.has_leader()),
+        u8::from(raft.is_leader()),
+        backend.size_bytes(),
+        shared.revision(),
+    );
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
+}

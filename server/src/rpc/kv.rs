@@ -1,0 +1,139 @@
+//! KV: Range, Put, DeleteRange, Txn, Compact.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballast_proto::ballast::internal::raft_request::Request as RaftOp;
+use ballast_proto::etcdserverpb::kv_server::Kv;
+use ballast_proto::etcdserverpb::request_op::Request as TxnOp;
+use ballast_proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use ballast_store::mvcc::txn::{check_delete, check_put, check_range, check_txn, is_read_only};
+use ballast_store::Response as Applied;
+use tonic::{Request, Response, Status};
+
+use super::Shared;
+use crate::error::Error;
+
+/// How long a physical compaction may take before Compact answers anyway.
+const PHYSICAL_COMPACTION_WAIT: Duration = Duration::from_secs(60);
+
+/// The KV service.
+#[derive(Debug, Clone)]
+pub struct KvService {
+    shared: Arc<Shared>,
+}
+
+impl KvService {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        KvService { shared }
+    }
+}
+
+/// True if every range in the txn (at any depth) asked for a serializable read.
+fn is_serializable(req: &TxnRequest) -> bool {
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .all(|op| match &op.request {
+            Some(TxnOp::RequestRange(r)) => r.serializable,
+            Some(TxnOp::RequestTxn(t)) => is_serializable(t),
+            _ => true,
+        })
+}
+
+fn unexpected(response: Applied) -> Status {
+    Status::internal(format!("etcdserver: unexpected apply result {response:?}"))
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
+        let req = request.into_inner();
+        check_range(&req).map_err(Error::Store)?;
+        if !req.serializable {
+            self.shared.node.read_barrier().await?;
+        }
+        let mut resp = self.shared.store.range(&req).map_err(Error::Store)?;
+        self.shared.complete(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let req = request.into_inner();
+        check_put(&req).map_err(Error::Store)?;
+        match self.shared.node.propose(RaftOp::Put(req)).await? {
+            Applied::Put(mut resp) => {
+                self.shared.complete(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete_range(
+        &self,
+        request: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let req = request.into_inner();
+        check_delete(&req).map_err(Error::Store)?;
+        match self.shared.node.propose(RaftOp::DeleteRange(req)).await? {
+            Applied::DeleteRange(mut resp) => {
+                self.shared.complete(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let req = request.into_inner();
+        check_txn(&req, self.shared.config.max_txn_ops).map_err(Error::Store)?;
+        let mut resp = if is_read_only(&req) {
+            if !is_serializable(&req) {
+                self.shared.node.read_barrier().await?;
+            }
+            self.shared
+                .store
+                .txn_read_only(&req)
+                .map_err(Error::Store)?
+        } else {
+            match self.shared.node.propose(RaftOp::Txn(req)).await? {
+                Applied::Txn(resp) => resp,
+                other => return Err(unexpected(other)),
+            }
+        };
+        self.shared.complete(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let req = request.into_inner();
+        let (revision, physical) = (req.revision, req.physical);
+        let mut resp = match self.shared.node.propose(RaftOp::Compaction(req)).await? {
+            Applied::Compaction(resp) => resp,
+            other => return Err(unexpected(other)),
+        };
+        if physical {
+            let store = self.shared.store.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                store.wait_compacted(revision, PHYSICAL_COMPACTION_WAIT)
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+            if !done {
+                return Err(Error::Timeout.into());
+            }
+        }
+        self.shared.complete(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+}

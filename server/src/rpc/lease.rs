@@ -1,0 +1,173 @@
+//! Lease: Grant, Revoke, KeepAlive (a stream), TimeToLive, Leases.
+
+use std::sync::Arc;
+
+use ballast_proto::ballast::internal::raft_request::Request as RaftOp;
+use ballast_proto::etcdserverpb::lease_server::Lease;
+use ballast_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use ballast_store::Response as Applied;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::BoxStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::Shared;
+use crate::error::Error;
+use crate::lessor::{RenewError, LEASE_TTL_MAX_SECONDS};
+
+/// Keep-alive responses queued towards one client.
+pub const LEASE_KEEPALIVE_OUTPUT_CAPACITY: usize = 16;
+
+/// The Lease service.
+#[derive(Debug, Clone)]
+pub struct LeaseService {
+    shared: Arc<Shared>,
+}
+
+impl LeaseService {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        LeaseService { shared }
+    }
+}
+
+fn unexpected(response: Applied) -> Status {
+    Status::internal(format!("etcdserver: unexpected apply result {response:?}"))
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let mut req = request.into_inner();
+        if req.ttl > LEASE_TTL_MAX_SECONDS {
+            return Err(Error::LeaseTtlTooLarge.into());
+        }
+        // The TTL is settled before proposing so every member applies the same one.
+        req.ttl = req.ttl.max(self.shared.config.min_lease_ttl());
+        if req.id == 0 {
+            req.id = self.shared.node.ids().next_positive();
+        }
+        match self.shared.node.propose(RaftOp::LeaseGrant(req)).await? {
+            Applied::LeaseGrant(mut resp) => {
+                self.shared.complete(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let req = request.into_inner();
+        match self.shared.node.propose(RaftOp::LeaseRevoke(req)).await? {
+            Applied::LeaseRevoke(mut resp) => {
+                self.shared.complete(&mut resp.header);
+                Ok(Response::new(resp))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<BoxStream<LeaseKeepAliveResponse>>, Status> {
+        let mut inbound = request.into_inner();
+        let (out, out_rx) = mpsc::channel(LEASE_KEEPALIVE_OUTPUT_CAPACITY);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let request = tokio::select! {
+                    _ = shared.shutdown.cancelled() => break,
+                    request = inbound.message() => request,
+                };
+                let req = match request {
+                    Ok(Some(req)) => req,
+                    Ok(None) => break,
+                    Err(status) => {
+                        let _ = out.send(Err(status)).await;
+                        break;
+                    }
+                };
+                let response = match shared.lessor.renew(req.id) {
+                    Ok(ttl) => Ok(LeaseKeepAliveResponse {
+                        header: Some(shared.header(shared.revision())),
+                        id: req.id,
+                        ttl,
+                    }),
+                    // An unknown lease is answered with TTL 0, not an error (as etcd).
+                    Err(RenewError::NotFound) => Ok(LeaseKeepAliveResponse {
+                        header: Some(shared.header(shared.revision())),
+                        id: req.id,
+                        ttl: 0,
+                    }),
+                    Err(RenewError::NotPrimary) => Err(Status::from(Error::NoLeader)),
+                };
+                let failed = response.is_err();
+                if out.send(response).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let req = request.into_inner();
+        let header = Some(self.shared.header(self.shared.revision()));
+        let Some(lease) = self.shared.store.lease(req.id).map_err(Error::Store)? else {
+            return Ok(Response::new(LeaseTimeToLiveResponse {
+                header,
+                id: req.id,
+                ttl: -1,
+                ..Default::default()
+            }));
+        };
+        let (remaining, granted) = self
+            .shared
+            .lessor
+            .time_to_live(req.id)
+            .unwrap_or((lease.ttl, lease.ttl));
+        let keys = if req.keys {
+            self.shared.store.lease_keys(req.id).map_err(Error::Store)?
+        } else {
+            Vec::new()
+        };
+        Ok(Response::new(LeaseTimeToLiveResponse {
+            header,
+            id: req.id,
+            ttl: remaining,
+            granted_ttl: granted,
+            keys,
+        }))
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let leases = self
+            .shared
+            .store
+            .leases()
+            .map_err(Error::Store)?
+            .into_iter()
+            .map(|l| LeaseStatus { id: l.id })
+            .collect();
+        Ok(Response::new(LeaseLeasesResponse {
+            header: Some(self.shared.header(self.shared.revision())),
+            leases,
+        }))
+    }
+}

@@ -1,0 +1,132 @@
+//! Maintenance: Status, Alarm, Hash, HashKV, Defragment, MoveLeader.
+
+use std::sync::Arc;
+
+use ballast_proto::etcdserverpb::alarm_request::AlarmAction;
+use ballast_proto::etcdserverpb::maintenance_server::Maintenance;
+use ballast_proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    StatusRequest, StatusResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::Shared;
+use crate::error::Error;
+use crate::{CLUSTER_VERSION, ETCD_VERSION};
+
+/// The Maintenance service.
+#[derive(Debug, Clone)]
+pub struct MaintenanceService {
+    shared: Arc<Shared>,
+}
+
+impl MaintenanceService {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        MaintenanceService { shared }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let raft = self.shared.node.status();
+        let backend = self.shared.store.backend();
+        Ok(Response::new(StatusResponse {
+            header: Some(self.shared.header(self.shared.revision())),
+            version: ETCD_VERSION.to_string(),
+            db_size: backend.size_bytes() as i64,
+            leader: raft.leader,
+            raft_index: raft.commit,
+            raft_term: raft.term,
+            raft_applied_index: raft.applied,
+            errors: Vec::new(),
+            db_size_in_use: backend.live_bytes() as i64,
+            is_learner: false,
+            storage_version: CLUSTER_VERSION.to_string(),
+            db_size_quota: 0,
+            downgrade_info: None,
+        }))
+    }
+
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        // No alarm is ever raised yet: there is no space quota and no corruption check.
+        let req = request.into_inner();
+        match AlarmAction::try_from(req.action) {
+            Ok(_) => Ok(Response::new(AlarmResponse {
+                header: Some(self.shared.header(self.shared.revision())),
+                alarms: Vec::new(),
+            })),
+            Err(_) => Err(Status::invalid_argument("etcdserver: unknown alarm action")),
+        }
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        let store = self.shared.store.clone();
+        blocking(move || store.backend().compact_all()).await?;
+        Ok(Response::new(DefragmentResponse {
+            header: Some(self.shared.header(self.shared.revision())),
+        }))
+    }
+
+    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let store = self.shared.store.clone();
+        let (hash, _, revision) = blocking(move || store.hash_kv(0))
+            .await?
+            .map_err(Error::Store)?;
+        Ok(Response::new(HashResponse {
+            header: Some(self.shared.header(revision)),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let revision = request.into_inner().revision;
+        let store = self.shared.store.clone();
+        let (hash, compact_revision, hash_revision) = blocking(move || store.hash_kv(revision))
+            .await?
+            .map_err(Error::Store)?;
+        Ok(Response::new(HashKvResponse {
+            header: Some(self.shared.header(self.shared.revision())),
+            hash,
+            compact_revision,
+            hash_revision,
+        }))
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let target = request.into_inner().target_id;
+        let raft = self.shared.node.status();
+        if !raft.is_leader() {
+            return Err(Status::failed_precondition("etcdserver: not leader"));
+        }
+        // Alone in the cluster, the only valid transferee is this member, which leads.
+        if target != raft.id {
+            return Err(Error::BadLeaderTransferee.into());
+        }
+        Ok(Response::new(MoveLeaderResponse {
+            header: Some(self.shared.header(self.shared.revision())),
+        }))
+    }
+}

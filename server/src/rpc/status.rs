@@ -1,0 +1,134 @@
+//! The one place where errors become gRPC statuses: etcd's codes and exact message texts
+//! (etcd's api/v3rpc/rpctypes), because clients match on the text.
+
+use ballast_store::Error as StoreError;
+use tonic::{Code, Status};
+
+use crate::error::Error;
+
+/// etcd's watch cancel reason for a watch id already in use on the stream.
+pub const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+
+fn status(code: Code, message: &str) -> Status {
+    Status::new(code, message)
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Status {
+        use Code::*;
+        match err {
+            Error::Store(err) => match err {
+                StoreError::Compacted => status(
+                    OutOfRange,
+                    "etcdserver: mvcc: required revision has been compacted",
+                ),
+                StoreError::FutureRevision => status(
+                    OutOfRange,
+                    "etcdserver: mvcc: required revision is a future revision",
+                ),
+                StoreError::EmptyKey => status(InvalidArgument, "etcdserver: key is not provided"),
+                StoreError::KeyNotFound => status(InvalidArgument, "etcdserver: key not found"),
+                StoreError::ValueProvided => {
+                    status(InvalidArgument, "etcdserver: value is provided")
+                }
+                StoreError::LeaseProvided => {
+                    status(InvalidArgument, "etcdserver: lease is provided")
+                }
+                StoreError::TooManyTxnOps => status(
+                    InvalidArgument,
+                    "etcdserver: too many operations in txn request",
+                ),
+                StoreError::DuplicateKey => status(
+                    InvalidArgument,
+                    "etcdserver: duplicate key given in txn request",
+                ),
+                StoreError::LeaseNotFound => {
+                    status(NotFound, "etcdserver: requested lease not found")
+                }
+                StoreError::LeaseExists => {
+                    status(FailedPrecondition, "etcdserver: lease already exists")
+                }
+                err @ (StoreError::Corrupt(_) | StoreError::RocksDb(_)) => {
+                    tracing::error!(%err, "store failure");
+                    status(Internal, &format!("etcdserver: {err}"))
+                }
+            },
+            Error::RequestTooLarge => status(InvalidArgument, "etcdserver: request is too large"),
+            Error::TooManyRequests => status(ResourceExhausted, "etcdserver: too many requests"),
+            Error::Timeout => status(Unavailable, "etcdserver: request timed out"),
+            Error::Stopped => status(Unavailable, "etcdserver: server stopped"),
+            Error::NoLeader => status(Unavailable, "etcdserver: no leader"),
+            Error::LeaderChanged => status(Unavailable, "etcdserver: leader changed"),
+            Error::LeaseTtlTooLarge => status(OutOfRange, "etcdserver: too large lease TTL"),
+            Error::BadLeaderTransferee => {
+                status(FailedPrecondition, "etcdserver: bad leader transferee")
+            }
+            Error::MemberNotFound => status(NotFound, "etcdserver: member not found"),
+            err @ (Error::Config(_) | Error::Fatal(_) | Error::Io(_)) => {
+                status(Internal, &format!("etcdserver: {err}"))
+            }
+        }
+    }
+}
+
+/// The text etcd puts in a watch cancel_reason: the gRPC error rendered as Go does.
+pub fn cancel_reason(status: &Status) -> String {
+    format!(
+        "rpc error: code = {} desc = {}",
+        go_code_name(status.code()),
+        status.message()
+    )
+}
+
+fn go_code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_codes_and_texts() {
+        let s = Status::from(Error::Store(StoreError::Compacted));
+        assert_eq!(s.code(), Code::OutOfRange);
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
+        let s = Status::from(Error::RequestTooLarge);
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::InvalidArgument, "etcdserver: request is too large")
+        );
+        let s = Status::from(Error::Store(StoreError::LeaseNotFound));
+        assert_eq!(
+            (s.code(), s.message()),
+            (Code::NotFound, "etcdserver: requested lease not found")
+        );
+        let s = Status::from(Error::NoLeader);
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(
+            cancel_reason(&Status::permission_denied("etcdserver: permission denied")),
+            "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
+        );
+    }
+}

@@ -1,0 +1,392 @@
+//! Watch: one task per client stream owns that stream's watchers.
+//!
+//! The task reads create/cancel/progress requests, writes control responses straight to
+//! the client, and forwards what the store's watch hub sends for its watchers. A new
+//! watcher's `created` response is written before the watcher is activated in the hub,
+//! so it always precedes the watcher's events.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballast_proto::etcdserverpb::watch_request::RequestUnion;
+use ballast_proto::etcdserverpb::watch_server::Watch;
+use ballast_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
+use ballast_store::watch::{Filter, SinkError, StreamId, WatchMessage, WatchSink, WatcherId};
+use ballast_store::KeyRange;
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::BoxStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::status::DUPLICATE_WATCH_ID;
+use super::Shared;
+use crate::config::GRPC_OVERHEAD_BYTES;
+use crate::error::Error;
+
+/// Hub messages queued for one stream (etcd's per-stream channel holds 128). When it is
+/// full the hub moves the stream's watchers aside and catches them up later.
+pub const WATCH_STREAM_EVENTS_CAPACITY: usize = 128;
+/// Responses queued towards the client's connection.
+pub const WATCH_STREAM_OUTPUT_CAPACITY: usize = 16;
+/// Watchers one stream may hold.
+pub const WATCHERS_PER_STREAM_MAX: usize = 100_000;
+/// How often a progress request that could not be answered yet is retried.
+const PROGRESS_RETRY_INTERVAL: Duration = Duration::from_millis(100);
+/// Watch id meaning "every watcher of the stream" in progress responses and failures.
+const ALL_WATCHERS: i64 = -1;
+
+/// The Watch service.
+#[derive(Debug, Clone)]
+pub struct WatchService {
+    shared: Arc<Shared>,
+}
+
+impl WatchService {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        WatchService { shared }
+    }
+}
+
+/// The hub's view of a stream: a bounded queue it may only `try_send` into.
+struct ChannelSink(mpsc::Sender<WatchMessage>);
+
+impl WatchSink for ChannelSink {
+    fn try_send(&self, message: WatchMessage) -> Result<(), SinkError> {
+        self.0.try_send(message).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => SinkError::Full,
+            mpsc::error::TrySendError::Closed(_) => SinkError::Closed,
+        })
+    }
+}
+
+/// `hasleader=true` metadata (clientv3.WithRequireLeader): refuse without a leader.
+pub fn requires_leader(metadata: &tonic::metadata::MetadataMap) -> bool {
+    metadata
+        .get("hasleader")
+        .is_some_and(|v| v.as_bytes() == b"true")
+}
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    async fn watch(
+        &self,
+        request: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<BoxStream<WatchResponse>>, Status> {
+        if requires_leader(request.metadata()) && !self.shared.node.status().has_leader() {
+            return Err(Error::NoLeader.into());
+        }
+        let inbound = request.into_inner();
+        let (out, out_rx) = mpsc::channel(WATCH_STREAM_OUTPUT_CAPACITY);
+        let (events_tx, events) = mpsc::channel(WATCH_STREAM_EVENTS_CAPACITY);
+        let stream = self
+            .shared
+            .store
+            .watch_hub()
+            .open_stream(Arc::new(ChannelSink(events_tx)));
+        let session = Session {
+            shared: self.shared.clone(),
+            stream,
+            watchers: HashMap::new(),
+            next_id: 0,
+            out,
+            progress_pending: false,
+        };
+        tokio::spawn(session.run(inbound, events));
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+}
+
+struct WatcherState {
+    hub_id: WatcherId,
+    progress_notify: bool,
+    fragment: bool,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    stream: StreamId,
+    watchers: HashMap<i64, WatcherState>,
+    next_id: i64,
+    out: mpsc::Sender<Result<WatchResponse, Status>>,
+    progress_pending: bool,
+}
+
+/// The client is gone; the session ends.
+struct Closed;
+
+impl Session {
+    async fn run(
+        mut self,
+        mut inbound: Streaming<WatchRequest>,
+        mut events: mpsc::Receiver<WatchMessage>,
+    ) {
+        let shutdown = self.shared.shutdown.clone();
+        let every = self
+            .shared
+            .config
+            .experimental_watch_progress_notify_interval;
+        let mut progress = interval_at(Instant::now() + every, every);
+        progress.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut retry = interval_at(Instant::now(), PROGRESS_RETRY_INTERVAL);
+        retry.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            let step = tokio::select! {
+                _ = shutdown.cancelled() => Err(Closed),
+                request = inbound.message() => match request {
+                    Ok(Some(request)) => self.on_request(request).await,
+                    Ok(None) => Err(Closed),
+                    Err(status) => {
+                        let _ = self.out.send(Err(status)).await;
+                        Err(Closed)
+                    }
+                },
+                Some(message) = events.recv() => self.forward(message).await,
+                _ = progress.tick() => {
+                    self.notify_progress();
+                    Ok(())
+                }
+                _ = retry.tick(), if self.progress_pending => {
+                    self.progress_pending = !self.shared.store.watch_hub().request_progress(self.stream);
+                    Ok(())
+                }
+            };
+            if step.is_err() {
+                break;
+            }
+        }
+        self.shared.store.watch_hub().close_stream(self.stream);
+    }
+
+    async fn send(&self, response: WatchResponse) -> Result<(), Closed> {
+        self.out.send(Ok(response)).await.map_err(|_| Closed)
+    }
+
+    async fn on_request(&mut self, request: WatchRequest) -> Result<(), Closed> {
+        match request.request_union {
+            Some(RequestUnion::CreateRequest(create)) => self.create(create).await,
+            Some(RequestUnion::CancelRequest(cancel)) => {
+                // An unknown id gets no response, as in etcd.
+                if let Some(watcher) = self.watchers.remove(&cancel.watch_id) {
+                    self.shared.store.watch_hub().cancel(watcher.hub_id);
+                    let revision = self.shared.store.watch_hub().published();
+                    self.send(WatchResponse {
+                        header: Some(self.shared.header(revision)),
+                        watch_id: cancel.watch_id,
+                        canceled: true,
+                        ..Default::default()
+                    })
+                    .await?;
+                }
+                Ok(())
+            }
+            Some(RequestUnion::ProgressRequest(_)) => {
+                if !self.shared.store.watch_hub().request_progress(self.stream) {
+                    self.progress_pending = true;
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn refuse(&self, reason: String) -> Result<(), Closed> {
+        self.send(WatchResponse {
+            header: Some(self.shared.header(self.shared.revision())),
+            watch_id: ALL_WATCHERS,
+            created: true,
+            canceled: true,
+            cancel_reason: reason,
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn create(&mut self, create: WatchCreateRequest) -> Result<(), Closed> {
+        let watch_id = if create.watch_id != 0 {
+            if self.watchers.contains_key(&create.watch_id) {
+                return self.refuse(DUPLICATE_WATCH_ID.to_string()).await;
+            }
+            create.watch_id
+        } else {
+            while self.watchers.contains_key(&self.next_id) {
+                self.next_id += 1;
+            }
+            self.next_id += 1;
+            self.next_id - 1
+        };
+        if self.watchers.len() >= WATCHERS_PER_STREAM_MAX {
+            return self
+                .refuse("etcdserver: too many watchers on the stream".into())
+                .await;
+        }
+        if create.start_revision < 0 {
+            let status = Status::from(Error::Store(ballast_store::Error::Compacted));
+            return self.refuse(status.message().to_string()).await;
+        }
+        let filters = create.filters();
+        let mut no_put = false;
+        let mut no_delete = false;
+        for filter in filters {
+            use ballast_proto::etcdserverpb::watch_create_request::FilterType;
+            match filter {
+                FilterType::Noput => no_put = true,
+                FilterType::Nodelete => no_delete = true,
+            }
+        }
+        let filter = Filter {
+            range: KeyRange::new(create.key, create.range_end),
+            no_put,
+            no_delete,
+            prev_kv: create.prev_kv,
+        };
+        let hub = self.shared.store.watch_hub();
+        let (hub_id, published) = hub.watch(self.stream, watch_id, filter, create.start_revision);
+        self.watchers.insert(
+            watch_id,
+            WatcherState {
+                hub_id,
+                progress_notify: create.progress_notify,
+                fragment: create.fragment,
+            },
+        );
+        self.send(WatchResponse {
+            header: Some(self.shared.header(published)),
+            watch_id,
+            created: true,
+            ..Default::default()
+        })
+        .await?;
+        // Catching up from history reads the store: keep it off the async workers.
+        let store = self.shared.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.watch_activate(hub_id)).await;
+        Ok(())
+    }
+
+    async fn forward(&mut self, message: WatchMessage) -> Result<(), Closed> {
+        match message {
+            WatchMessage::Events {
+                watch_id,
+                revision,
+                events,
+            } => {
+                let Some(watcher) = self.watchers.get(&watch_id) else {
+                    return Ok(()); // canceled meanwhile
+                };
+                let response = WatchResponse {
+                    header: Some(self.shared.header(revision)),
+                    watch_id,
+                    events,
+                    ..Default::default()
+                };
+                if watcher.fragment {
+                    let limit = self.shared.config.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+                    for part in fragments(response, limit) {
+                        self.send(part).await?;
+                    }
+                    Ok(())
+                } else {
+                    self.send(response).await
+                }
+            }
+            WatchMessage::Compacted {
+                watch_id,
+                compact_revision,
+            } => {
+                if self.watchers.remove(&watch_id).is_none() {
+                    return Ok(());
+                }
+                self.send(WatchResponse {
+                    header: Some(self.shared.header(0)),
+                    watch_id,
+                    canceled: true,
+                    compact_revision,
+                    ..Default::default()
+                })
+                .await
+            }
+            WatchMessage::Progress { watch_id, revision } => {
+                if watch_id != ALL_WATCHERS && !self.watchers.contains_key(&watch_id) {
+                    return Ok(());
+                }
+                self.send(WatchResponse {
+                    header: Some(self.shared.header(revision)),
+                    watch_id,
+                    ..Default::default()
+                })
+                .await
+            }
+        }
+    }
+
+    fn notify_progress(&self) {
+        let ids: Vec<WatcherId> = self
+            .watchers
+            .values()
+            .filter(|w| w.progress_notify)
+            .map(|w| w.hub_id)
+            .collect();
+        if !ids.is_empty() {
+            self.shared
+                .store
+                .watch_hub()
+                .notify_progress(self.stream, &ids);
+        }
+    }
+}
+
+/// Splits a response that is at least `limit` bytes into fragments of whole events,
+/// all but the last marked `fragment` (etcd's sendFragments).
+pub fn fragments(response: WatchResponse, limit: usize) -> Vec<WatchResponse> {
+    if response.encoded_len() < limit || response.events.len() < 2 {
+        return vec![response];
+    }
+    let mut base = response.clone();
+    base.events = Vec::new();
+    let mut parts = Vec::new();
+    let mut current = base.clone();
+    for event in response.events {
+        current.events.push(event);
+        if current.events.len() > 1 && current.encoded_len() >= limit {
+            let overflow = current.events.pop().expect("just pushed");
+            current.fragment = true;
+            parts.push(std::mem::replace(&mut current, base.clone()));
+            current.events.push(overflow);
+        }
+    }
+    current.fragment = false;
+    parts.push(current);
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ballast_proto::mvccpb::{Event, KeyValue};
+
+    #[test]
+    fn fragments_split_on_whole_events() {
+        let event = |n: u8| Event {
+            kv: Some(KeyValue {
+                key: vec![n].into(),
+                value: vec![0; 100].into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let response = WatchResponse {
+            watch_id: 3,
+            events: (0..5).map(event).collect(),
+            ..Default::default()
+        };
+        let parts = fragments(response.clone(), 250);
+        assert!(parts.len() > 1);
+        assert!(parts[..parts.len() - 1].iter().all(|p| p.fragment));
+        assert!(!parts.last().unwrap().fragment);
+        let rejoined: Vec<Event> = parts.into_iter().flat_map(|p| p.events).collect();
+        assert_eq!(rejoined, response.events);
+        assert_eq!(fragments(response.clone(), 1 << 20).len(), 1);
+    }
+}

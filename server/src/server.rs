@@ -1,0 +1,215 @@
+//! Starting and stopping a node: open the store, recover raft, start the driver, serve
+//! gRPC and HTTP on every client URL, expire leases, and on shutdown take it all down in
+//! reverse order so that every answered write is in the store when RocksDB closes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballast_proto::ballast::internal::raft_request::Request as RaftOp;
+use ballast_proto::etcdserverpb::cluster_server::ClusterServer;
+use ballast_proto::etcdserverpb::kv_server::KvServer;
+use ballast_proto::etcdserverpb::lease_server::LeaseServer;
+use ballast_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use ballast_proto::etcdserverpb::watch_server::WatchServer;
+use ballast_proto::etcdserverpb::LeaseRevokeRequest;
+use ballast_store::{LogStore, Store};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+
+use crate::cluster::Membership;
+use crate::config::{socket_addrs, Config, GRPC_OVERHEAD_BYTES};
+use crate::error::{Error, Result};
+use crate::lessor::Lessor;
+use crate::raft::{Node, NodeConfig};
+use crate::rpc::cluster::ClusterService;
+use crate::rpc::kv::KvService;
+use crate::rpc::lease::LeaseService;
+use crate::rpc::maintenance::MaintenanceService;
+use crate::rpc::watch::WatchService;
+use crate::rpc::Shared;
+
+/// How often the leader looks for expired leases.
+const LEASE_EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// Expired leases revoked per check at most (etcd revokes at most 1000 per second).
+const LEASE_REVOKES_PER_CHECK_MAX: usize = 500;
+/// Server-side HTTP/2 keep-alive pings (etcd's --grpc-keepalive-interval is 2 h, with a
+/// 20 s timeout; clients ping more often themselves).
+const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2 * 3600);
+const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs a node until `shutdown` is cancelled (or the node fails), then stops it cleanly.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    config.validate().map_err(|e| Error::Config(e.0))?;
+    let data_dir = config.data_dir();
+    std::fs::create_dir_all(&data_dir)?;
+    let db_dir = data_dir.join("member").join("db");
+    let store = tokio::task::spawn_blocking(move || Store::open(&db_dir))
+        .await
+        .map_err(|e| Error::Fatal(e.to_string()))??;
+    let result = serve(config, store.clone(), shutdown).await;
+    let store_for_close = store.clone();
+    tokio::task::spawn_blocking(move || store_for_close.close())
+        .await
+        .map_err(|e| Error::Fatal(e.to_string()))?;
+    drop(store);
+    tracing::info!("stopped");
+    result
+}
+
+async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -> Result<()> {
+    let membership = Membership::load_or_bootstrap(&store, &config)?;
+    let log = LogStore::open(store.clone())?;
+    if !log.is_initialized() {
+        log.bootstrap(membership.voters())?;
+    }
+    let lessor = Arc::new(Lessor::new(&store.leases()?));
+    let node = Node::start(
+        NodeConfig {
+            id: membership.member_id,
+            heartbeat_interval: Duration::from_millis(config.heartbeat_interval),
+            election_ticks: config.election_ticks(),
+            request_timeout: config.request_timeout(),
+            max_request_bytes: config.max_request_bytes as usize,
+            snapshot_count: config.snapshot_count,
+        },
+        store.clone(),
+        log,
+        lessor.clone(),
+        shutdown.clone(),
+    )?;
+    tracing::info!(
+        name = %config.name,
+        member_id = format!("{:x}", membership.member_id),
+        cluster_id = format!("{:x}", membership.cluster_id),
+        "starting member"
+    );
+
+    let listeners = bind(&config.listen_client_urls).await?;
+    let shared = Arc::new(Shared {
+        config,
+        store,
+        node: node.clone(),
+        lessor,
+        membership,
+        shutdown: shutdown.clone(),
+    });
+    let routes = routes(&shared);
+
+    let mut servers = JoinSet::new();
+    for listener in listeners {
+        let address = listener.local_addr()?;
+        tracing::info!(%address, "ready to serve client requests");
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let stop = shutdown.clone();
+        let server = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
+            .add_routes(routes.clone())
+            .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
+        servers.spawn(server);
+    }
+    servers.spawn(expire_leases(shared.clone()));
+
+    let mut result = Ok(());
+    while let Some(joined) = servers.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::error!(%err, "client server failed");
+                result = Err(Error::Fatal(err.to_string()));
+                shutdown.cancel();
+            }
+            Err(err) => {
+                result = Err(Error::Fatal(err.to_string()));
+                shutdown.cancel();
+            }
+        }
+    }
+    drop(shared);
+    tracing::info!("client servers stopped; stopping raft");
+    let stopped = tokio::task::spawn_blocking(move || node.stop())
+        .await
+        .map_err(|e| Error::Fatal(e.to_string()))?;
+    result.and(stopped)
+}
+
+/// Binds every client URL; etcd's defaults name `localhost`, which is bound once.
+async fn bind(urls: &[String]) -> Result<Vec<TcpListener>> {
+    let mut bound: Vec<SocketAddr> = Vec::new();
+    let mut listeners = Vec::new();
+    for url in urls {
+        let addrs = socket_addrs(url).map_err(|e| Error::Config(e.0))?;
+        let addr = addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .copied()
+            .unwrap_or(addrs[0]);
+        if bound.contains(&addr) {
+            continue;
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::Config(format!("listen on {url}: {e}")))?;
+        bound.push(addr);
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+fn routes(shared: &Arc<Shared>) -> Routes {
+    let decode_max = shared.config.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+    let grpc = Routes::new(
+        KvServer::new(KvService::new(shared.clone())).max_decoding_message_size(decode_max),
+    )
+    .add_service(
+        WatchServer::new(WatchService::new(shared.clone())).max_decoding_message_size(decode_max),
+    )
+    .add_service(
+        LeaseServer::new(LeaseService::new(shared.clone())).max_decoding_message_size(decode_max),
+    )
+    .add_service(
+        ClusterServer::new(ClusterService::new(shared.clone()))
+            .max_decoding_message_size(decode_max),
+    )
+    .add_service(
+        MaintenanceServer::new(MaintenanceService::new(shared.clone()))
+            .max_decoding_message_size(decode_max),
+    );
+    let router = grpc
+        .into_axum_router()
+        .merge(crate::http::routes(shared.clone()));
+    Routes::from(router)
+}
+
+/// The leader revokes expired leases through raft; followers do nothing.
+async fn expire_leases(shared: Arc<Shared>) -> std::result::Result<(), tonic::transport::Error> {
+    let mut every = tokio::time::interval(LEASE_EXPIRY_CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return Ok(()),
+            _ = every.tick() => {}
+        }
+        for id in shared.lessor.take_expired(LEASE_REVOKES_PER_CHECK_MAX) {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                tracing::debug!(lease = id, "lease expired; revoking");
+                let result = shared
+                    .node
+                    .propose(RaftOp::LeaseRevoke(LeaseRevokeRequest { id }))
+                    .await;
+                match result {
+                    Ok(_) | Err(Error::Store(ballast_store::Error::LeaseNotFound)) => {}
+                    Err(err) => {
+                        tracing::warn!(lease = id, %err, "revoking an expired lease failed; will retry");
+                        shared.lessor.revoke_failed(id);
+                    }
+                }
+            });
+        }
+    }
+}
