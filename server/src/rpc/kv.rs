@@ -44,10 +44,6 @@ fn is_serializable(req: &TxnRequest) -> bool {
         })
 }
 
-fn unexpected(response: Applied) -> Status {
-    Status::internal(format!("etcdserver: unexpected apply result {response:?}"))
-}
-
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(
@@ -67,13 +63,15 @@ impl Kv for KvService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let req = request.into_inner();
         check_put(&req).map_err(Error::Store)?;
-        match self.shared.node.propose(RaftOp::Put(req)).await? {
-            Applied::Put(mut resp) => {
-                self.shared.complete(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(other)),
-        }
+        let mut resp = self
+            .shared
+            .propose(RaftOp::Put(req), |a| match a {
+                Applied::Put(r) => Ok(r),
+                other => Err(other),
+            })
+            .await?;
+        self.shared.complete(&mut resp.header);
+        Ok(Response::new(resp))
     }
 
     async fn delete_range(
@@ -82,13 +80,15 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = request.into_inner();
         check_delete(&req).map_err(Error::Store)?;
-        match self.shared.node.propose(RaftOp::DeleteRange(req)).await? {
-            Applied::DeleteRange(mut resp) => {
-                self.shared.complete(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(other)),
-        }
+        let mut resp = self
+            .shared
+            .propose(RaftOp::DeleteRange(req), |a| match a {
+                Applied::DeleteRange(r) => Ok(r),
+                other => Err(other),
+            })
+            .await?;
+        self.shared.complete(&mut resp.header);
+        Ok(Response::new(resp))
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
@@ -103,10 +103,12 @@ impl Kv for KvService {
                 .txn_read_only(&req)
                 .map_err(Error::Store)?
         } else {
-            match self.shared.node.propose(RaftOp::Txn(req)).await? {
-                Applied::Txn(resp) => resp,
-                other => return Err(unexpected(other)),
-            }
+            self.shared
+                .propose(RaftOp::Txn(req), |a| match a {
+                    Applied::Txn(r) => Ok(r),
+                    other => Err(other),
+                })
+                .await?
         };
         self.shared.complete(&mut resp.header);
         Ok(Response::new(resp))
@@ -118,10 +120,13 @@ impl Kv for KvService {
     ) -> Result<Response<CompactionResponse>, Status> {
         let req = request.into_inner();
         let (revision, physical) = (req.revision, req.physical);
-        let mut resp = match self.shared.node.propose(RaftOp::Compaction(req)).await? {
-            Applied::Compaction(resp) => resp,
-            other => return Err(unexpected(other)),
-        };
+        let mut resp = self
+            .shared
+            .propose(RaftOp::Compaction(req), |a| match a {
+                Applied::Compaction(r) => Ok(r),
+                other => Err(other),
+            })
+            .await?;
         if physical {
             let store = self.shared.store.clone();
             let done = tokio::task::spawn_blocking(move || {

@@ -34,10 +34,6 @@ impl LeaseService {
     }
 }
 
-fn unexpected(response: Applied) -> Status {
-    Status::internal(format!("etcdserver: unexpected apply result {response:?}"))
-}
-
 #[tonic::async_trait]
 impl Lease for LeaseService {
     async fn lease_grant(
@@ -53,13 +49,15 @@ impl Lease for LeaseService {
         if req.id == 0 {
             req.id = self.shared.node.ids().next_positive();
         }
-        match self.shared.node.propose(RaftOp::LeaseGrant(req)).await? {
-            Applied::LeaseGrant(mut resp) => {
-                self.shared.complete(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(other)),
-        }
+        let mut resp = self
+            .shared
+            .propose(RaftOp::LeaseGrant(req), |a| match a {
+                Applied::LeaseGrant(r) => Ok(r),
+                other => Err(other),
+            })
+            .await?;
+        self.shared.complete(&mut resp.header);
+        Ok(Response::new(resp))
     }
 
     async fn lease_revoke(
@@ -67,13 +65,15 @@ impl Lease for LeaseService {
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let req = request.into_inner();
-        match self.shared.node.propose(RaftOp::LeaseRevoke(req)).await? {
-            Applied::LeaseRevoke(mut resp) => {
-                self.shared.complete(&mut resp.header);
-                Ok(Response::new(resp))
-            }
-            other => Err(unexpected(other)),
-        }
+        let mut resp = self
+            .shared
+            .propose(RaftOp::LeaseRevoke(req), |a| match a {
+                Applied::LeaseRevoke(r) => Ok(r),
+                other => Err(other),
+            })
+            .await?;
+        self.shared.complete(&mut resp.header);
+        Ok(Response::new(resp))
     }
 
     async fn lease_keep_alive(

@@ -10,8 +10,9 @@ pub mod watch;
 
 use std::sync::Arc;
 
+use ballast_proto::ballast::internal::raft_request::Request as RaftOp;
 use ballast_proto::etcdserverpb::ResponseHeader;
-use ballast_store::Store;
+use ballast_store::{Response as Applied, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Membership;
@@ -46,6 +47,19 @@ impl Shared {
     pub fn complete(&self, header: &mut Option<ResponseHeader>) {
         let revision = header.as_ref().map_or(0, |h| h.revision);
         *header = Some(self.header(revision));
+    }
+
+    /// Proposes a request through raft and returns its response, picked out of the
+    /// apply outcome by `pick` (which names the variant the request produces).
+    pub async fn propose<T>(
+        &self,
+        request: RaftOp,
+        pick: impl FnOnce(Applied) -> Result<T, Applied>,
+    ) -> Result<T, tonic::Status> {
+        let applied = self.node.propose(request).await?;
+        pick(applied).map_err(|other| {
+            tonic::Status::internal(format!("etcdserver: unexpected apply result {other:?}"))
+        })
     }
 
     /// The current store revision.
