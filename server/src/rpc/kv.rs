@@ -66,8 +66,8 @@ impl Kv for KvService {
         let mut resp = self
             .shared
             .propose(RaftOp::Put(req), |a| match a {
-                Applied::Put(r) => Ok(r),
-                other => Err(other),
+                Applied::Put(r) => Some(r),
+                _ => None,
             })
             .await?;
         self.shared.complete(&mut resp.header);
@@ -83,8 +83,8 @@ impl Kv for KvService {
         let mut resp = self
             .shared
             .propose(RaftOp::DeleteRange(req), |a| match a {
-                Applied::DeleteRange(r) => Ok(r),
-                other => Err(other),
+                Applied::DeleteRange(r) => Some(r),
+                _ => None,
             })
             .await?;
         self.shared.complete(&mut resp.header);
@@ -105,8 +105,8 @@ impl Kv for KvService {
         } else {
             self.shared
                 .propose(RaftOp::Txn(req), |a| match a {
-                    Applied::Txn(r) => Ok(r),
-                    other => Err(other),
+                    Applied::Txn(r) => Some(r),
+                    _ => None,
                 })
                 .await?
         };
@@ -123,8 +123,8 @@ impl Kv for KvService {
         let mut resp = self
             .shared
             .propose(RaftOp::Compaction(req), |a| match a {
-                Applied::Compaction(r) => Ok(r),
-                other => Err(other),
+                Applied::Compaction(r) => Some(r),
+                _ => None,
             })
             .await?;
         if physical {

@@ -52,8 +52,8 @@ impl Lease for LeaseService {
         let mut resp = self
             .shared
             .propose(RaftOp::LeaseGrant(req), |a| match a {
-                Applied::LeaseGrant(r) => Ok(r),
-                other => Err(other),
+                Applied::LeaseGrant(r) => Some(r),
+                _ => None,
             })
             .await?;
         self.shared.complete(&mut resp.header);
@@ -68,8 +68,8 @@ impl Lease for LeaseService {
         let mut resp = self
             .shared
             .propose(RaftOp::LeaseRevoke(req), |a| match a {
-                Applied::LeaseRevoke(r) => Ok(r),
-                other => Err(other),
+                Applied::LeaseRevoke(r) => Some(r),
+                _ => None,
             })
             .await?;
         self.shared.complete(&mut resp.header);

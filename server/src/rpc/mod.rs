@@ -54,12 +54,11 @@ impl Shared {
     pub async fn propose<T>(
         &self,
         request: RaftOp,
-        pick: impl FnOnce(Applied) -> Result<T, Applied>,
+        pick: impl FnOnce(Applied) -> Option<T>,
     ) -> Result<T, tonic::Status> {
         let applied = self.node.propose(request).await?;
-        pick(applied).map_err(|other| {
-            tonic::Status::internal(format!("etcdserver: unexpected apply result {other:?}"))
-        })
+        // A mismatch is a bug: every request kind has exactly one response kind.
+        pick(applied).ok_or_else(|| tonic::Status::internal("etcdserver: unexpected apply result"))
     }
 
     /// The current store revision.
