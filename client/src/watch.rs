@@ -241,7 +241,7 @@ impl Mux {
         let mut inbound = match client.watch(ReceiverStream::new(outbound)).await {
             Ok(response) => response.into_inner(),
             Err(status) => {
-                self.fail_pending(&mut inbox, Error::from(status)).await;
+                self.fail_pending(&mut inbox, Error::from(status));
                 return;
             }
         };
@@ -270,8 +270,11 @@ impl Mux {
                 },
             }
         };
+        // Close our half of the stream before anything else, so the server can finish it.
+        drop(requests);
+        drop(inbound);
         self.fail_all(failure).await;
-        self.fail_pending(&mut inbox, Error::StreamClosed).await;
+        self.fail_pending(&mut inbox, Error::StreamClosed);
     }
 
     fn on_command(&mut self, command: Command) -> Option<pb::WatchRequest> {
@@ -393,10 +396,12 @@ impl Mux {
         }
     }
 
-    async fn fail_pending(&mut self, inbox: &mut mpsc::Receiver<Command>, error: Error) {
+    /// Refuses every queued command; later sends fail, so the next watch starts a new
+    /// stream.
+    fn fail_pending(&mut self, inbox: &mut mpsc::Receiver<Command>, error: Error) {
         inbox.close();
         let mut error = Some(error);
-        while let Some(command) = inbox.recv().await {
+        while let Ok(command) = inbox.try_recv() {
             if let Command::Create { created, .. } = command {
                 let _ = created.send(Err(error.take().unwrap_or(Error::StreamClosed)));
             }

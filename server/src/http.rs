@@ -25,6 +25,20 @@ pub fn routes(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// What answers a path nothing else serves: gRPC's Unimplemented for gRPC requests (as
+/// clients expect for an unknown method), a plain 404 for everything else.
+pub async fn fallback(request: axum::extract::Request) -> axum::response::Response {
+    let is_grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if is_grpc {
+        tonic::Status::unimplemented(format!("unknown method {}", request.uri().path())).into_http()
+    } else {
+        (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
+    }
+}
+
 fn json(status: StatusCode, body: String) -> impl IntoResponse {
     (status, [(header::CONTENT_TYPE, "application/json")], body)
 }

@@ -36,6 +36,8 @@ use crate::rpc::Shared;
 const LEASE_EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 /// Expired leases revoked per check at most (etcd revokes at most 1000 per second).
 const LEASE_REVOKES_PER_CHECK_MAX: usize = 500;
+/// How long open client connections may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Server-side HTTP/2 keep-alive pings (etcd's --grpc-keepalive-interval is 2 h, with a
 /// 20 s timeout; clients ping more often themselves).
 const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2 * 3600);
@@ -88,6 +90,15 @@ async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -
         "starting member"
     );
 
+    // Like etcd, serve clients only once the member has a leader: before that every
+    // request would fail anyway.
+    let mut status = node.watch_status();
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        waited = status.wait_for(|s| s.has_leader()) => {
+            waited.map_err(|_| Error::Fatal("raft driver stopped before electing a leader".into()))?;
+        }
+    }
     let listeners = bind(&config.listen_client_urls).await?;
     let shared = Arc::new(Shared {
         config,
@@ -116,15 +127,34 @@ async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -
     servers.spawn(expire_leases(shared.clone()));
 
     let mut result = Ok(());
-    while let Some(joined) = servers.join_next().await {
+    // After shutdown, connections get a grace period to finish; a client that keeps a
+    // stream half-open does not hold the node up for longer.
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::pin!(grace);
+    let mut grace_over = false;
+    loop {
+        let joined = tokio::select! {
+            joined = servers.join_next() => joined,
+            _ = &mut grace, if !grace_over => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "client connections still open; closing them");
+                grace_over = true;
+                servers.abort_all();
+                continue;
+            }
+        };
         match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => {
+            None => break,
+            Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(err))) => {
                 tracing::error!(%err, "client server failed");
                 result = Err(Error::Fatal(err.to_string()));
                 shutdown.cancel();
             }
-            Err(err) => {
+            Some(Err(err)) if err.is_cancelled() => {}
+            Some(Err(err)) => {
                 result = Err(Error::Fatal(err.to_string()));
                 shutdown.cancel();
             }
@@ -182,7 +212,8 @@ fn routes(shared: &Arc<Shared>) -> Routes {
     );
     let router = grpc
         .into_axum_router()
-        .merge(crate::http::routes(shared.clone()));
+        .merge(crate::http::routes(shared.clone()))
+        .fallback(crate::http::fallback);
     Routes::from(router)
 }
 

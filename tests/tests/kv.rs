@@ -338,6 +338,9 @@ async fn garbage_on_the_wire_is_refused_and_the_node_keeps_serving() {
     // A well-formed gRPC frame whose payload is not a RangeRequest.
     let status = raw_grpc_call(&node.url(), "/etcdserverpb.KV/Range", vec![0xff; 64]).await;
     assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+    // A method nobody serves is Unimplemented, as gRPC clients expect.
+    let status = raw_grpc_call(&node.url(), "/etcdserverpb.KV/NoSuchMethod", Vec::new()).await;
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
 
     let c = node.client().await;
     c.put("still", "alive", PutOptions::new()).await.unwrap();
