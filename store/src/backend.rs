@@ -19,6 +19,10 @@ use crate::record::{decode_u64, encode_u64};
 pub const BLOCK_CACHE_BYTES: usize = 128 << 20;
 /// Total memtable memory across column families before RocksDB flushes.
 pub const WRITE_BUFFER_TOTAL_BYTES: usize = 256 << 20;
+/// WAL bytes before RocksDB flushes the column families the oldest WAL file holds. The
+/// WAL is replayed on every open, so this bounds restart time after a crash, whatever
+/// the number of keys.
+pub const WAL_TOTAL_BYTES_MAX: u64 = 64 << 20;
 /// Info LOG files RocksDB keeps in the data directory.
 const LOG_FILES_KEPT: usize = 4;
 
@@ -115,6 +119,7 @@ impl Backend {
         db_opts.create_missing_column_families(true);
         db_opts.set_db_write_buffer_size(WRITE_BUFFER_TOTAL_BYTES);
         db_opts.set_keep_log_file_num(LOG_FILES_KEPT);
+        db_opts.set_max_total_wal_size(WAL_TOTAL_BYTES_MAX);
         db_opts.increase_parallelism(2);
 
         let cfs = Cf::ALL
@@ -196,6 +201,14 @@ impl Backend {
             .iter()
             .map(|&cf| self.cf_property(cf, "rocksdb.estimate-live-data-size"))
             .sum()
+    }
+
+    /// Flushes every memtable to disk, so the next open has no WAL to replay.
+    pub fn flush(&self) -> Result<()> {
+        for cf in Cf::ALL {
+            self.db.flush_cf(self.cf(cf))?;
+        }
+        Ok(())
     }
 
     /// Compacts every column family fully: drops deleted data and rewrites the files.

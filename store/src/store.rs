@@ -153,6 +153,10 @@ impl Store {
                 tracing::error!("a store thread panicked");
             }
         }
+        // Not needed for safety (the WAL has everything) but it makes the next start fast.
+        if let Err(err) = self.backend.flush() {
+            tracing::warn!(%err, "flushing memtables at close failed");
+        }
     }
 
     fn lock_threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {

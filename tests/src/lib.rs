@@ -22,12 +22,12 @@ const START_ATTEMPTS: usize = 5;
 pub fn ballast_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps/<test>")
-            .to_path_buf();
+        // Tests run from target/<profile>/deps/, tools from target/<profile>/.
+        let exe = std::env::current_exe().expect("executable path");
+        let mut profile_dir = exe.parent().expect("target/<profile>/...").to_path_buf();
+        if profile_dir.ends_with("deps") {
+            profile_dir.pop();
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
         build.args([
@@ -212,6 +212,105 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A real etcd (Debian's etcd-server) on loopback, for side-by-side measurements and for
+/// holding our client to the reference server.
+#[derive(Debug)]
+pub struct Etcd {
+    pub dir: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Etcd {
+    /// Starts a single-member etcd in `dir`; waits until it answers.
+    pub fn start(dir: &Path) -> Etcd {
+        let mut etcd = Etcd {
+            dir: dir.to_path_buf(),
+            port: 0,
+            child: None,
+            log: dir.with_extension("etcd.log"),
+        };
+        etcd.launch();
+        etcd
+    }
+
+    fn launch(&mut self) {
+        self.port = free_port();
+        let peer = free_port();
+        let url = format!("http://127.0.0.1:{}", self.port);
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(&self.log).expect("create etcd log");
+        let child = Command::new("etcd")
+            .args(["--name", "etcd", "--data-dir"])
+            .arg(&self.dir)
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("etcd={peer_url}")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd is installed (Debian package etcd-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if log.contains("ready to serve client requests") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "etcd did not start:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts etcd again on its data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a running etcd");
+        self.launch();
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Resident memory of a process in bytes (Linux).
+pub fn rss_of(pid: u32) -> u64 {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
 }
 
 /// Runs etcdctl (v3 API) against `endpoint`; returns (success, stdout, stderr).

@@ -110,6 +110,8 @@ impl Driver {
 
     fn turns(&mut self) -> Result<()> {
         let mut next_tick = Instant::now() + self.tick_interval;
+        // A lone member campaigned in `new`: become leader now, not after the first tick.
+        self.on_ready()?;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.inbox.recv_timeout(wait) {

@@ -1,0 +1,37 @@
+# The README's commands. Each target installs the Debian packages it needs when they
+# are missing, so it works on a fresh machine (as root, or with sudo).
+
+CARGO ?= cargo
+# Ballast links Debian's RocksDB (see .cargo/config.toml); bindgen needs libclang.
+BUILD_PACKAGES := librocksdb-dev libclang-dev
+# etcdctl, the client nobody here wrote, drives the end-to-end tests.
+TEST_PACKAGES := etcd-client
+DATA_DIR ?= ./data
+
+.PHONY: run test build cluster deps-build deps-test check-toolchain
+
+## run: a single node on 127.0.0.1:2379 with its data under ./data
+run: deps-build
+	$(CARGO) build --release --bin ballast
+	./target/release/ballast --name default --data-dir $(DATA_DIR) \
+		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379
+
+## test: formatting, lints, every unit, integration and end-to-end test
+test: deps-build deps-test
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace
+
+build: deps-build
+	$(CARGO) build --workspace
+
+deps-build: check-toolchain
+	@./scripts/ensure-packages $(BUILD_PACKAGES)
+
+deps-test:
+	@./scripts/ensure-packages $(TEST_PACKAGES)
+
+check-toolchain:
+	@command -v $(CARGO) >/dev/null 2>&1 || { \
+		echo "cargo not found: install Rust from https://rustup.rs (stable)"; exit 1; }

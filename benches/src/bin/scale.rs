@@ -1,0 +1,162 @@
+//! Memory and restart time at scale: load N keys into a fresh single-member server
+//! (Ballast or etcd, the same way), then kill -9 it and time the restart.
+//!
+//! `cargo run --release -p ballast-benches --bin scale -- --server ballast --keys 100000`
+//!
+//! Prints one JSON line: RSS after the load, restart time (process start to the first
+//! answered read), RSS after the restart and after reading every key once.
+
+use std::time::{Duration, Instant};
+
+use ballast_client::{Client, ConnectOptions, GetOptions, PutOptions};
+use ballast_tests::{rss_of, Etcd, Node};
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Server {
+    Ballast,
+    Etcd,
+}
+
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long, value_enum, default_value = "ballast")]
+    server: Server,
+    /// Keys to load.
+    #[arg(long, default_value_t = 100_000)]
+    keys: usize,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 256)]
+    value_size: usize,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Keep the server's data and logs in this (new) directory instead of a temporary one.
+    #[arg(long)]
+    keep_dir: Option<std::path::PathBuf>,
+}
+
+/// One of the two servers under test.
+enum Running {
+    Ballast(Node),
+    Etcd(Etcd),
+}
+
+impl Running {
+    fn endpoint(&self) -> String {
+        match self {
+            Running::Ballast(n) => n.endpoint(),
+            Running::Etcd(e) => e.endpoint(),
+        }
+    }
+    fn rss(&self) -> u64 {
+        match self {
+            Running::Ballast(n) => n.rss_bytes(),
+            Running::Etcd(e) => rss_of(e.pid()),
+        }
+    }
+    fn kill9(&mut self) {
+        match self {
+            Running::Ballast(n) => n.kill9(),
+            Running::Etcd(e) => e.kill9(),
+        }
+    }
+    fn restart(&mut self) {
+        match self {
+            Running::Ballast(n) => n.restart(),
+            Running::Etcd(e) => e.restart(),
+        }
+    }
+}
+
+async fn connect(endpoint: &str) -> Client {
+    Client::connect([endpoint], ConnectOptions::default())
+        .await
+        .expect("connect")
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = match &args.keep_dir {
+        Some(kept) => kept.join("data"),
+        None => dir.path().join("data"),
+    };
+    let mut server = match args.server {
+        Server::Ballast => Running::Ballast(Node::start(&data)),
+        Server::Etcd => Running::Etcd(Etcd::start(&data)),
+    };
+    let client = connect(&server.endpoint()).await;
+
+    let load_started = Instant::now();
+    let value = vec![b'v'; args.value_size];
+    let per_client = args.keys.div_ceil(args.clients);
+    let mut writers = Vec::new();
+    for c in 0..args.clients {
+        let client = client.clone();
+        let value = value.clone();
+        writers.push(tokio::spawn(async move {
+            for i in c * per_client..((c + 1) * per_client) {
+                client
+                    .put(format!("/registry/bench/{i:09}"), &value, PutOptions::new())
+                    .await
+                    .expect("put");
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let load_seconds = load_started.elapsed().as_secs_f64();
+    let rss_loaded = server.rss();
+
+    server.kill9();
+    let restart_started = Instant::now();
+    server.restart();
+    eprintln!("process ready after {:?}", restart_started.elapsed());
+    let client = connect(&server.endpoint()).await;
+    eprintln!("connected after {:?}", restart_started.elapsed());
+    loop {
+        if client
+            .get("/registry/bench/000000000", GetOptions::new())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let restart_seconds = restart_started.elapsed().as_secs_f64();
+    let rss_restarted = server.rss();
+    let count = client
+        .get(
+            "/registry/bench/",
+            GetOptions::new().with_prefix().with_count_only(),
+        )
+        .await
+        .expect("count")
+        .count;
+    assert_eq!(
+        count as usize,
+        per_client * args.clients,
+        "every key is back"
+    );
+    let all = client
+        .get("/registry/bench/", GetOptions::new().with_prefix())
+        .await
+        .expect("read all");
+    assert_eq!(all.kvs.len(), count as usize);
+    let rss_after_read = server.rss();
+    println!(
+        "{{\"server\":\"{:?}\",\"keys\":{},\"value_size\":{},\"load_seconds\":{:.2},\"rss_loaded_mib\":{:.1},\"restart_seconds\":{:.3},\"rss_restarted_mib\":{:.1},\"rss_after_full_read_mib\":{:.1}}}",
+        args.server,
+        count,
+        args.value_size,
+        load_seconds,
+        rss_loaded as f64 / (1 << 20) as f64,
+        restart_seconds,
+        rss_restarted as f64 / (1 << 20) as f64,
+        rss_after_read as f64 / (1 << 20) as f64,
+    );
+}
