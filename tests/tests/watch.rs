@@ -306,3 +306,62 @@ async fn large_revisions_are_fragmented_for_watchers_that_ask() {
         .iter()
         .all(|e| e.prev_kv.as_ref().is_some_and(|p| p.value.len() == 60_000)));
 }
+
+async fn recv(
+    stream: &mut tonic::Streaming<ballast_proto::etcdserverpb::WatchResponse>,
+) -> ballast_proto::etcdserverpb::WatchResponse {
+    tokio::time::timeout(WAIT, stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn watch_ids_auto_from_zero_explicit_and_duplicate() {
+    use ballast_proto::etcdserverpb::watch_client::WatchClient;
+    use ballast_proto::etcdserverpb::watch_request::RequestUnion;
+    use ballast_proto::etcdserverpb::{WatchCancelRequest, WatchCreateRequest, WatchRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("n"));
+    let create = |watch_id: i64| WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: "k".into(),
+            watch_id,
+            ..Default::default()
+        })),
+    };
+    let cancel = |watch_id: i64| WatchRequest {
+        request_union: Some(RequestUnion::CancelRequest(WatchCancelRequest { watch_id })),
+    };
+    let (requests, outbound) = tokio::sync::mpsc::channel(8);
+    let mut client = WatchClient::connect(node.url()).await.unwrap();
+    let mut stream = client
+        .watch(tokio_stream::wrappers::ReceiverStream::new(outbound))
+        .await
+        .unwrap()
+        .into_inner();
+    requests.send(create(0)).await.unwrap();
+    let first = recv(&mut stream).await;
+    assert!(first.created);
+    assert_eq!(first.watch_id, 0, "automatic ids start at 0 on each stream");
+    requests.send(create(7)).await.unwrap();
+    assert_eq!(recv(&mut stream).await.watch_id, 7);
+    requests.send(create(7)).await.unwrap();
+    let refused = recv(&mut stream).await;
+    assert!(refused.created && refused.canceled);
+    assert_eq!(refused.watch_id, -1);
+    assert_eq!(
+        refused.cancel_reason,
+        "mvcc: duplicate watch ID provided on the WatchStream"
+    );
+    requests.send(create(0)).await.unwrap();
+    assert_eq!(recv(&mut stream).await.watch_id, 1);
+    // Cancelling an unknown id gets no answer; a known one is confirmed.
+    requests.send(cancel(99)).await.unwrap();
+    requests.send(cancel(7)).await.unwrap();
+    let canceled = recv(&mut stream).await;
+    assert!(canceled.canceled);
+    assert_eq!(canceled.watch_id, 7);
+}
