@@ -1,24 +1,25 @@
-//! The client: connection, and every call of the API as a method.
+//! The client: connection options, and every call of the API as a method.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ballast_proto::etcdserverpb as pb;
+use ballast_proto::etcdserverpb::auth_client::AuthClient;
 use ballast_proto::etcdserverpb::cluster_client::ClusterClient;
 use ballast_proto::etcdserverpb::kv_client::KvClient;
 use ballast_proto::etcdserverpb::lease_client::LeaseClient;
 use ballast_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use ballast_proto::etcdserverpb::watch_client::WatchClient;
 use bytes::Bytes;
+use futures::Stream;
 use tokio::sync::{mpsc, Mutex};
-use tonic::transport::{Channel, Endpoint};
 
+use crate::auth::{Permission, RoleInfo};
 use crate::error::{Error, Result};
 use crate::kv::{DeleteOptions, DeleteResponse, GetOptions, GetResponse, PutOptions, PutResponse};
 use crate::lease::{self, KeepAlive, LeaseGrantResponse, LeaseTimeToLiveResponse};
-use crate::maintenance::{HashKvResponse, Member, StatusResponse};
+use crate::maintenance::{Alarm, HashKvResponse, Member, StatusResponse};
+use crate::transport::{endpoint, Retry, Service, TlsOptions, Transport};
 use crate::txn::{Txn, TxnResponse};
 use crate::types::Header;
 use crate::watch::{self, Command, WatchOptions, WatchStream, Watcher};
@@ -35,6 +36,10 @@ pub struct ConnectOptions {
     pub request_timeout: Duration,
     /// HTTP/2 keep-alive ping interval and timeout; None disables pings.
     pub keep_alive: Option<(Duration, Duration)>,
+    /// User and password: the client authenticates and sends the token with every call.
+    pub credentials: Option<(String, String)>,
+    /// TLS; endpoints given as host:port then use https.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for ConnectOptions {
@@ -43,105 +48,122 @@ impl Default for ConnectOptions {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             keep_alive: Some((Duration::from_secs(30), Duration::from_secs(10))),
+            credentials: None,
+            tls: None,
         }
     }
 }
 
 impl ConnectOptions {
+    /// The defaults: 5 s to connect, 30 s per call, keep-alive pings every 30 s.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Sets the connection timeout.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
+    /// Sets the per-call timeout.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
+    /// Sets the HTTP/2 keep-alive ping interval and timeout.
     pub fn with_keep_alive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.keep_alive = Some((interval, timeout));
         self
     }
+    /// Authenticates as `user`.
+    pub fn with_user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.credentials = Some((user.into(), password.into()));
+        self
+    }
+    /// Connects over TLS.
+    pub fn with_tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
+    }
 }
 
-/// A client of one cluster. Cheap to clone; clones share connections and the watch
-/// stream.
+/// A client of one cluster. Cheap to clone; clones share connections, the auth token
+/// and the watch stream.
 #[derive(Debug, Clone)]
 pub struct Client {
-    channel: Channel,
-    options: Arc<ConnectOptions>,
+    transport: Arc<Transport>,
     watch: Arc<Mutex<Option<mpsc::Sender<Command>>>>,
     next_watch_id: Arc<AtomicI64>,
 }
 
-fn endpoint(text: &str, options: &ConnectOptions) -> Result<Endpoint> {
-    let url = if text.contains("://") {
-        text.to_string()
-    } else {
-        format!("http://{text}")
-    };
-    let mut endpoint = Endpoint::from_shared(url)
-        .map_err(|_| Error::InvalidEndpoint(text.to_string()))?
-        .connect_timeout(options.connect_timeout)
-        .tcp_nodelay(true);
-    if let Some((interval, timeout)) = options.keep_alive {
-        endpoint = endpoint
-            .http2_keep_alive_interval(interval)
-            .keep_alive_timeout(timeout)
-            .keep_alive_while_idle(true);
-    }
-    Ok(endpoint)
+fn kv(service: Service) -> KvClient<Service> {
+    KvClient::new(service).max_decoding_message_size(RESPONSE_BYTES_MAX)
+}
+
+fn leases(service: Service) -> LeaseClient<Service> {
+    LeaseClient::new(service).max_decoding_message_size(RESPONSE_BYTES_MAX)
+}
+
+fn maintenance(service: Service) -> MaintenanceClient<Service> {
+    MaintenanceClient::new(service).max_decoding_message_size(RESPONSE_BYTES_MAX)
+}
+
+fn cluster(service: Service) -> ClusterClient<Service> {
+    ClusterClient::new(service).max_decoding_message_size(RESPONSE_BYTES_MAX)
+}
+
+fn auth(service: Service) -> AuthClient<Service> {
+    AuthClient::new(service).max_decoding_message_size(RESPONSE_BYTES_MAX)
 }
 
 impl Client {
-    /// Connects to the cluster at `endpoints` (`host:port` or `http://host:port`). With
-    /// several endpoints, requests are spread over the reachable ones.
+    /// Connects to the cluster at `endpoints` (`host:port` or `http(s)://host:port`).
+    /// Fails if no endpoint answers; with credentials, also if authentication fails.
     pub async fn connect<E: AsRef<str>>(
         endpoints: impl IntoIterator<Item = E>,
         options: ConnectOptions,
     ) -> Result<Client> {
         let endpoints = endpoints
             .into_iter()
-            .map(|e| endpoint(e.as_ref(), &options))
+            .map(|e| {
+                let text = e.as_ref();
+                endpoint(
+                    text,
+                    options.connect_timeout,
+                    options.keep_alive,
+                    options.tls.as_ref(),
+                )
+                .map(|endpoint| (text.to_string(), endpoint))
+            })
             .collect::<Result<Vec<_>>>()?;
-        let channel = match endpoints.as_slice() {
-            [] => return Err(Error::InvalidEndpoint(String::new())),
-            [only] => only.connect().await?,
-            _ => Channel::balance_list(endpoints.into_iter()),
+        if endpoints.is_empty() {
+            return Err(Error::InvalidEndpoint(String::new()));
+        }
+        // Fail early if nothing answers: one connection attempt per endpoint.
+        let mut reachable = None;
+        let mut last_error = None;
+        for (index, (_, endpoint)) in endpoints.iter().enumerate() {
+            match endpoint.connect().await {
+                Ok(_) => {
+                    reachable = Some(index);
+                    break;
+                }
+                Err(err) => last_error = Some(err),
+            }
+        }
+        let Some(first) = reachable else {
+            return Err(last_error.expect("at least one endpoint").into());
         };
+        let transport = Transport::new(endpoints, options.credentials, options.request_timeout);
+        for _ in 0..first {
+            let (index, _) = transport.current();
+            transport.rotate(index);
+        }
+        transport.authenticate().await?;
         Ok(Client {
-            channel,
-            options: Arc::new(options),
+            transport: Arc::new(transport),
             watch: Arc::new(Mutex::new(None)),
             next_watch_id: Arc::new(AtomicI64::new(1)),
         })
-    }
-
-    fn kv_client(&self) -> KvClient<Channel> {
-        KvClient::new(self.channel.clone()).max_decoding_message_size(RESPONSE_BYTES_MAX)
-    }
-
-    fn lease_client(&self) -> LeaseClient<Channel> {
-        LeaseClient::new(self.channel.clone()).max_decoding_message_size(RESPONSE_BYTES_MAX)
-    }
-
-    fn maintenance_client(&self) -> MaintenanceClient<Channel> {
-        MaintenanceClient::new(self.channel.clone()).max_decoding_message_size(RESPONSE_BYTES_MAX)
-    }
-
-    /// Runs one unary call under the request timeout.
-    async fn unary<T>(
-        &self,
-        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(self.options.request_timeout, call).await {
-            Ok(result) => Ok(result?.into_inner()),
-            Err(_) => Err(Error::Status {
-                code: tonic::Code::DeadlineExceeded,
-                message: "client: request timed out".into(),
-            }),
-        }
     }
 
     // ------------------------------------------------------------------ KV
@@ -149,7 +171,14 @@ impl Client {
     /// Reads a key, or a range of keys (see [`GetOptions`]).
     pub async fn get(&self, key: impl AsRef<[u8]>, options: GetOptions) -> Result<GetResponse> {
         let req = options.request(Bytes::copy_from_slice(key.as_ref()));
-        Ok(self.unary(self.kv_client().range(req)).await?.into())
+        let response = self
+            .transport
+            .call(Retry::Read, |s| {
+                let req = req.clone();
+                async move { kv(s).range(req).await }
+            })
+            .await?;
+        Ok(response.into())
     }
 
     /// Writes a key.
@@ -163,7 +192,14 @@ impl Client {
             Bytes::copy_from_slice(key.as_ref()),
             Bytes::copy_from_slice(value.as_ref()),
         );
-        Ok(self.unary(self.kv_client().put(req)).await?.into())
+        let response = self
+            .transport
+            .call(Retry::Write, |s| {
+                let req = req.clone();
+                async move { kv(s).put(req).await }
+            })
+            .await?;
+        Ok(response.into())
     }
 
     /// Deletes a key, or a range of keys.
@@ -173,30 +209,49 @@ impl Client {
         options: DeleteOptions,
     ) -> Result<DeleteResponse> {
         let req = options.request(Bytes::copy_from_slice(key.as_ref()));
-        Ok(self.unary(self.kv_client().delete_range(req)).await?.into())
+        let response = self
+            .transport
+            .call(Retry::Write, |s| {
+                let req = req.clone();
+                async move { kv(s).delete_range(req).await }
+            })
+            .await?;
+        Ok(response.into())
     }
 
     /// Runs a transaction.
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
-        Ok(self
-            .unary(self.kv_client().txn(txn.into_request()))
-            .await?
-            .into())
+        let req = txn.into_request();
+        let retry = if crate::txn::is_read_only(&req) {
+            Retry::Read
+        } else {
+            Retry::Write
+        };
+        let response = self
+            .transport
+            .call(retry, |s| {
+                let req = req.clone();
+                async move { kv(s).txn(req).await }
+            })
+            .await?;
+        Ok(response.into())
     }
 
     /// Drops history below `revision`; with `physical`, answers once it is gone from disk.
     pub async fn compact(&self, revision: i64, physical: bool) -> Result<Header> {
         let req = pb::CompactionRequest { revision, physical };
-        Ok(self
-            .unary(self.kv_client().compact(req))
-            .await?
-            .header
-            .into())
+        let response = self
+            .transport
+            .call(Retry::Write, |s| async move { kv(s).compact(req).await })
+            .await?;
+        Ok(response.header.into())
     }
 
     // ------------------------------------------------------------------ Watch
 
-    /// Watches a key or range. All watches of a client share one gRPC stream.
+    /// Watches a key or range. All watches of a client share one gRPC stream, which is
+    /// re-established (on another endpoint if need be) when it breaks: each watcher
+    /// resumes after the last revision it delivered.
     pub async fn watch(
         &self,
         key: impl AsRef<[u8]>,
@@ -207,9 +262,7 @@ impl Client {
             match mux.as_ref() {
                 Some(commands) if !commands.is_closed() => commands.clone(),
                 _ => {
-                    let client = WatchClient::new(self.channel.clone())
-                        .max_decoding_message_size(RESPONSE_BYTES_MAX);
-                    let commands = watch::spawn_mux(client);
+                    let commands = watch::spawn_mux(self.transport.clone());
                     *mux = Some(commands.clone());
                     commands
                 }
@@ -229,10 +282,12 @@ impl Client {
 
     /// Grants a lease of `ttl` seconds; `id` 0 lets the server choose the id.
     pub async fn lease_grant(&self, ttl: i64, id: i64) -> Result<LeaseGrantResponse> {
+        let req = pb::LeaseGrantRequest { ttl, id };
         let r = self
-            .unary(
-                self.lease_client()
-                    .lease_grant(pb::LeaseGrantRequest { ttl, id }),
+            .transport
+            .call(
+                Retry::Write,
+                |s| async move { leases(s).lease_grant(req).await },
             )
             .await?;
         Ok(LeaseGrantResponse {
@@ -244,22 +299,24 @@ impl Client {
 
     /// Revokes a lease, deleting the keys attached to it.
     pub async fn lease_revoke(&self, id: i64) -> Result<Header> {
+        let req = pb::LeaseRevokeRequest { id };
         let r = self
-            .unary(
-                self.lease_client()
-                    .lease_revoke(pb::LeaseRevokeRequest { id }),
-            )
+            .transport
+            .call(Retry::Write, |s| async move {
+                leases(s).lease_revoke(req).await
+            })
             .await?;
         Ok(r.header.into())
     }
 
-    /// The remaining TTL of a lease (and its keys, if asked).
+    /// The remaining TTL of a lease (and its keys, if asked); TTL -1 if it is gone.
     pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
+        let req = pb::LeaseTimeToLiveRequest { id, keys };
         let r = self
-            .unary(
-                self.lease_client()
-                    .lease_time_to_live(pb::LeaseTimeToLiveRequest { id, keys }),
-            )
+            .transport
+            .call(Retry::Read, |s| async move {
+                leases(s).lease_time_to_live(req).await
+            })
             .await?;
         Ok(LeaseTimeToLiveResponse {
             header: r.header.into(),
@@ -273,32 +330,93 @@ impl Client {
     /// The ids of every lease.
     pub async fn lease_leases(&self) -> Result<Vec<i64>> {
         let r = self
-            .unary(self.lease_client().lease_leases(pb::LeaseLeasesRequest {}))
+            .transport
+            .call(Retry::Read, |s| async move {
+                leases(s).lease_leases(pb::LeaseLeasesRequest {}).await
+            })
             .await?;
         Ok(r.leases.into_iter().map(|l| l.id).collect())
     }
 
-    /// Renews a lease in the background until the handle is dropped.
+    /// Renews a lease in the background until the handle is dropped. Fails if the lease
+    /// does not exist.
     pub async fn lease_keep_alive(&self, id: i64) -> Result<KeepAlive> {
-        lease::keep_alive(self.lease_client(), id).await
+        lease::keep_alive(self.transport.clone(), id).await
     }
 
     // ------------------------------------------------------------------ Maintenance
 
     /// The contacted member's status.
     pub async fn status(&self) -> Result<StatusResponse> {
-        Ok(self
-            .unary(self.maintenance_client().status(pb::StatusRequest {}))
-            .await?
-            .into())
+        let r = self
+            .transport
+            .call(Retry::Read, |s| async move {
+                maintenance(s).status(pb::StatusRequest {}).await
+            })
+            .await?;
+        Ok(r.into())
+    }
+
+    /// The active alarms of the cluster.
+    pub async fn alarms(&self) -> Result<Vec<Alarm>> {
+        let req = pb::AlarmRequest::default();
+        let r = self
+            .transport
+            .call(
+                Retry::Read,
+                |s| async move { maintenance(s).alarm(req).await },
+            )
+            .await?;
+        Ok(r.alarms.into_iter().map(Alarm::from).collect())
+    }
+
+    /// Clears an alarm of one member (0: every member).
+    pub async fn alarm_disarm(&self, alarm: Alarm) -> Result<Vec<Alarm>> {
+        let req = pb::AlarmRequest {
+            action: pb::alarm_request::AlarmAction::Deactivate as i32,
+            member_id: alarm.member_id,
+            alarm: alarm.kind as i32,
+        };
+        let r = self
+            .transport
+            .call(
+                Retry::Write,
+                |s| async move { maintenance(s).alarm(req).await },
+            )
+            .await?;
+        Ok(r.alarms.into_iter().map(Alarm::from).collect())
+    }
+
+    /// Defragments the contacted member's storage.
+    pub async fn defragment(&self) -> Result<Header> {
+        let r = self
+            .transport
+            .call(Retry::Write, |s| async move {
+                maintenance(s).defragment(pb::DefragmentRequest {}).await
+            })
+            .await?;
+        Ok(r.header.into())
+    }
+
+    /// A hash of the contacted member's whole store.
+    pub async fn hash(&self) -> Result<u32> {
+        let r = self
+            .transport
+            .call(Retry::Read, |s| async move {
+                maintenance(s).hash(pb::HashRequest {}).await
+            })
+            .await?;
+        Ok(r.hash)
     }
 
     /// A hash of the contacted member's history up to `revision` (0 = current).
     pub async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse> {
+        let req = pb::HashKvRequest { revision };
         let r = self
-            .unary(
-                self.maintenance_client()
-                    .hash_kv(pb::HashKvRequest { revision }),
+            .transport
+            .call(
+                Retry::Read,
+                |s| async move { maintenance(s).hash_kv(req).await },
             )
             .await?;
         Ok(HashKvResponse {
@@ -309,13 +427,27 @@ impl Client {
         })
     }
 
-    /// Defragments the contacted member's storage.
-    pub async fn defragment(&self) -> Result<Header> {
+    /// Streams a snapshot of the contacted member's store, chunk by chunk. For etcd it is
+    /// the bbolt file followed by its SHA-256.
+    pub async fn snapshot(&self) -> Result<impl Stream<Item = Result<Bytes>> + Send + 'static> {
+        let (_, service) = self.transport.current();
+        let stream = maintenance(service)
+            .snapshot(pb::SnapshotRequest {})
+            .await?
+            .into_inner();
+        Ok(futures::StreamExt::map(stream, |chunk| {
+            chunk.map(|c| c.blob).map_err(Error::from)
+        }))
+    }
+
+    /// Asks the leader to hand leadership to member `target`; must reach the leader.
+    pub async fn move_leader(&self, target: u64) -> Result<Header> {
+        let req = pb::MoveLeaderRequest { target_id: target };
         let r = self
-            .unary(
-                self.maintenance_client()
-                    .defragment(pb::DefragmentRequest {}),
-            )
+            .transport
+            .call(Retry::Write, |s| async move {
+                maintenance(s).move_leader(req).await
+            })
             .await?;
         Ok(r.header.into())
     }
@@ -324,13 +456,297 @@ impl Client {
 
     /// The members of the cluster.
     pub async fn member_list(&self) -> Result<Vec<Member>> {
+        let req = pb::MemberListRequest {
+            linearizable: false,
+        };
         let r = self
-            .unary(
-                ClusterClient::new(self.channel.clone()).member_list(pb::MemberListRequest {
-                    linearizable: false,
-                }),
+            .transport
+            .call(
+                Retry::Read,
+                |s| async move { cluster(s).member_list(req).await },
             )
             .await?;
         Ok(r.members.into_iter().map(Member::from).collect())
+    }
+
+    /// Adds a member (as a non-voting learner if `learner`); returns it.
+    pub async fn member_add(&self, peer_urls: Vec<String>, learner: bool) -> Result<Member> {
+        let req = pb::MemberAddRequest {
+            peer_urls,
+            is_learner: learner,
+        };
+        let r = self
+            .transport
+            .call(Retry::Write, |s| {
+                let req = req.clone();
+                async move { cluster(s).member_add(req).await }
+            })
+            .await?;
+        Ok(r.member.map(Member::from).unwrap_or_default())
+    }
+
+    /// Removes a member; returns the members left.
+    pub async fn member_remove(&self, id: u64) -> Result<Vec<Member>> {
+        let req = pb::MemberRemoveRequest { id };
+        let r = self
+            .transport
+            .call(Retry::Write, |s| async move {
+                cluster(s).member_remove(req).await
+            })
+            .await?;
+        Ok(r.members.into_iter().map(Member::from).collect())
+    }
+
+    /// Changes a member's peer URLs.
+    pub async fn member_update(&self, id: u64, peer_urls: Vec<String>) -> Result<Vec<Member>> {
+        let req = pb::MemberUpdateRequest { id, peer_urls };
+        let r = self
+            .transport
+            .call(Retry::Write, |s| {
+                let req = req.clone();
+                async move { cluster(s).member_update(req).await }
+            })
+            .await?;
+        Ok(r.members.into_iter().map(Member::from).collect())
+    }
+
+    /// Makes a learner a voting member (refused until it has caught up).
+    pub async fn member_promote(&self, id: u64) -> Result<Vec<Member>> {
+        let req = pb::MemberPromoteRequest { id };
+        let r = self
+            .transport
+            .call(Retry::Write, |s| async move {
+                cluster(s).member_promote(req).await
+            })
+            .await?;
+        Ok(r.members.into_iter().map(Member::from).collect())
+    }
+
+    // ------------------------------------------------------------------ Auth
+
+    /// Turns authentication on (a `root` user with the `root` role must exist).
+    pub async fn auth_enable(&self) -> Result<()> {
+        self.transport
+            .call(Retry::Write, |s| async move {
+                auth(s).auth_enable(pb::AuthEnableRequest {}).await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Turns authentication off.
+    pub async fn auth_disable(&self) -> Result<()> {
+        self.transport
+            .call(Retry::Write, |s| async move {
+                auth(s).auth_disable(pb::AuthDisableRequest {}).await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Whether authentication is on, and the auth store's revision.
+    pub async fn auth_status(&self) -> Result<(bool, u64)> {
+        let r = self
+            .transport
+            .call(Retry::Read, |s| async move {
+                auth(s).auth_status(pb::AuthStatusRequest {}).await
+            })
+            .await?;
+        Ok((r.enabled, r.auth_revision))
+    }
+
+    /// Adds a user.
+    pub async fn user_add(&self, name: &str, password: &str) -> Result<()> {
+        let req = pb::AuthUserAddRequest {
+            name: name.to_string(),
+            password: password.to_string(),
+            ..Default::default()
+        };
+        self.transport
+            .call(Retry::Write, |s| {
+                let req = req.clone();
+                async move { auth(s).user_add(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The roles of a user.
+    pub async fn user_get(&self, name: &str) -> Result<Vec<String>> {
+        let req = pb::AuthUserGetRequest {
+            name: name.to_string(),
+        };
+        let r = self
+            .transport
+            .call(Retry::Read, |s| {
+                let req = req.clone();
+                async move { auth(s).user_get(req).await }
+            })
+            .await?;
+        Ok(r.roles)
+    }
+
+    /// Every user name.
+    pub async fn user_list(&self) -> Result<Vec<String>> {
+        let r = self
+            .transport
+            .call(Retry::Read, |s| async move {
+                auth(s).user_list(pb::AuthUserListRequest {}).await
+            })
+            .await?;
+        Ok(r.users)
+    }
+
+    /// Deletes a user.
+    pub async fn user_delete(&self, name: &str) -> Result<()> {
+        let req = pb::AuthUserDeleteRequest {
+            name: name.to_string(),
+        };
+        self.transport
+            .call(Retry::Write, |s| {
+                let req = req.clone();
+                async move { auth(s).user_delete(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Sets a user's password.
+    pub async fn user_change_password(&self, name: &str, password: &str) -> Result<()> {
+        let req = pb::AuthUserChangePasswordRequest {
+            name: name.to_string(),
+            password: password.to_string(),
+            ..Default::default()
+        };
+        self.transport
+            .call(Retry::Write, |s| {
+                let req = req.clone();
+                async move { auth(s).user_change_password(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Grants a role to a user.
+    pub async fn user_grant_role(&self, user: &str, role: &str) -> Result<()> {
+        let req = pb::AuthUserGrantRoleRequest {
+            user: user.to_string(),
+            role: role.to_string(),
+        };
+        self.transport
+            .call(Retry::Write, |s| {
+                let req = req.clone();
+                async move { auth(s).user_grant_role(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a role away from a user.
+    pub async fn user_revoke_role(&self, user: &str, role: &str) -> Result<()> {
+        let req = pb::AuthUserRevokeRoleRequest {
+            name: user.to_string(),
+            role: role.to_string(),
+        };
+        self.transport
+            .call(Retry::Write, |s| {
+                let req = req.clone();
+                async move { auth(s).user_revoke_role(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Adds a role.
+    pub async fn role_add(&self, name: &str) -> Result<()> {
+        let req = pb::AuthRoleAddRequest {
+            name: name.to_string(),
+        };
+        self.transport
+            .call(Retry::Write, |s| {
+                let req = req.clone();
+                async move { auth(s).role_add(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A role's permissions.
+    pub async fn role_get(&self, name: &str) -> Result<RoleInfo> {
+        let req = pb::AuthRoleGetRequest {
+            role: name.to_string(),
+        };
+        let r = self
+            .transport
+            .call(Retry::Read, |s| {
+                let req = req.clone();
+                async move { auth(s).role_get(req).await }
+            })
+            .await?;
+        Ok(RoleInfo {
+            name: name.to_string(),
+            permissions: r.perm.into_iter().map(Permission::from).collect(),
+        })
+    }
+
+    /// Every role name.
+    pub async fn role_list(&self) -> Result<Vec<String>> {
+        let r = self
+            .transport
+            .call(Retry::Read, |s| async move {
+                auth(s).role_list(pb::AuthRoleListRequest {}).await
+            })
+            .await?;
+        Ok(r.roles)
+    }
+
+    /// Deletes a role.
+    pub async fn role_delete(&self, name: &str) -> Result<()> {
+        let req = pb::AuthRoleDeleteRequest {
+            role: name.to_string(),
+        };
+        self.transport
+            .call(Retry::Write, |s| {
+                let req = req.clone();
+                async move { auth(s).role_delete(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Grants a role a permission on a key or range.
+    pub async fn role_grant_permission(&self, role: &str, permission: Permission) -> Result<()> {
+        let req = pb::AuthRoleGrantPermissionRequest {
+            name: role.to_string(),
+            perm: Some(permission.into()),
+        };
+        self.transport
+            .call(Retry::Write, |s| {
+                let req = req.clone();
+                async move { auth(s).role_grant_permission(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Takes a permission on `[key, range_end)` away from a role.
+    pub async fn role_revoke_permission(
+        &self,
+        role: &str,
+        key: impl AsRef<[u8]>,
+        range_end: impl AsRef<[u8]>,
+    ) -> Result<()> {
+        let req = pb::AuthRoleRevokePermissionRequest {
+            role: role.to_string(),
+            key: Bytes::copy_from_slice(key.as_ref()),
+            range_end: Bytes::copy_from_slice(range_end.as_ref()),
+        };
+        self.transport
+            .call(Retry::Write, |s| {
+                let req = req.clone();
+                async move { auth(s).role_revoke_permission(req).await }
+            })
+            .await?;
+        Ok(())
     }
 }

@@ -49,17 +49,24 @@ impl Span {
 /// The field results are sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortTarget {
+    /// The key.
     Key,
+    /// The number of writes since creation.
     Version,
+    /// The create revision.
     Create,
+    /// The last modification revision.
     Mod,
+    /// The value.
     Value,
 }
 
 /// Sort direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortOrder {
+    /// Smallest first.
     Ascend,
+    /// Largest first.
     Descend,
 }
 
@@ -71,6 +78,7 @@ pub struct GetOptions {
 }
 
 impl GetOptions {
+    /// Default options.
     pub fn new() -> Self {
         Self::default()
     }
@@ -104,6 +112,7 @@ impl GetOptions {
         self.req.revision = revision;
         self
     }
+    /// Sorts the results (etcd reads everything, then sorts and cuts).
     pub fn with_sort(mut self, target: SortTarget, order: SortOrder) -> Self {
         let target = match target {
             SortTarget::Key => PbSortTarget::Key,
@@ -125,26 +134,32 @@ impl GetOptions {
         self.req.serializable = true;
         self
     }
+    /// Returns keys without values.
     pub fn with_keys_only(mut self) -> Self {
         self.req.keys_only = true;
         self
     }
+    /// Returns only the number of matching keys.
     pub fn with_count_only(mut self) -> Self {
         self.req.count_only = true;
         self
     }
+    /// Leaves out keys last modified below `revision`.
     pub fn with_min_mod_revision(mut self, revision: i64) -> Self {
         self.req.min_mod_revision = revision;
         self
     }
+    /// Leaves out keys last modified above `revision`.
     pub fn with_max_mod_revision(mut self, revision: i64) -> Self {
         self.req.max_mod_revision = revision;
         self
     }
+    /// Leaves out keys created below `revision`.
     pub fn with_min_create_revision(mut self, revision: i64) -> Self {
         self.req.min_create_revision = revision;
         self
     }
+    /// Leaves out keys created above `revision`.
     pub fn with_max_create_revision(mut self, revision: i64) -> Self {
         self.req.max_create_revision = revision;
         self
@@ -167,6 +182,7 @@ pub struct PutOptions {
 }
 
 impl PutOptions {
+    /// Default options.
     pub fn new() -> Self {
         Self::default()
     }
@@ -208,21 +224,26 @@ pub struct DeleteOptions {
 }
 
 impl DeleteOptions {
+    /// Default options.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Every key starting with the given key.
     pub fn with_prefix(mut self) -> Self {
         self.span = Span::Prefix;
         self
     }
+    /// Every key >= the given key.
     pub fn with_from_key(mut self) -> Self {
         self.span = Span::FromKey;
         self
     }
+    /// Keys in [key, end).
     pub fn with_range(mut self, end: impl AsRef<[u8]>) -> Self {
         self.span = Span::End(Bytes::copy_from_slice(end.as_ref()));
         self
     }
+    /// Every key in the store.
     pub fn with_all_keys(mut self) -> Self {
         self.span = Span::All;
         self
@@ -246,7 +267,9 @@ impl DeleteOptions {
 /// Answer to a get.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GetResponse {
+    /// The responding member and the store revision.
     pub header: Header,
+    /// The keys found, in the requested order.
     pub kvs: Vec<KeyValue>,
     /// More keys matched than `limit` let through.
     pub more: bool,
@@ -268,7 +291,9 @@ impl From<pb::RangeResponse> for GetResponse {
 /// Answer to a put.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PutResponse {
+    /// The responding member and the store revision.
     pub header: Header,
+    /// The previous key-value, if asked for and the key existed.
     pub prev_kv: Option<KeyValue>,
 }
 
@@ -284,8 +309,11 @@ impl From<pb::PutResponse> for PutResponse {
 /// Answer to a delete.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeleteResponse {
+    /// The responding member and the store revision.
     pub header: Header,
+    /// How many keys were deleted.
     pub deleted: i64,
+    /// The deleted key-values, if asked for.
     pub prev_kvs: Vec<KeyValue>,
 }
 

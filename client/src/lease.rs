@@ -4,19 +4,23 @@
 use std::time::Duration;
 
 use ballast_proto::etcdserverpb as pb;
+use std::sync::Arc;
+
 use ballast_proto::etcdserverpb::lease_client::LeaseClient;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
+use crate::transport::Transport;
 use crate::types::Header;
 
 /// Answer to a lease grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseGrantResponse {
+    /// The responding member and the store revision.
     pub header: Header,
+    /// The lease id.
     pub id: i64,
     /// The TTL the server granted (it may raise a small request to its minimum).
     pub ttl: i64,
@@ -25,11 +29,15 @@ pub struct LeaseGrantResponse {
 /// Answer to a time-to-live query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseTimeToLiveResponse {
+    /// The responding member and the store revision.
     pub header: Header,
+    /// The lease id.
     pub id: i64,
     /// Remaining seconds; -1 if the lease does not exist.
     pub ttl: i64,
+    /// The TTL the lease was granted with.
     pub granted_ttl: i64,
+    /// Keys attached to the lease, when asked for.
     pub keys: Vec<bytes::Bytes>,
 }
 
@@ -51,6 +59,7 @@ pub struct KeepAlive {
 }
 
 impl KeepAlive {
+    /// The lease id.
     pub fn id(&self) -> i64 {
         self.id
     }
@@ -85,9 +94,9 @@ const KEEPALIVE_QUEUE_CAPACITY: usize = 4;
 /// Wait after a broken keep-alive stream before reconnecting.
 const KEEPALIVE_RETRY_DELAY: Duration = Duration::from_millis(200);
 
-pub(crate) async fn keep_alive(client: LeaseClient<Channel>, id: i64) -> Result<KeepAlive> {
+pub(crate) async fn keep_alive(transport: Arc<Transport>, id: i64) -> Result<KeepAlive> {
     // The first renewal happens before returning, so an unknown lease fails here.
-    let (mut requests, mut responses) = open_stream(client.clone()).await?;
+    let (mut requests, mut responses) = open_stream(&transport).await?;
     let ttl = renew_once(&mut requests, &mut responses, id).await?;
     if ttl <= 0 {
         return Err(Error::LeaseLost(id));
@@ -111,7 +120,9 @@ pub(crate) async fn keep_alive(client: LeaseClient<Channel>, id: i64) -> Result<
                     // expired meanwhile, the next renewal reports it lost.
                     tracing::debug!(%err, lease = id, "keep-alive stream broke; reconnecting");
                     wait = KEEPALIVE_RETRY_DELAY;
-                    match open_stream(client.clone()).await {
+                    let (index, _) = transport.current();
+                    transport.rotate(index);
+                    match open_stream(&transport).await {
                         Ok((r, s)) => (requests, responses) = (r, s),
                         Err(err) => {
                             tracing::debug!(%err, lease = id, "keep-alive reconnect failed")
@@ -127,8 +138,10 @@ pub(crate) async fn keep_alive(client: LeaseClient<Channel>, id: i64) -> Result<
 type Responses = tonic::Streaming<pb::LeaseKeepAliveResponse>;
 
 async fn open_stream(
-    mut client: LeaseClient<Channel>,
+    transport: &Transport,
 ) -> Result<(mpsc::Sender<pb::LeaseKeepAliveRequest>, Responses)> {
+    let (_, service) = transport.current();
+    let mut client = LeaseClient::new(service);
     let (requests, outbound) = mpsc::channel(KEEPALIVE_QUEUE_CAPACITY);
     let responses = client
         .lease_keep_alive(ReceiverStream::new(outbound))

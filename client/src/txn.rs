@@ -14,9 +14,13 @@ use crate::types::Header;
 /// How a compare tests the key's field against the given value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompareOp {
+    /// Equal to the given value.
     Equal,
+    /// Equal to the given value.
     NotEqual,
+    /// Greater than the given value.
     Greater,
+    /// Less than the given value.
     Less,
 }
 
@@ -52,6 +56,7 @@ impl Compare {
             range_end: Bytes::new(),
         })
     }
+    /// Compares the key's version (writes since creation; 0 if missing).
     pub fn version(key: impl AsRef<[u8]>, op: CompareOp, version: i64) -> Self {
         Self::new(
             key,
@@ -60,6 +65,7 @@ impl Compare {
             TargetUnion::Version(version),
         )
     }
+    /// Compares the key's create revision (0 if missing).
     pub fn create_revision(key: impl AsRef<[u8]>, op: CompareOp, revision: i64) -> Self {
         Self::new(
             key,
@@ -68,6 +74,7 @@ impl Compare {
             TargetUnion::CreateRevision(revision),
         )
     }
+    /// Compares the key's last modification revision (0 if missing).
     pub fn mod_revision(key: impl AsRef<[u8]>, op: CompareOp, revision: i64) -> Self {
         Self::new(
             key,
@@ -76,10 +83,12 @@ impl Compare {
             TargetUnion::ModRevision(revision),
         )
     }
+    /// Compares the key's value (always false if the key is missing).
     pub fn value(key: impl AsRef<[u8]>, op: CompareOp, value: impl AsRef<[u8]>) -> Self {
         let value = Bytes::copy_from_slice(value.as_ref());
         Self::new(key, CompareTarget::Value, op, TargetUnion::Value(value))
     }
+    /// Compares the key's lease id (0 if none).
     pub fn lease(key: impl AsRef<[u8]>, op: CompareOp, lease: i64) -> Self {
         Self::new(key, CompareTarget::Lease, op, TargetUnion::Lease(lease))
     }
@@ -102,12 +111,14 @@ impl Compare {
 pub struct TxnOp(pb::RequestOp);
 
 impl TxnOp {
+    /// A read inside the transaction; it sees earlier writes of the transaction.
     pub fn get(key: impl AsRef<[u8]>, options: GetOptions) -> Self {
         let req = options.request(Bytes::copy_from_slice(key.as_ref()));
         TxnOp(pb::RequestOp {
             request: Some(Request::RequestRange(req)),
         })
     }
+    /// A write inside the transaction.
     pub fn put(key: impl AsRef<[u8]>, value: impl AsRef<[u8]>, options: PutOptions) -> Self {
         let req = options.request(
             Bytes::copy_from_slice(key.as_ref()),
@@ -117,6 +128,7 @@ impl TxnOp {
             request: Some(Request::RequestPut(req)),
         })
     }
+    /// A delete inside the transaction.
     pub fn delete(key: impl AsRef<[u8]>, options: DeleteOptions) -> Self {
         let req = options.request(Bytes::copy_from_slice(key.as_ref()));
         TxnOp(pb::RequestOp {
@@ -140,17 +152,21 @@ pub struct Txn {
 }
 
 impl Txn {
+    /// Default options.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Adds conditions; all must hold.
     pub fn when(mut self, compares: impl IntoIterator<Item = Compare>) -> Self {
         self.compare.extend(compares.into_iter().map(|c| c.0));
         self
     }
+    /// Adds ops to run when the conditions hold.
     pub fn and_then(mut self, ops: impl IntoIterator<Item = TxnOp>) -> Self {
         self.success.extend(ops.into_iter().map(|o| o.0));
         self
     }
+    /// Adds ops to run when a condition fails.
     pub fn or_else(mut self, ops: impl IntoIterator<Item = TxnOp>) -> Self {
         self.failure.extend(ops.into_iter().map(|o| o.0));
         self
@@ -165,18 +181,35 @@ impl Txn {
     }
 }
 
+/// True if no branch of the txn writes (it is then safe to retry like a read).
+pub(crate) fn is_read_only(req: &pb::TxnRequest) -> bool {
+    req.success
+        .iter()
+        .chain(&req.failure)
+        .all(|op| match &op.request {
+            Some(Request::RequestPut(_)) | Some(Request::RequestDeleteRange(_)) => false,
+            Some(Request::RequestTxn(nested)) => is_read_only(nested),
+            _ => true,
+        })
+}
+
 /// The answer of one op of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnOpResponse {
+    /// Answer to a get.
     Get(GetResponse),
+    /// Answer to a put.
     Put(PutResponse),
+    /// Answer to a delete.
     Delete(DeleteResponse),
+    /// Answer to a nested transaction.
     Txn(TxnResponse),
 }
 
 /// Answer to a transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TxnResponse {
+    /// The responding member and the store revision.
     pub header: Header,
     /// True if the compares held (the `and_then` branch ran).
     pub succeeded: bool,

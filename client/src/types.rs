@@ -7,10 +7,13 @@ use bytes::Bytes;
 /// Cluster, member, revision and raft term of a response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Header {
+    /// The cluster's id.
     pub cluster_id: u64,
+    /// The responding member's id.
     pub member_id: u64,
     /// The store revision the request was served at.
     pub revision: i64,
+    /// The raft term of the responding member.
     pub raft_term: u64,
 }
 
@@ -29,7 +32,9 @@ impl From<Option<pb::ResponseHeader>> for Header {
 /// A key and its value at some revision.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyValue {
+    /// The key.
     pub key: Bytes,
+    /// The value.
     pub value: Bytes,
     /// Revision of the key's last creation.
     pub create_revision: i64,
@@ -69,13 +74,16 @@ impl From<mvccpb::KeyValue> for KeyValue {
 /// What happened to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
+    /// The key was written.
     Put,
+    /// The key was deleted.
     Delete,
 }
 
 /// One change, as a watch delivers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// What happened.
     pub kind: EventKind,
     /// The new key-value (for a delete: the key, with mod_revision = the delete's revision).
     pub kv: KeyValue,

@@ -14,12 +14,13 @@ use ballast_proto::etcdserverpb::watch_create_request::FilterType;
 use ballast_proto::etcdserverpb::watch_request::RequestUnion;
 use bytes::Bytes;
 use futures::Stream;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
 use crate::kv::Span;
+use crate::transport::{Service, Transport, CALL_ATTEMPTS_MAX};
 use crate::types::{Event, Header};
 
 /// Responses buffered per watcher before the stream stops reading from the server.
@@ -39,21 +40,26 @@ pub struct WatchOptions {
 }
 
 impl WatchOptions {
+    /// Default options.
     pub fn new() -> Self {
         Self::default()
     }
+    /// Every key starting with the given key.
     pub fn with_prefix(mut self) -> Self {
         self.span = Span::Prefix;
         self
     }
+    /// Every key >= the given key.
     pub fn with_from_key(mut self) -> Self {
         self.span = Span::FromKey;
         self
     }
+    /// Keys in [key, end).
     pub fn with_range(mut self, end: impl AsRef<[u8]>) -> Self {
         self.span = Span::End(Bytes::copy_from_slice(end.as_ref()));
         self
     }
+    /// Every key in the store.
     pub fn with_all_keys(mut self) -> Self {
         self.span = Span::All;
         self
@@ -104,8 +110,11 @@ impl WatchOptions {
 /// notification (no events: everything up to `header.revision` has been delivered).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchResponse {
+    /// The responding member and the store revision.
     pub header: Header,
+    /// The watch the response belongs to.
     pub watch_id: i64,
+    /// The events, in revision order; empty for a progress notification.
     pub events: Vec<Event>,
 }
 
@@ -137,6 +146,7 @@ pub struct Watcher {
 }
 
 impl Watcher {
+    /// The watch's id on the stream.
     pub fn watch_id(&self) -> i64 {
         self.watch_id
     }
@@ -188,10 +198,10 @@ impl Stream for WatchStream {
     }
 }
 
-/// Starts the multiplexer task on a new gRPC watch stream.
-pub(crate) fn spawn_mux(client: WatchClient<Channel>) -> mpsc::Sender<Command> {
+/// Starts the multiplexer task; it opens the gRPC watch stream and keeps it open.
+pub(crate) fn spawn_mux(transport: Arc<Transport>) -> mpsc::Sender<Command> {
     let (commands, inbox) = mpsc::channel(WATCH_COMMAND_QUEUE_CAPACITY);
-    tokio::spawn(Mux::default().run(client, inbox));
+    tokio::spawn(Mux::default().run(transport, inbox));
     commands
 }
 
@@ -225,9 +235,35 @@ pub(crate) async fn create(
 
 struct Slot {
     events: mpsc::Sender<Result<WatchResponse>>,
+    /// Present until the server confirmed the watch.
     created: Option<oneshot::Sender<Result<Header>>>,
     /// Events of a fragmented response being reassembled.
     partial: Vec<Event>,
+    /// The create request, to send again on a new stream.
+    request: pb::WatchCreateRequest,
+    /// The first revision not delivered yet; 0 until the watch is created.
+    next_revision: i64,
+}
+
+impl Slot {
+    /// The create request that resumes this watch where it left off.
+    fn resume_request(&self) -> pb::WatchRequest {
+        let mut request = self.request.clone();
+        if self.next_revision > 0 {
+            request.start_revision = self.next_revision;
+        }
+        pb::WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(request)),
+        }
+    }
+}
+
+/// Why a stream ended.
+enum End {
+    /// Every handle is gone: stop.
+    Done,
+    /// The stream broke: reconnect and resume.
+    Broken(Error),
 }
 
 #[derive(Default)]
@@ -236,27 +272,87 @@ struct Mux {
 }
 
 impl Mux {
-    async fn run(mut self, mut client: WatchClient<Channel>, mut inbox: mpsc::Receiver<Command>) {
+    async fn run(mut self, transport: Arc<Transport>, mut inbox: mpsc::Receiver<Command>) {
+        let mut failures: u32 = 0;
+        loop {
+            let (index, service) = transport.current();
+            let outcome = self.serve_stream(service, &mut inbox).await;
+            let error = match outcome {
+                (End::Done, _) => return,
+                (End::Broken(error), delivered) => {
+                    if delivered {
+                        failures = 0;
+                    }
+                    error
+                }
+            };
+            failures += 1;
+            tracing::debug!(%error, failures, "watch stream broke; resuming");
+            for slot in self.slots.values_mut() {
+                slot.partial.clear();
+            }
+            if failures as usize >= CALL_ATTEMPTS_MAX {
+                // Watches not yet created give up; created ones keep waiting for the
+                // cluster to come back.
+                let pending: Vec<i64> = self
+                    .slots
+                    .iter()
+                    .filter(|(_, s)| s.created.is_some())
+                    .map(|(&id, _)| id)
+                    .collect();
+                for id in pending {
+                    if let Some(created) = self.slots.remove(&id).and_then(|s| s.created) {
+                        let _ = created.send(Err(copy_error(&error)));
+                    }
+                }
+            }
+            let backoff = transport.stream_backoff(index, failures);
+            tokio::pin!(backoff);
+            loop {
+                tokio::select! {
+                    _ = &mut backoff => break,
+                    command = inbox.recv() => match command {
+                        None => return,
+                        Some(command) => self.on_command_offline(command),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one gRPC stream until it ends; also says whether anything was delivered.
+    async fn serve_stream(
+        &mut self,
+        service: Service,
+        inbox: &mut mpsc::Receiver<Command>,
+    ) -> (End, bool) {
+        let mut client =
+            WatchClient::new(service).max_decoding_message_size(crate::RESPONSE_BYTES_MAX);
         let (requests, outbound) = mpsc::channel(WATCH_REQUEST_QUEUE_CAPACITY);
         let mut inbound = match client.watch(ReceiverStream::new(outbound)).await {
             Ok(response) => response.into_inner(),
-            Err(status) => {
-                self.fail_pending(&mut inbox, Error::from(status));
-                return;
-            }
+            Err(status) => return (End::Broken(status.into()), false),
         };
-        let failure = loop {
+        // Resume every watch on the new stream.
+        for slot in self.slots.values() {
+            if requests.send(slot.resume_request()).await.is_err() {
+                return (End::Broken(Error::StreamClosed), false);
+            }
+        }
+        let mut delivered = false;
+        loop {
             tokio::select! {
                 command = inbox.recv() => {
-                    let Some(command) = command else { return };
+                    let Some(command) = command else { return (End::Done, delivered) };
                     if let Some(request) = self.on_command(command) {
                         if requests.send(request).await.is_err() {
-                            break Error::StreamClosed;
+                            return (End::Broken(Error::StreamClosed), delivered);
                         }
                     }
                 }
                 message = inbound.message() => match message {
                     Ok(Some(response)) => {
+                        delivered = true;
                         for watch_id in self.route(response).await {
                             // The caller dropped its stream: stop the watch on the server.
                             let cancel = pb::WatchRequest {
@@ -265,18 +361,32 @@ impl Mux {
                             let _ = requests.send(cancel).await;
                         }
                     }
-                    Ok(None) => break Error::StreamClosed,
-                    Err(status) => break Error::from(status),
+                    Ok(None) => return (End::Broken(Error::StreamClosed), delivered),
+                    Err(status) => return (End::Broken(status.into()), delivered),
                 },
             }
-        };
-        // Close our half of the stream before anything else, so the server can finish it.
-        drop(requests);
-        drop(inbound);
-        self.fail_all(failure).await;
-        self.fail_pending(&mut inbox, Error::StreamClosed);
+        }
     }
 
+    fn insert(
+        &mut self,
+        request: pb::WatchCreateRequest,
+        events: mpsc::Sender<Result<WatchResponse>>,
+        created: oneshot::Sender<Result<Header>>,
+    ) {
+        self.slots.insert(
+            request.watch_id,
+            Slot {
+                events,
+                created: Some(created),
+                partial: Vec::new(),
+                request,
+                next_revision: 0,
+            },
+        );
+    }
+
+    /// A command while connected: returns the request to send.
     fn on_command(&mut self, command: Command) -> Option<pb::WatchRequest> {
         let union = match command {
             Command::Create {
@@ -284,14 +394,7 @@ impl Mux {
                 events,
                 created,
             } => {
-                self.slots.insert(
-                    request.watch_id,
-                    Slot {
-                        events,
-                        created: Some(created),
-                        partial: Vec::new(),
-                    },
-                );
+                self.insert(request.clone(), events, created);
                 RequestUnion::CreateRequest(request)
             }
             Command::Cancel { watch_id } => {
@@ -307,6 +410,21 @@ impl Mux {
         })
     }
 
+    /// A command while reconnecting: creates wait for the stream, cancels take effect now.
+    fn on_command_offline(&mut self, command: Command) {
+        match command {
+            Command::Create {
+                request,
+                events,
+                created,
+            } => self.insert(request, events, created),
+            Command::Cancel { watch_id } => {
+                self.slots.remove(&watch_id);
+            }
+            Command::Progress => {}
+        }
+    }
+
     /// Delivers one server response; returns ids of watchers whose caller went away.
     async fn route(&mut self, response: pb::WatchResponse) -> Vec<i64> {
         let header = Header::from(response.header);
@@ -316,10 +434,11 @@ impl Mux {
                 return Vec::new();
             }
             let mut gone = Vec::new();
-            for (&watch_id, slot) in &self.slots {
+            for (&watch_id, slot) in &mut self.slots {
                 if slot.created.is_some() {
                     continue;
                 }
+                slot.next_revision = slot.next_revision.max(header.revision + 1);
                 let progress = WatchResponse {
                     header,
                     watch_id,
@@ -336,6 +455,13 @@ impl Mux {
             return Vec::new();
         };
         if response.created {
+            if slot.next_revision == 0 {
+                slot.next_revision = if slot.request.start_revision > 0 {
+                    slot.request.start_revision
+                } else {
+                    header.revision + 1
+                };
+            }
             if let Some(created) = slot.created.take() {
                 let _ = created.send(Ok(header));
             }
@@ -352,7 +478,14 @@ impl Mux {
                 None
             };
             if let Some(error) = error {
-                let _ = slot.events.send(Err(error)).await;
+                match slot.created {
+                    Some(created) => {
+                        let _ = created.send(Err(error));
+                    }
+                    None => {
+                        let _ = slot.events.send(Err(error)).await;
+                    }
+                }
             }
             return Vec::new();
         }
@@ -364,10 +497,16 @@ impl Mux {
         if response.fragment {
             return Vec::new();
         }
+        let events = std::mem::take(&mut slot.partial);
+        match events.last() {
+            Some(last) => slot.next_revision = last.kv.mod_revision + 1,
+            // A progress notification: everything up to the header has been delivered.
+            None => slot.next_revision = slot.next_revision.max(header.revision + 1),
+        }
         let delivery = WatchResponse {
             header,
             watch_id,
-            events: std::mem::take(&mut slot.partial),
+            events,
         };
         if slot.events.send(Ok(delivery)).await.is_err() {
             self.slots.remove(&watch_id);
@@ -375,36 +514,14 @@ impl Mux {
         }
         Vec::new()
     }
+}
 
-    async fn fail_all(&mut self, error: Error) {
-        for (_, slot) in self.slots.drain() {
-            let message = match &error {
-                Error::Status { code, message } => Error::Status {
-                    code: *code,
-                    message: message.clone(),
-                },
-                _ => Error::StreamClosed,
-            };
-            match slot.created {
-                Some(created) => {
-                    let _ = created.send(Err(message));
-                }
-                None => {
-                    let _ = slot.events.send(Err(message)).await;
-                }
-            }
-        }
-    }
-
-    /// Refuses every queued command; later sends fail, so the next watch starts a new
-    /// stream.
-    fn fail_pending(&mut self, inbox: &mut mpsc::Receiver<Command>, error: Error) {
-        inbox.close();
-        let mut error = Some(error);
-        while let Ok(command) = inbox.try_recv() {
-            if let Command::Create { created, .. } = command {
-                let _ = created.send(Err(error.take().unwrap_or(Error::StreamClosed)));
-            }
-        }
+fn copy_error(error: &Error) -> Error {
+    match error {
+        Error::Status { code, message } => Error::Status {
+            code: *code,
+            message: message.clone(),
+        },
+        _ => Error::StreamClosed,
     }
 }

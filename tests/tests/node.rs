@@ -3,9 +3,13 @@
 use std::process::Command;
 use std::time::Duration;
 
-use ballast_client::{GetOptions, PutOptions, WatchOptions};
+use ballast_client::{GetOptions, PutOptions};
+use ballast_proto::etcdserverpb::watch_client::WatchClient;
+use ballast_proto::etcdserverpb::watch_request::RequestUnion;
+use ballast_proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
 use ballast_tests::{ballast_binary, Node};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_stream::StreamExt as _;
 
 async fn http_get(node: &Node, path: &str) -> String {
     let mut socket = tokio::net::TcpStream::connect(node.address())
@@ -49,7 +53,20 @@ async fn sigterm_answers_closes_streams_and_exits_cleanly() {
     let mut node = Node::start(&dir.path().join("n"));
     let client = node.client().await;
     client.put("k", "v", PutOptions::new()).await.unwrap();
-    let (_watcher, mut stream) = client.watch("k", WatchOptions::new()).await.unwrap();
+    // A raw watch stream (ballast-client would resume it elsewhere): the server must end it.
+    let mut raw = WatchClient::connect(node.url()).await.unwrap();
+    let create = WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: "k".into(),
+            ..Default::default()
+        })),
+    };
+    let mut stream = raw
+        .watch(tokio_stream::iter([create]).chain(tokio_stream::pending()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stream.message().await.unwrap().unwrap().created);
     let status = node.terminate();
     assert!(status.success(), "exit status {status}: {}", node.log());
     let log = node.log();
