@@ -4,8 +4,9 @@
 CARGO ?= cargo
 # Ballast links Debian's RocksDB (see .cargo/config.toml); bindgen needs libclang.
 BUILD_PACKAGES := librocksdb-dev libclang-dev
-# etcdctl, the client nobody here wrote, drives the end-to-end tests.
-TEST_PACKAGES := etcd-client
+# etcdctl, the client nobody here wrote, drives the end-to-end tests; a real etcd holds
+# the client library to the reference server and runs beside Ballast in benchmarks.
+TEST_PACKAGES := etcd-client etcd-server
 DATA_DIR ?= ./data
 
 .PHONY: run test build cluster deps-build deps-test check-toolchain
@@ -31,6 +32,7 @@ deps-build: check-toolchain
 
 deps-test:
 	@./scripts/ensure-packages $(TEST_PACKAGES)
+	@./scripts/no-etcd-service
 
 check-toolchain:
 	@command -v $(CARGO) >/dev/null 2>&1 || { \

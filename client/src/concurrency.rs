@@ -212,10 +212,10 @@ impl Mutex {
         Ok(false)
     }
 
-    /// Releases the lock (or leaves the queue).
+    /// Releases the lock (or leaves the queue). [`Mutex::is_owner`] fails from then on:
+    /// the key it compares is gone.
     pub async fn unlock(&mut self) -> Result<()> {
         self.client.delete(&self.key, DeleteOptions::new()).await?;
-        self.revision = 0;
         Ok(())
     }
 
@@ -231,8 +231,15 @@ impl Mutex {
     }
 
     /// A compare that holds only while this session holds the lock, to guard writes.
+    /// Never true before the first [`Mutex::lock`].
     pub fn is_owner(&self) -> Compare {
-        Compare::create_revision(&self.key, CompareOp::Equal, self.revision)
+        // Revision -1 matches nothing, not even a missing key (which compares as 0).
+        let revision = if self.revision == 0 {
+            -1
+        } else {
+            self.revision
+        };
+        Compare::create_revision(&self.key, CompareOp::Equal, revision)
     }
 }
 

@@ -238,8 +238,9 @@ impl Transport {
                 Ok(Err(status)) => status,
                 Err(_) => return Err(Error::timeout()),
             };
-            let stale_token = status.code() == Code::InvalidArgument
-                && (status.message() == TOKEN_INVALID || status.message() == AUTH_STORE_OLD);
+            // etcd sends the first as Unauthenticated, the second as InvalidArgument.
+            let stale_token =
+                status.message() == TOKEN_INVALID || status.message() == AUTH_STORE_OLD;
             if stale_token && self.credentials.is_some() && !renewed_token {
                 renewed_token = true;
                 self.authenticate().await?;

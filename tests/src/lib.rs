@@ -47,6 +47,26 @@ pub fn ballast_binary() -> &'static Path {
     })
 }
 
+/// Directory of ballast-client's example binaries, built once per test process.
+pub fn client_examples_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let binary = ballast_binary();
+        let profile_dir = binary.parent().expect("target/<profile>");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "ballast-client", "--examples"]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        assert!(
+            build.status().expect("run cargo build").success(),
+            "building the examples failed"
+        );
+        profile_dir.join("examples")
+    })
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -109,8 +129,13 @@ impl Node {
     }
 
     fn launch(&mut self) {
+        self.launch_on(None);
+    }
+
+    /// Starts the process; on `port` if given (once), else on a fresh free port.
+    fn launch_on(&mut self, mut port: Option<u16>) {
         for _ in 0..START_ATTEMPTS {
-            self.port = free_port();
+            self.port = port.take().unwrap_or_else(free_port);
             self.starts += 1;
             self.log = self.dir.with_extension(format!("log.{}", self.starts));
             let log = std::fs::File::create(&self.log).expect("create log file");
@@ -189,6 +214,15 @@ impl Node {
         self.launch();
     }
 
+    /// Starts the node again on its data directory and its old port, so clients that
+    /// know the old address reconnect (panics if the port was taken meanwhile).
+    pub fn restart_same_port(&mut self) {
+        assert!(self.child.is_none(), "restart of a running node");
+        let port = self.port;
+        self.launch_on(Some(port));
+        assert_eq!(self.port, port, "the old port was taken");
+    }
+
     /// A client connected to this node.
     pub async fn client(&self) -> Client {
         Client::connect([self.endpoint()], ConnectOptions::default())
@@ -220,6 +254,10 @@ impl Drop for Node {
 pub struct Etcd {
     pub dir: PathBuf,
     pub port: u16,
+    /// Extra flags, e.g. TLS files or `--auth-token-ttl`.
+    pub extra_args: Vec<String>,
+    /// Serve clients over https.
+    pub https: bool,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -227,9 +265,17 @@ pub struct Etcd {
 impl Etcd {
     /// Starts a single-member etcd in `dir`; waits until it answers.
     pub fn start(dir: &Path) -> Etcd {
+        Etcd::start_with(dir, &[], false)
+    }
+
+    /// Starts etcd with extra flags, over https if `https` (the flags must name the
+    /// certificate and key).
+    pub fn start_with(dir: &Path, extra_args: &[&str], https: bool) -> Etcd {
         let mut etcd = Etcd {
             dir: dir.to_path_buf(),
             port: 0,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            https,
             child: None,
             log: dir.with_extension("etcd.log"),
         };
@@ -240,7 +286,8 @@ impl Etcd {
     fn launch(&mut self) {
         self.port = free_port();
         let peer = free_port();
-        let url = format!("http://127.0.0.1:{}", self.port);
+        let scheme = if self.https { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{}", self.port);
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log = std::fs::File::create(&self.log).expect("create etcd log");
         let child = Command::new("etcd")
@@ -259,6 +306,7 @@ impl Etcd {
                 &peer_url,
             ])
             .args(["--initial-cluster", &format!("etcd={peer_url}")])
+            .args(&self.extra_args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
