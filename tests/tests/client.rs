@@ -360,3 +360,26 @@ async fn maintenance_and_cluster_calls_against_ballast() {
     let refused = client.move_leader(1).await.unwrap_err();
     assert_eq!(refused.message(), Some("etcdserver: bad leader transferee"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_give_up_after_bounded_retries_when_nothing_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"));
+    let client = node.client().await;
+    client.put("k", "v", PutOptions::new()).await.unwrap();
+    node.kill9();
+    let read = tokio::time::timeout(WAIT, client.get("k", GetOptions::new()))
+        .await
+        .expect("a bounded number of attempts, not a hang");
+    assert_eq!(
+        read.unwrap_err().code(),
+        Some(ballast_client::Code::Unavailable)
+    );
+    let write = tokio::time::timeout(WAIT, client.put("k", "w", PutOptions::new()))
+        .await
+        .expect("a bounded number of attempts, not a hang");
+    assert_eq!(
+        write.unwrap_err().code(),
+        Some(ballast_client::Code::Unavailable)
+    );
+}
