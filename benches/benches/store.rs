@@ -39,12 +39,12 @@ fn apply_and_range(c: &mut Criterion) {
     c.bench_function("apply put (256 B value)", |b| {
         b.iter(|| {
             index += 1;
-            store.apply(index, &put(index)).unwrap()
+            store.apply(index, 1, &put(index)).unwrap()
         })
     });
     while index < 20_000 {
         index += 1;
-        store.apply(index, &put(index)).unwrap();
+        store.apply(index, 1, &put(index)).unwrap();
     }
     let single = RangeRequest {
         key: Bytes::from("/registry/bench/00004242"),

@@ -1,23 +1,32 @@
-//! Cluster identity and membership: member ids derived from the bootstrap flags, stored
-//! in the node's data on first start and read back on every later start (as etcd ignores
-//! the `--initial-*` flags once a member has data).
+//! Cluster identity and membership.
+//!
+//! Member ids derive from peer URLs and the cluster token, so every founding member
+//! computes the same ids and cluster id from the same `--initial-cluster`. The members
+//! are replicated state: changed only by applied raft entries, persisted by the store
+//! with the applied index, and read back on every later start (as etcd ignores the
+//! `--initial-*` flags once a member has data). A member joining an existing cluster
+//! asks the members it was told about for the cluster id and member list.
 
+use std::sync::RwLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ballast_proto::ballast::transport::raft_transport_client::RaftTransportClient;
+use ballast_proto::ballast::transport::MembershipRequest;
 use ballast_proto::etcdserverpb::Member;
 use ballast_store::Store;
-use prost::Message;
 
-use crate::config::Config;
+use crate::config::{ClusterState, Config};
 use crate::error::{Error, Result};
 
-const META_CLUSTER_ID: &[u8] = b"cluster_id";
-const META_MEMBERS: &[u8] = b"members";
+/// How long a joining member waits for an existing member to describe the cluster.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Who this node is and which cluster it belongs to.
-#[derive(Debug, Clone)]
-pub struct Membership {
+/// Who this node is, which cluster it belongs to, and the current members.
+#[derive(Debug)]
+pub struct Cluster {
     pub cluster_id: u64,
-    pub member_id: u64,
-    pub members: Vec<Member>,
+    pub local_id: u64,
+    members: RwLock<Vec<Member>>,
 }
 
 /// 64-bit FNV-1a: a stable hash, so every member derives the same ids from the same flags.
@@ -34,13 +43,22 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     hash.max(1)
 }
 
-/// A member id from its sorted peer URLs and the cluster token (etcd does the same with
-/// SHA-1).
-pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+/// A member id from its sorted peer URLs, the cluster token and, for members added
+/// later, the time of the addition (etcd does the same with SHA-1).
+pub fn member_id(peer_urls: &[String], token: &str, added_at: Option<u64>) -> u64 {
     let mut urls = peer_urls.to_vec();
     urls.sort();
     let joined = urls.join("");
-    fnv1a(&[joined.as_bytes(), token.as_bytes()])
+    let time = added_at.map(|t| t.to_be_bytes()).unwrap_or_default();
+    fnv1a(&[joined.as_bytes(), token.as_bytes(), &time])
+}
+
+/// A fresh id for a member added through MemberAdd.
+pub fn new_member_id(peer_urls: &[String], cluster_id: u64) -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    member_id(peer_urls, &cluster_id.to_string(), Some(nanos))
 }
 
 /// Parses `name=url,name=url,...` into members (a name may repeat for several URLs).
@@ -63,72 +81,151 @@ pub fn parse_initial_cluster(text: &str, token: &str) -> Result<Vec<Member>> {
         return Err(Error::Config("--initial-cluster is empty".into()));
     }
     for member in &mut members {
-        member.id = member_id(&member.peer_urls, token);
+        member.id = member_id(&member.peer_urls, token, None);
     }
     Ok(members)
 }
 
-impl Membership {
-    /// Reads the membership from the store, or founds it from the flags on first start.
-    pub fn load_or_bootstrap(store: &Store, config: &Config) -> Result<Membership> {
-        let stored_id = store.meta(META_CLUSTER_ID)?;
-        let stored_members = store.meta(META_MEMBERS)?;
-        let (cluster_id, mut members) = match (stored_id, stored_members) {
-            (Some(id), Some(members)) => {
-                let id = u64::from_be_bytes(
-                    id.as_slice()
-                        .try_into()
-                        .map_err(|_| Error::Fatal("bad stored cluster id".into()))?,
-                );
-                let members = ballast_proto::etcdserverpb::MemberListResponse::decode(&members[..])
-                    .map_err(|e| Error::Fatal(format!("bad stored members: {e}")))?
-                    .members;
-                (id, members)
+fn founding_cluster_id(members: &[Member], token: &str) -> u64 {
+    let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+    ids.sort_unstable();
+    let id_bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
+    fnv1a(&[&id_bytes, token.as_bytes()])
+}
+
+/// What starting the member found.
+#[derive(Debug)]
+pub struct Bootstrap {
+    pub cluster: Cluster,
+    /// Voters to seed raft with: only when founding a new cluster on empty storage.
+    pub founding_voters: Option<Vec<u64>>,
+}
+
+impl Cluster {
+    /// Reads the membership from the store, founds a new cluster from the flags, or
+    /// joins an existing one by asking its members.
+    pub async fn bootstrap(store: &Store, config: &Config) -> Result<Bootstrap> {
+        if let Some(cluster_id) = store.cluster_id()? {
+            let members = store.members()?;
+            let local_id = local_member(&members, config)?;
+            return Ok(Bootstrap {
+                cluster: Cluster::new(cluster_id, local_id, members),
+                founding_voters: None,
+            });
+        }
+        let listed =
+            parse_initial_cluster(&config.initial_cluster(), &config.initial_cluster_token)?;
+        match config.initial_cluster_state {
+            ClusterState::New => {
+                let cluster_id = founding_cluster_id(&listed, &config.initial_cluster_token);
+                let local_id = local_member(&listed, config)?;
+                store.set_cluster(cluster_id, &listed)?;
+                let voters = listed.iter().map(|m| m.id).collect();
+                Ok(Bootstrap {
+                    cluster: Cluster::new(cluster_id, local_id, listed),
+                    founding_voters: Some(voters),
+                })
             }
-            _ => {
-                let members = parse_initial_cluster(
-                    &config.initial_cluster(),
-                    &config.initial_cluster_token,
-                )?;
-                let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
-                ids.sort_unstable();
-                let id_bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
-                let cluster_id = fnv1a(&[&id_bytes, config.initial_cluster_token.as_bytes()]);
-                let list = ballast_proto::etcdserverpb::MemberListResponse {
-                    members: members.clone(),
-                    ..Default::default()
-                };
-                store.put_meta(META_MEMBERS, &list.encode_to_vec())?;
-                store.put_meta(META_CLUSTER_ID, &cluster_id.to_be_bytes())?;
-                (cluster_id, members)
+            ClusterState::Existing => {
+                let (cluster_id, members) = fetch_membership(&listed, config).await?;
+                let local_id = local_member(&members, config)?;
+                store.set_cluster(cluster_id, &members)?;
+                Ok(Bootstrap {
+                    cluster: Cluster::new(cluster_id, local_id, members),
+                    founding_voters: None,
+                })
             }
-        };
-        let me = members
-            .iter_mut()
-            .find(|m| m.name == config.name)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "couldn't find local name {:?} in the initial cluster configuration",
-                    config.name
-                ))
-            })?;
-        me.client_urls = config.advertise_client_urls.clone();
-        let member_id = me.id;
-        Ok(Membership {
-            cluster_id,
-            member_id,
-            members,
-        })
+        }
     }
 
-    /// Raft voters: every member that is not a learner.
-    pub fn voters(&self) -> Vec<u64> {
-        self.members
-            .iter()
-            .filter(|m| !m.is_learner)
-            .map(|m| m.id)
-            .collect()
+    pub fn new(cluster_id: u64, local_id: u64, members: Vec<Member>) -> Cluster {
+        Cluster {
+            cluster_id,
+            local_id,
+            members: RwLock::new(members),
+        }
     }
+
+    pub fn members(&self) -> Vec<Member> {
+        self.members.read().expect("members lock poisoned").clone()
+    }
+
+    pub fn member(&self, id: u64) -> Option<Member> {
+        self.members
+            .read()
+            .expect("members lock poisoned")
+            .iter()
+            .find(|m| m.id == id)
+            .cloned()
+    }
+
+    /// Replaces the member list with one just applied.
+    pub fn set_members(&self, members: Vec<Member>) {
+        *self.members.write().expect("members lock poisoned") = members;
+    }
+
+    pub fn is_learner(&self, id: u64) -> bool {
+        self.member(id).is_some_and(|m| m.is_learner)
+    }
+}
+
+/// This node's member: by name, or (for a member added by MemberAdd, which has no name
+/// until it publishes one) by its advertised peer URLs.
+fn local_member(members: &[Member], config: &Config) -> Result<u64> {
+    let mut urls = config.initial_advertise_peer_urls.clone();
+    urls.sort();
+    let by_urls = |m: &&Member| {
+        let mut theirs = m.peer_urls.clone();
+        theirs.sort();
+        theirs == urls
+    };
+    members
+        .iter()
+        .find(|m| m.name == config.name && !m.name.is_empty())
+        .or_else(|| members.iter().find(by_urls))
+        .map(|m| m.id)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "couldn't find local name {:?} (peer URLs {:?}) in the cluster configuration",
+                config.name, config.initial_advertise_peer_urls
+            ))
+        })
+}
+
+/// Asks the other listed members for the cluster's id and members.
+async fn fetch_membership(listed: &[Member], config: &Config) -> Result<(u64, Vec<Member>)> {
+    let mut failures = Vec::new();
+    let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
+    while tokio::time::Instant::now() < deadline {
+        for member in listed.iter().filter(|m| m.name != config.name) {
+            for url in &member.peer_urls {
+                let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else {
+                    continue;
+                };
+                let endpoint = endpoint.connect_timeout(Duration::from_secs(2));
+                let response = async {
+                    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+                    RaftTransportClient::new(channel)
+                        .membership(MembershipRequest {})
+                        .await
+                        .map_err(|e| e.message().to_string())
+                }
+                .await;
+                match response {
+                    Ok(response) => {
+                        let response = response.into_inner();
+                        return Ok((response.cluster_id, response.members));
+                    }
+                    Err(err) => failures.push(format!("{url}: {err}")),
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(Error::Config(format!(
+        "cannot join: no existing member answered ({})",
+        failures.join("; ")
+    )))
 }
 
 #[cfg(test)]
@@ -140,6 +237,7 @@ mod tests {
         let a = parse_initial_cluster("n1=http://a:2380,n2=http://b:2380", "t").unwrap();
         let b = parse_initial_cluster("n2=http://b:2380,n1=http://a:2380", "t").unwrap();
         assert_eq!(a[0].id, b[1].id);
+        assert_eq!(founding_cluster_id(&a, "t"), founding_cluster_id(&b, "t"));
         let c = parse_initial_cluster("n1=http://a:2380", "other").unwrap();
         assert_ne!(a[0].id, c[0].id);
         assert!(parse_initial_cluster("n1", "t").is_err());

@@ -136,6 +136,11 @@ pub struct Config {
     #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
 
+    /// Serve test-only HTTP endpoints on the client port (e.g. to cut a member off from a
+    /// peer). Never enable in production.
+    #[arg(long, env = "BALLAST_EXPERIMENTAL_TEST_HOOKS", default_value_t = false)]
+    pub experimental_test_hooks: bool,
+
     /// Log level: debug, info, warn, error, panic or fatal.
     #[arg(long, env = "ETCD_LOG_LEVEL", value_enum, default_value = "info")]
     pub log_level: LogLevel,

@@ -34,6 +34,27 @@ pub enum Error {
     /// A member id that is not in the cluster.
     #[error("member not found")]
     MemberNotFound,
+    /// A membership change that cannot be made now (one is already pending).
+    #[error("unhealthy cluster")]
+    Unhealthy,
+    /// The request must be served by the leader.
+    #[error("not leader")]
+    NotLeader,
+    /// MemberPromote of a learner that has not caught up.
+    #[error("can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    /// MemberPromote of a voting member.
+    #[error("can only promote a learner member")]
+    NotLearner,
+    /// MemberAdd or MemberUpdate with peer URLs another member has.
+    #[error("Peer URLs already exists")]
+    PeerUrlExists,
+    /// MemberAdd of a learner when the cluster has its maximum.
+    #[error("too many learner members in cluster")]
+    TooManyLearners,
+    /// Peer URLs that do not parse.
+    #[error("given member URLs are invalid")]
+    InvalidPeerUrls,
     /// Configuration that cannot be served.
     #[error("{0}")]
     Config(String),

@@ -18,11 +18,48 @@ const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The HTTP routes, to be merged with the gRPC ones.
 pub fn routes(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
-        .route("/metrics", get(metrics))
-        .with_state(shared)
+        .route("/metrics", get(metrics));
+    if shared.config.experimental_test_hooks {
+        router = router.route("/debug/block-peer", get(block_peer));
+    }
+    router.with_state(shared)
+}
+
+/// Test hook: `/debug/block-peer?peer=<id in hex>&on=<true|false>` drops all raft
+/// traffic between this member and that peer, both ways: a partition without touching
+/// the network.
+async fn block_peer(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+) -> impl IntoResponse {
+    let query = request.uri().query().unwrap_or_default();
+    let mut peer = None;
+    let mut on = true;
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("peer", value)) => peer = u64::from_str_radix(value, 16).ok(),
+            Some(("on", value)) => on = value != "false",
+            _ => {}
+        }
+    }
+    match peer {
+        Some(peer) => {
+            shared.transport.set_blocked(peer, on);
+            tracing::warn!(
+                peer = format!("{peer:x}"),
+                on,
+                "test hook: peer traffic blocked"
+            );
+            (StatusCode::OK, "ok\n")
+        }
+        None => (
+            StatusCode::BAD_REQUEST,
+            "usage: /debug/block-peer?peer=<hex id>&on=true|false\n",
+        ),
+    }
 }
 
 /// What answers a path nothing else serves: gRPC's Unimplemented for gRPC requests (as

@@ -73,6 +73,15 @@ impl Lessor {
         self.inner.lock().expect("lessor lock poisoned")
     }
 
+    /// Replaces every lease (a snapshot was installed); deadlines start afresh.
+    pub fn reset(&self, leases: &[Lease]) {
+        let fresh = Lessor::new(leases);
+        let mut inner = self.lock();
+        let primary = inner.primary;
+        *inner = fresh.inner.into_inner().expect("fresh lessor lock");
+        inner.primary = primary;
+    }
+
     /// A lease was granted (applied).
     pub fn granted(&self, id: i64, ttl: i64) {
         let deadline = Deadline {

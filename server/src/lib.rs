@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod idgen;
 pub mod lessor;
+pub mod peer;
 pub mod raft;
 pub mod rpc;
 mod server;

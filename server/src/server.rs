@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ballast_proto::ballast::internal::raft_request::Request as RaftOp;
+use ballast_proto::ballast::transport::raft_transport_server::RaftTransportServer;
 use ballast_proto::etcdserverpb::cluster_server::ClusterServer;
 use ballast_proto::etcdserverpb::kv_server::KvServer;
 use ballast_proto::etcdserverpb::lease_server::LeaseServer;
 use ballast_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use ballast_proto::etcdserverpb::watch_server::WatchServer;
 use ballast_proto::etcdserverpb::LeaseRevokeRequest;
+use ballast_proto::etcdserverpb::Member;
 use ballast_store::{LogStore, Store};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -20,11 +22,13 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
-use crate::cluster::Membership;
+use crate::cluster::{Bootstrap, Cluster};
 use crate::config::{socket_addrs, Config, GRPC_OVERHEAD_BYTES};
 use crate::error::{Error, Result};
 use crate::lessor::Lessor;
-use crate::raft::{Node, NodeConfig};
+use crate::peer::service::PeerService;
+use crate::peer::{PeerTransport, PEER_MESSAGE_BYTES_MAX};
+use crate::raft::{Node, NodeConfig, NodeParts};
 use crate::rpc::cluster::ClusterService;
 use crate::rpc::kv::KvService;
 use crate::rpc::lease::LeaseService;
@@ -63,32 +67,72 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
 }
 
 async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -> Result<()> {
-    let membership = Membership::load_or_bootstrap(&store, &config)?;
+    let Bootstrap {
+        cluster,
+        founding_voters,
+    } = Cluster::bootstrap(&store, &config).await?;
+    let cluster = Arc::new(cluster);
     let log = LogStore::open(store.clone())?;
-    if !log.is_initialized() {
-        log.bootstrap(membership.voters())?;
+    if let Some(voters) = founding_voters {
+        if !log.is_initialized() {
+            log.bootstrap(voters)?;
+        }
     }
     let lessor = Arc::new(Lessor::new(&store.leases()?));
+    let transport = PeerTransport::new(
+        cluster.local_id,
+        cluster.cluster_id,
+        tokio::runtime::Handle::current(),
+    );
     let node = Node::start(
         NodeConfig {
-            id: membership.member_id,
+            id: cluster.local_id,
             heartbeat_interval: Duration::from_millis(config.heartbeat_interval),
             election_ticks: config.election_ticks(),
             request_timeout: config.request_timeout(),
             max_request_bytes: config.max_request_bytes as usize,
             snapshot_count: config.snapshot_count,
         },
-        store.clone(),
-        log,
-        lessor.clone(),
+        NodeParts {
+            store: store.clone(),
+            log,
+            lessor: lessor.clone(),
+            cluster: cluster.clone(),
+            transport: transport.clone(),
+        },
         shutdown.clone(),
     )?;
     tracing::info!(
         name = %config.name,
-        member_id = format!("{:x}", membership.member_id),
-        cluster_id = format!("{:x}", membership.cluster_id),
+        member_id = format!("{:x}", cluster.local_id),
+        cluster_id = format!("{:x}", cluster.cluster_id),
         "starting member"
     );
+    let shared = Arc::new(Shared {
+        config,
+        store,
+        node: node.clone(),
+        lessor,
+        cluster,
+        transport,
+        shutdown: shutdown.clone(),
+    });
+
+    // Peers first: electing a leader needs them.
+    let mut servers = JoinSet::new();
+    for listener in bind(&shared.config.listen_peer_urls).await? {
+        let address = listener.local_addr()?;
+        tracing::info!(%address, "listening for peers");
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let stop = shutdown.clone();
+        let service = RaftTransportServer::new(PeerService::new(shared.clone()))
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
+        let server = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
+        servers.spawn(server);
+    }
 
     // Like etcd, serve clients only once the member has a leader: before that every
     // request would fail anyway.
@@ -99,18 +143,8 @@ async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -
             waited.map_err(|_| Error::Fatal("raft driver stopped before electing a leader".into()))?;
         }
     }
-    let listeners = bind(&config.listen_client_urls).await?;
-    let shared = Arc::new(Shared {
-        config,
-        store,
-        node: node.clone(),
-        lessor,
-        membership,
-        shutdown: shutdown.clone(),
-    });
+    let listeners = bind(&shared.config.listen_client_urls).await?;
     let routes = routes(&shared);
-
-    let mut servers = JoinSet::new();
     for listener in listeners {
         let address = listener.local_addr()?;
         tracing::info!(%address, "ready to serve client requests");
@@ -125,6 +159,7 @@ async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -
         servers.spawn(server);
     }
     servers.spawn(expire_leases(shared.clone()));
+    servers.spawn(publish_attributes(shared.clone()));
 
     let mut result = Ok(());
     // After shutdown, connections get a grace period to finish; a client that keeps a
@@ -215,6 +250,37 @@ fn routes(shared: &Arc<Shared>) -> Routes {
         .merge(crate::http::routes(shared.clone()))
         .fallback(crate::http::fallback);
     Routes::from(router)
+}
+
+/// Announces this member's name and client URLs through raft (etcd's "publish"), so
+/// every member lists them; retried until it goes through.
+async fn publish_attributes(
+    shared: Arc<Shared>,
+) -> std::result::Result<(), tonic::transport::Error> {
+    let local = shared.cluster.local_id;
+    loop {
+        let current = shared.cluster.member(local).unwrap_or_default();
+        if current.name == shared.config.name
+            && current.client_urls == shared.config.advertise_client_urls
+        {
+            return Ok(());
+        }
+        let attributes = Member {
+            id: local,
+            name: shared.config.name.clone(),
+            client_urls: shared.config.advertise_client_urls.clone(),
+            ..current
+        };
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return Ok(()),
+            published = shared.node.propose_reply(RaftOp::MemberAttributes(attributes)) => {
+                if let Err(err) = published {
+                    tracing::debug!(%err, "publishing member attributes failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
 }
 
 /// The leader revokes expired leases through raft; followers do nothing.

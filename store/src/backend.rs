@@ -80,14 +80,29 @@ impl Cf {
 /// Keys of the `meta` column family.
 pub mod meta {
     pub const SCHEMA_VERSION: &[u8] = b"schema_version";
-    /// Index of the last raft entry whose effects are in this DB.
-    pub const APPLIED_INDEX: &[u8] = b"applied_index";
+    /// Index and term (u64 big-endian each) of the last raft entry whose effects are in
+    /// this DB.
+    pub const APPLIED: &[u8] = b"applied";
+    /// The cluster id, fixed when the cluster was founded.
+    pub const CLUSTER_ID: &[u8] = b"cluster_id";
+    /// The members (an encoded etcd MemberListResponse), changed only by applied entries.
+    pub const MEMBERS: &[u8] = b"members";
     /// The store revision: the revision of the last write.
     pub const REVISION: &[u8] = b"revision";
     /// Reads below this revision fail; set when a compaction is applied.
     pub const COMPACTED: &[u8] = b"compacted";
     /// History below this revision has been physically removed.
     pub const COMPACT_FINISHED: &[u8] = b"compact_finished";
+}
+
+/// Keys of the `raft_state` column family.
+pub mod raft_state {
+    /// raft-rs HardState (term, vote, commit).
+    pub const HARD_STATE: &[u8] = b"hard_state";
+    /// raft-rs ConfState, written with the applied index it belongs to.
+    pub const CONF_STATE: &[u8] = b"conf_state";
+    /// Index and term of the last entry removed by log truncation.
+    pub const TRUNCATED: &[u8] = b"truncated";
 }
 
 /// The RocksDB instance with its column families.

@@ -37,6 +37,9 @@ pub enum Error {
     /// On-disk data that does not decode: a bug or a damaged disk, never a client's fault.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// A file (snapshot) could not be read or written.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
     /// RocksDB failed.
     #[error("rocksdb: {0}")]
     RocksDb(#[from] rocksdb::Error),

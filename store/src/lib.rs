@@ -13,6 +13,7 @@ pub mod mvcc;
 pub mod raft_log;
 pub mod range;
 pub mod record;
+pub mod snapshot;
 mod store;
 pub mod watch;
 

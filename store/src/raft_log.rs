@@ -6,7 +6,8 @@
 //! for on every step are cached in memory, updated only after the write that makes them
 //! true has succeeded.
 
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
@@ -16,12 +17,10 @@ use rocksdb::WriteBatch;
 use crate::backend::Cf;
 use crate::error::{Error, Result};
 use crate::record::{decode_u64, encode_u64};
+use crate::snapshot::SnapshotMeta;
 use crate::store::Store;
 
-const HARD_STATE: &[u8] = b"hard_state";
-const CONF_STATE: &[u8] = b"conf_state";
-/// Index and term of the last entry removed by log truncation.
-const TRUNCATED: &[u8] = b"truncated";
+use crate::backend::raft_state::{CONF_STATE, HARD_STATE, TRUNCATED};
 
 #[derive(Debug, Default, Clone)]
 struct Core {
@@ -33,11 +32,22 @@ struct Core {
     last_term: u64,
 }
 
+/// Where the snapshot for lagging followers stands. Generating one reads the whole
+/// store, so it happens on its own thread while raft is told to ask again later.
+#[derive(Debug, Default)]
+enum SnapState {
+    #[default]
+    Idle,
+    Generating,
+    Ready(SnapshotMeta, PathBuf),
+}
+
 /// raft-rs storage over the node's RocksDB.
 #[derive(Debug, Clone)]
 pub struct LogStore {
     store: Arc<Store>,
     core: Arc<RwLock<Core>>,
+    snap: Arc<Mutex<SnapState>>,
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -85,6 +95,7 @@ impl LogStore {
         Ok(LogStore {
             store,
             core: Arc::new(RwLock::new(core)),
+            snap: Arc::new(Mutex::new(SnapState::Idle)),
         })
     }
 
@@ -190,6 +201,25 @@ impl LogStore {
         backend.write(batch, true)?;
         self.write().conf_state = conf_state.clone();
         Ok(())
+    }
+
+    /// Records in memory a conf state the store already persisted (with the entry that
+    /// changed it, see `Store::apply_membership`).
+    pub fn note_conf_state(&self, conf_state: &ConfState) {
+        self.write().conf_state = conf_state.clone();
+    }
+
+    /// Reloads everything from the DB, after a snapshot replaced it.
+    pub fn reload(&self) -> Result<()> {
+        let fresh = LogStore::open(self.store.clone())?;
+        let core = fresh.read().clone();
+        *self.write() = core;
+        Ok(())
+    }
+
+    /// Index of the last entry removed by truncation (or covered by a snapshot).
+    pub fn truncated_index(&self) -> u64 {
+        self.read().truncated_index
     }
 
     /// Drops the entries up to and including `index`, which must be applied.
@@ -325,9 +355,54 @@ impl raft::Storage for LogStore {
         Ok(LogStore::last_index(self))
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // State-machine snapshots for lagging followers arrive with replication (issue 4);
-        // a single-member group never needs one.
+    /// A snapshot at least as new as `request_index` and the truncation point, or
+    /// "temporarily unavailable" while one is being written (raft asks again).
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let needed = request_index.max(self.read().truncated_index);
+        let mut state = self.snap.lock().expect("snapshot state lock poisoned");
+        match &*state {
+            SnapState::Ready(meta, path) if meta.index >= needed && path.exists() => {
+                let mut snapshot = Snapshot::default();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                snapshot.data = name.as_bytes().to_vec().into();
+                let metadata = snapshot.mut_metadata();
+                metadata.index = meta.index;
+                metadata.term = meta.term;
+                metadata.set_conf_state(meta.conf_state.clone());
+                return Ok(snapshot);
+            }
+            SnapState::Generating => {
+                return Err(raft::Error::Store(
+                    StorageError::SnapshotTemporarilyUnavailable,
+                ))
+            }
+            _ => {}
+        }
+        *state = SnapState::Generating;
+        tracing::info!(for_peer = to, "writing a snapshot for a lagging follower");
+        let store = self.store.clone();
+        let slot = self.snap.clone();
+        let spawned = std::thread::Builder::new()
+            .name("snapshot-writer".into())
+            .spawn(move || {
+                let next = match store.write_snapshot() {
+                    Ok((meta, path)) => {
+                        tracing::info!(index = meta.index, ?path, "snapshot written");
+                        SnapState::Ready(meta, path)
+                    }
+                    Err(err) => {
+                        tracing::error!(%err, "writing a snapshot failed; will retry");
+                        SnapState::Idle
+                    }
+                };
+                *slot.lock().expect("snapshot state lock poisoned") = next;
+            });
+        if spawned.is_err() {
+            *state = SnapState::Idle;
+        }
         Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable,
         ))

@@ -4,7 +4,7 @@
 //! One thread applies (the raft driver); any number read. Readers take a [`ReadView`]
 //! under the revision lock, so a compaction can never remove what a view promises.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -14,12 +14,14 @@ use ballast_proto::ballast::internal::raft_request::Request;
 use ballast_proto::ballast::internal::RaftRequest;
 use ballast_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
-    LeaseRevokeResponse, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest,
-    TxnResponse,
+    LeaseRevokeResponse, Member, MemberListResponse, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader, TxnRequest, TxnResponse,
 };
+use prost::Message as _;
+use raft::eraftpb::ConfState;
 use rocksdb::WriteBatch;
 
-use crate::backend::{meta, Backend, Cf};
+use crate::backend::{meta, raft_state, Backend, Cf};
 use crate::error::{Error, Result};
 use crate::lease::{self, Lease};
 use crate::mvcc::compact::{compact_physical, hash_kv};
@@ -27,8 +29,12 @@ use crate::mvcc::query::execute_range;
 use crate::mvcc::read::{KvRead, ReadView};
 use crate::mvcc::txn::execute_txn;
 use crate::mvcc::write::WriteTxn;
-use crate::record::encode_u64;
+use crate::record::{decode_u64, encode_u64};
+use crate::snapshot::{self, SnapshotMeta};
 use crate::watch::WatchHub;
+
+/// Snapshot files kept in the snapshot directory.
+const SNAPSHOTS_KEPT: usize = 2;
 
 /// The revision of an empty store; the first write gets the next one (as in etcd).
 pub const INITIAL_REVISION: i64 = 1;
@@ -72,8 +78,11 @@ struct CompactorState {
 /// The state machine; see the module docs.
 pub struct Store {
     backend: Backend,
+    /// Where snapshot files are written and received.
+    snap_dir: PathBuf,
     revisions: RwLock<Revisions>,
     applied: AtomicU64,
+    applied_term: AtomicU64,
     hub: WatchHub,
     compactor: Mutex<CompactorState>,
     compactor_cv: Condvar,
@@ -95,6 +104,14 @@ impl Store {
     /// threads (watch syncer, compactor). Call [`Store::close`] before dropping it.
     pub fn open(dir: &Path) -> Result<Arc<Store>> {
         let backend = Backend::open(dir)?;
+        let snap_dir = dir.parent().unwrap_or(dir).join("snap");
+        // A snapshot install that a crash interrupted is finished before anything else.
+        if let Some(name) = backend.get(Cf::Meta, crate::snapshot::INSTALLING)? {
+            let name = String::from_utf8(name)
+                .map_err(|_| Error::Corrupt("bad snapshot marker".into()))?;
+            tracing::warn!(snapshot = %name, "finishing an interrupted snapshot install");
+            snapshot::install(&backend, &snap_dir.join(name))?;
+        }
         let current = backend
             .get_u64(Cf::Meta, meta::REVISION)?
             .map_or(INITIAL_REVISION, |r| r as i64);
@@ -102,15 +119,17 @@ impl Store {
         let finished = backend
             .get_u64(Cf::Meta, meta::COMPACT_FINISHED)?
             .unwrap_or(0) as i64;
-        let applied = backend.get_u64(Cf::Meta, meta::APPLIED_INDEX)?.unwrap_or(0);
+        let (applied, applied_term) = read_applied(&backend)?;
         assert!(
             compacted <= current,
             "compacted {compacted} above revision {current}"
         );
         let store = Arc::new(Store {
             backend,
+            snap_dir,
             revisions: RwLock::new(Revisions { current, compacted }),
             applied: AtomicU64::new(applied),
+            applied_term: AtomicU64::new(applied_term),
             hub: WatchHub::new(current),
             compactor: Mutex::new(CompactorState {
                 scheduled: compacted,
@@ -184,6 +203,24 @@ impl Store {
         self.applied.load(Ordering::Acquire)
     }
 
+    /// Term of the last raft entry applied.
+    pub fn applied_term(&self) -> u64 {
+        self.applied_term.load(Ordering::Acquire)
+    }
+
+    /// Stages the applied index and term in `batch`; [`Store::mark_applied`] publishes
+    /// them once the batch is written.
+    fn stamp_applied(&self, batch: &mut WriteBatch, index: u64, term: u64) {
+        let mut value = encode_u64(index).to_vec();
+        value.extend_from_slice(&encode_u64(term));
+        batch.put_cf(self.backend.cf(Cf::Meta), meta::APPLIED, value);
+    }
+
+    fn mark_applied(&self, index: u64, term: u64) {
+        self.applied_term.store(term, Ordering::Release);
+        self.applied.store(index, Ordering::Release);
+    }
+
     /// A consistent view of the store as of now.
     pub fn read_view(&self) -> ReadView<'_> {
         let revisions = self.revisions.read().expect("revision lock poisoned");
@@ -205,7 +242,7 @@ impl Store {
 
     /// Applies one committed raft entry carrying `request`. An `Err` means the store
     /// itself failed (disk, corruption); the node must stop, as continuing would diverge.
-    pub fn apply(&self, index: u64, request: &RaftRequest) -> Result<Applied> {
+    pub fn apply(&self, index: u64, term: u64, request: &RaftRequest) -> Result<Applied> {
         let before = self.revisions();
         let Some(request) = &request.request else {
             return Err(Error::Corrupt(format!(
@@ -213,7 +250,7 @@ impl Store {
             )));
         };
         if let Request::Compaction(req) = request {
-            return self.apply_compaction(index, req, before);
+            return self.apply_compaction(index, term, req, before);
         }
         let mut txn = WriteTxn::new(ReadView::live(
             &self.backend,
@@ -238,22 +275,23 @@ impl Store {
                 })
             }),
             Request::Compaction(_) => unreachable!("handled above"),
+            Request::MemberAttributes(_) | Request::MemberUpdate(_) => {
+                return Err(Error::Corrupt(format!(
+                    "raft entry {index}: membership changes go through apply_membership"
+                )));
+            }
         };
         let response = match outcome {
             Err(err) if err.is_fatal() => return Err(err),
             Err(err) => {
                 drop(txn);
-                self.record_applied(index)?;
+                self.record_applied(index, term)?;
                 return Ok(Applied { response: Err(err) });
             }
             Ok(response) => response,
         };
         let (mut batch, events, revision) = txn.into_parts();
-        batch.put_cf(
-            self.backend.cf(Cf::Meta),
-            meta::APPLIED_INDEX,
-            encode_u64(index),
-        );
+        self.stamp_applied(&mut batch, index, term);
         if revision != before.current {
             assert_eq!(revision, before.current + 1, "one revision per entry");
             batch.put_cf(
@@ -263,7 +301,7 @@ impl Store {
             );
         }
         self.backend.write(batch, false)?;
-        self.applied.store(index, Ordering::Release);
+        self.mark_applied(index, term);
         if revision != before.current {
             self.revisions
                 .write()
@@ -278,21 +316,84 @@ impl Store {
 
     /// Records that an entry with no effect on the store (a leader's empty entry, a
     /// membership change, a refused request) has been applied.
-    pub fn record_applied(&self, index: u64) -> Result<()> {
+    pub fn record_applied(&self, index: u64, term: u64) -> Result<()> {
         let mut batch = WriteBatch::default();
+        self.stamp_applied(&mut batch, index, term);
+        self.backend.write(batch, false)?;
+        self.mark_applied(index, term);
+        Ok(())
+    }
+
+    /// Applies a membership change: the new member list and, for a raft configuration
+    /// change, the new conf state, in one batch with the applied index, so membership,
+    /// raft configuration and applied index never disagree after a crash.
+    pub fn apply_membership(
+        &self,
+        index: u64,
+        term: u64,
+        members: &[Member],
+        conf_state: Option<&ConfState>,
+    ) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        self.stamp_applied(&mut batch, index, term);
+        let list = MemberListResponse {
+            members: members.to_vec(),
+            ..Default::default()
+        };
         batch.put_cf(
             self.backend.cf(Cf::Meta),
-            meta::APPLIED_INDEX,
-            encode_u64(index),
+            meta::MEMBERS,
+            list.encode_to_vec(),
         );
+        if let Some(conf_state) = conf_state {
+            batch.put_cf(
+                self.backend.cf(Cf::RaftState),
+                raft_state::CONF_STATE,
+                protobuf::Message::write_to_bytes(conf_state)?,
+            );
+        }
         self.backend.write(batch, false)?;
-        self.applied.store(index, Ordering::Release);
+        self.mark_applied(index, term);
         Ok(())
+    }
+
+    /// The members, as last applied (or bootstrapped).
+    pub fn members(&self) -> Result<Vec<Member>> {
+        match self.backend.get(Cf::Meta, meta::MEMBERS)? {
+            Some(bytes) => Ok(MemberListResponse::decode(&bytes[..])?.members),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The cluster id, once the cluster was founded or joined.
+    pub fn cluster_id(&self) -> Result<Option<u64>> {
+        self.backend.get_u64(Cf::Meta, meta::CLUSTER_ID)
+    }
+
+    /// Records the cluster this node founds or joins, durably, before raft starts.
+    pub fn set_cluster(&self, cluster_id: u64, members: &[Member]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        let list = MemberListResponse {
+            members: members.to_vec(),
+            ..Default::default()
+        };
+        batch.put_cf(
+            self.backend.cf(Cf::Meta),
+            meta::MEMBERS,
+            list.encode_to_vec(),
+        );
+        batch.put_cf(
+            self.backend.cf(Cf::Meta),
+            meta::CLUSTER_ID,
+            encode_u64(cluster_id),
+        );
+        self.backend.write(batch, true)
     }
 
     fn apply_compaction(
         &self,
         index: u64,
+        term: u64,
         req: &CompactionRequest,
         before: Revisions,
     ) -> Result<Applied> {
@@ -304,11 +405,7 @@ impl Store {
             Ok(())
         };
         let mut batch = WriteBatch::default();
-        batch.put_cf(
-            self.backend.cf(Cf::Meta),
-            meta::APPLIED_INDEX,
-            encode_u64(index),
-        );
+        self.stamp_applied(&mut batch, index, term);
         if verdict.is_ok() {
             batch.put_cf(
                 self.backend.cf(Cf::Meta),
@@ -317,7 +414,7 @@ impl Store {
             );
         }
         self.backend.write(batch, false)?;
-        self.applied.store(index, Ordering::Release);
+        self.mark_applied(index, term);
         if verdict.is_ok() {
             // Taking the write lock waits out readers that are still taking snapshots
             // against the old compaction point; the compactor starts only after.
@@ -336,6 +433,50 @@ impl Store {
                 })
             }),
         })
+    }
+
+    /// The directory of snapshot files.
+    pub fn snap_dir(&self) -> &Path {
+        &self.snap_dir
+    }
+
+    /// Writes a snapshot of the current state into the snapshot directory, keeping the
+    /// newest few; returns what it holds and its path.
+    pub fn write_snapshot(&self) -> Result<(SnapshotMeta, PathBuf)> {
+        let written = snapshot::write(&self.backend, &self.snap_dir)?;
+        snapshot::prune(&self.snap_dir, SNAPSHOTS_KEPT)?;
+        Ok(written)
+    }
+
+    /// Replaces the whole replicated state with a verified snapshot file. Readers wait
+    /// meanwhile; watchers are caught up (or told of compaction) from the new history.
+    pub fn install_snapshot(&self, path: &Path) -> Result<SnapshotMeta> {
+        let mut revisions = self.revisions.write().expect("revision lock poisoned");
+        let meta = snapshot::install(&self.backend, path)?;
+        let current = self
+            .backend
+            .get_u64(Cf::Meta, meta::REVISION)?
+            .map_or(INITIAL_REVISION, |r| r as i64);
+        let compacted = self
+            .backend
+            .get_u64(Cf::Meta, meta::COMPACTED)?
+            .unwrap_or(0) as i64;
+        let finished = self
+            .backend
+            .get_u64(Cf::Meta, meta::COMPACT_FINISHED)?
+            .unwrap_or(0) as i64;
+        *revisions = Revisions { current, compacted };
+        self.mark_applied(meta.index, meta.term);
+        {
+            let mut state = self.lock_compactor();
+            state.scheduled = compacted;
+            state.finished = finished.min(compacted);
+            self.compactor_cv.notify_all();
+        }
+        drop(revisions);
+        self.hub.restart_from(current);
+        tracing::info!(index = meta.index, revision = current, "snapshot installed");
+        Ok(meta)
     }
 
     fn run_compactor(&self) {
@@ -414,17 +555,16 @@ impl Store {
     pub fn lease_keys(&self, id: i64) -> Result<Vec<bytes::Bytes>> {
         lease::attached_keys(&self.read_view(), id)
     }
+}
 
-    /// Reads a `meta` entry (membership and cluster identity kept by the server).
-    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.backend.get(Cf::Meta, key)
-    }
-
-    /// Writes a `meta` entry durably.
-    pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        batch.put_cf(self.backend.cf(Cf::Meta), key, value);
-        self.backend.write(batch, true)
+/// The applied index and term recorded in the DB.
+fn read_applied(backend: &Backend) -> Result<(u64, u64)> {
+    match backend.get(Cf::Meta, meta::APPLIED)? {
+        Some(bytes) if bytes.len() == 16 => {
+            Ok((decode_u64(&bytes[..8])?, decode_u64(&bytes[8..])?))
+        }
+        Some(bytes) => Err(Error::Corrupt(format!("bad applied record {bytes:?}"))),
+        None => Ok((0, 0)),
     }
 }
 
@@ -438,6 +578,6 @@ fn header(revision: i64) -> ResponseHeader {
 impl Error {
     /// True for failures of the store itself, as opposed to refusals of a request.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, Error::Corrupt(_) | Error::RocksDb(_))
+        matches!(self, Error::Corrupt(_) | Error::RocksDb(_) | Error::Io(_))
     }
 }

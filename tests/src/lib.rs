@@ -79,7 +79,15 @@ pub fn free_port() -> u16 {
 #[derive(Debug)]
 pub struct Node {
     pub dir: PathBuf,
+    pub name: String,
+    /// Client port (gRPC and HTTP).
     pub port: u16,
+    /// Peer port: part of the member's identity, kept across restarts.
+    pub peer_port: u16,
+    /// `--initial-cluster`; None for a member alone.
+    pub initial_cluster: Option<String>,
+    /// `--initial-cluster-state`.
+    pub cluster_state: String,
     pub extra_args: Vec<String>,
     pub env: Vec<(String, String)>,
     child: Option<Child>,
@@ -93,18 +101,34 @@ impl Node {
         Node::start_with(dir, &[])
     }
 
+    /// Starts a single-member node with extra flags.
     pub fn start_with(dir: &Path, extra_args: &[&str]) -> Node {
-        let mut node = Node {
+        let mut node = Node::new(dir, "node", free_port(), None, extra_args);
+        node.launch();
+        node
+    }
+
+    /// A node not started yet, for clusters.
+    pub fn new(
+        dir: &Path,
+        name: &str,
+        peer_port: u16,
+        initial_cluster: Option<String>,
+        extra_args: &[&str],
+    ) -> Node {
+        Node {
             dir: dir.to_path_buf(),
+            name: name.to_string(),
             port: 0,
+            peer_port,
+            initial_cluster,
+            cluster_state: "new".into(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             child: None,
             log: PathBuf::new(),
             starts: 0,
-        };
-        node.launch();
-        node
+        }
     }
 
     pub fn endpoint(&self) -> String {
@@ -115,12 +139,20 @@ impl Node {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
     pub fn address(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// The node's log so far.
@@ -132,32 +164,20 @@ impl Node {
         self.launch_on(None);
     }
 
-    /// Starts the process; on `port` if given (once), else on a fresh free port.
+    /// Starts the process and waits for it; on `port` if given (once), else on a fresh
+    /// free port.
     fn launch_on(&mut self, mut port: Option<u16>) {
         for _ in 0..START_ATTEMPTS {
             self.port = port.take().unwrap_or_else(free_port);
-            self.starts += 1;
-            self.log = self.dir.with_extension(format!("log.{}", self.starts));
-            let log = std::fs::File::create(&self.log).expect("create log file");
-            let url = self.url();
-            let mut command = Command::new(ballast_binary());
-            command
-                .args(["--name", "node", "--data-dir"])
-                .arg(&self.dir)
-                .args([
-                    "--listen-client-urls",
-                    &url,
-                    "--advertise-client-urls",
-                    &url,
-                ])
-                .args(&self.extra_args)
-                .envs(self.env.iter().map(|(k, v)| (k, v)))
-                .stdout(Stdio::null())
-                .stderr(log);
-            let child = command.spawn().expect("spawn ballast");
-            self.child = Some(child);
+            self.spawn();
             match self.wait_ready() {
                 Ok(()) => return,
+                Err(log) if log.contains("Address already in use") && self.starts == 1 => {
+                    // Only a first start may move its peer port: it is not known yet.
+                    self.peer_port = free_port();
+                    self.starts = 0;
+                    continue;
+                }
                 Err(log) if log.contains("Address already in use") => continue,
                 Err(log) => panic!("ballast did not start:\n{log}"),
             }
@@ -165,7 +185,53 @@ impl Node {
         panic!("ballast could not find a free port in {START_ATTEMPTS} attempts");
     }
 
-    fn wait_ready(&mut self) -> Result<(), String> {
+    /// Starts the process without waiting for it to serve (cluster members need each
+    /// other to elect a leader first). Picks a client port if none is set.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "spawn of a running node");
+        if self.port == 0 {
+            self.port = free_port();
+        }
+        self.starts += 1;
+        self.log = self.dir.with_extension(format!("log.{}", self.starts));
+        let log = std::fs::File::create(&self.log).expect("create log file");
+        let url = self.url();
+        let peer = self.peer_url();
+        let initial = self
+            .initial_cluster
+            .clone()
+            .unwrap_or_else(|| format!("{}={peer}", self.name));
+        let mut command = Command::new(ballast_binary());
+        command
+            .args(["--name", &self.name, "--data-dir"])
+            .arg(&self.dir)
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args([
+                "--initial-cluster",
+                &initial,
+                "--initial-cluster-state",
+                &self.cluster_state,
+            ])
+            .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log);
+        self.child = Some(command.spawn().expect("spawn ballast"));
+    }
+
+    /// Waits until the node serves clients (it has a leader).
+    pub fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let log = self.log();
@@ -189,6 +255,15 @@ impl Node {
         }
     }
 
+    /// Sends a signal to the process (e.g. "STOP", "CONT").
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal}");
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -208,10 +283,17 @@ impl Node {
         child.wait().expect("wait for ballast")
     }
 
-    /// Starts the node again on its data directory (on a new port).
+    /// Starts the node again on its data directory (on a new client port).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart of a running node");
         self.launch();
+    }
+
+    /// Starts the node again without waiting (for members of a cluster that may need
+    /// the others back first). Keeps the client port.
+    pub fn respawn(&mut self) {
+        assert!(self.child.is_none(), "restart of a running node");
+        self.spawn();
     }
 
     /// Starts the node again on its data directory and its old port, so clients that
@@ -245,6 +327,96 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// A cluster of `ballast` processes on loopback.
+#[derive(Debug)]
+pub struct TestCluster {
+    pub dir: PathBuf,
+    pub nodes: Vec<Node>,
+}
+
+impl TestCluster {
+    /// Starts `size` members named n0, n1, ... and waits until every one serves.
+    pub fn start(dir: &Path, size: usize, extra_args: &[&str]) -> TestCluster {
+        let peer_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let initial = (0..size)
+            .map(|i| format!("n{i}=http://127.0.0.1:{}", peer_ports[i]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes: Vec<Node> = (0..size)
+            .map(|i| {
+                Node::new(
+                    &dir.join(format!("n{i}")),
+                    &format!("n{i}"),
+                    peer_ports[i],
+                    Some(initial.clone()),
+                    extra_args,
+                )
+            })
+            .collect();
+        for node in &mut nodes {
+            node.spawn();
+        }
+        for node in &mut nodes {
+            if let Err(log) = node.wait_ready() {
+                panic!("member {} did not start:\n{log}", node.name);
+            }
+        }
+        TestCluster {
+            dir: dir.to_path_buf(),
+            nodes,
+        }
+    }
+
+    /// Client endpoints of the running members.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| n.endpoint())
+            .collect()
+    }
+
+    /// A client of every running member.
+    pub async fn client(&self) -> Client {
+        Client::connect(self.endpoints(), ConnectOptions::default())
+            .await
+            .expect("connect to the cluster")
+    }
+
+    /// Index of the member that leads, as the running members agree; waits for one.
+    pub async fn leader(&self) -> usize {
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            let mut ids = Vec::new();
+            let mut leaders = Vec::new();
+            for node in self.nodes.iter().filter(|n| n.is_running()) {
+                let Ok(client) =
+                    Client::connect([node.endpoint()], ConnectOptions::default()).await
+                else {
+                    continue;
+                };
+                if let Ok(status) = client.status().await {
+                    ids.push((status.header.member_id, node.name.clone()));
+                    leaders.push(status.leader);
+                }
+            }
+            if let Some(&leader) = leaders.first() {
+                if leader != 0 && leaders.iter().all(|l| *l == leader) {
+                    if let Some((_, name)) = ids.iter().find(|(id, _)| *id == leader) {
+                        return self
+                            .nodes
+                            .iter()
+                            .position(|n| &n.name == name)
+                            .expect("known name");
+                    }
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no agreed leader");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

@@ -5,29 +5,38 @@
 //! this order (raft-rs's rules; see design §2 and the raft reference):
 //!
 //! 1. messages a leader may send before persisting;
-//! 2. new entries and the hard state in one WriteBatch, synced if raft says so;
-//! 3. committed entries applied to the store (only after step 2, so the applied index
+//! 2. a snapshot, if raft hands one over: installed before anything else;
+//! 3. new entries and the hard state in one WriteBatch, synced if raft says so;
+//! 4. committed entries applied to the store (only after step 3, so the applied index
 //!    can never pass the persisted commit index);
-//! 4. messages that must follow persistence (votes, append responses);
-//! 5. read states; then `advance`, the light ready's commit index and entries.
+//! 5. messages that must follow persistence (votes, append responses);
+//! 6. read states; then `advance`, the light ready's commit index and entries.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ballast_proto::ballast::internal::raft_request::Request;
-use ballast_proto::ballast::internal::RaftRequest;
+use ballast_proto::ballast::internal::{MemberChange, RaftRequest};
+use ballast_proto::etcdserverpb::Member;
 use ballast_store::{Error as StoreError, LogStore, Response, Store};
 use prost::Message as _;
-use raft::eraftpb::{Entry, EntryType, Message as RaftMessage};
-use raft::{RawNode, StateRole};
+use protobuf::Message as _;
+use raft::eraftpb::{
+    ConfChangeType, ConfChangeV2, Entry, EntryType, Message as RaftMessage, MessageType, Snapshot,
+};
+use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::watch;
 
 use super::reads::ReadQueue;
-use super::wait::WaitRegistry;
-use super::{Msg, NodeConfig, RaftStatus};
+use super::wait::{Reply, WaitRegistry};
+use super::{Msg, NodeConfig, NodeParts, RaftStatus};
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::lessor::Lessor;
+use crate::peer::PeerTransport;
 
 /// Mailbox messages handled per turn at most, so ticks are never starved by a flood.
 const MAILBOX_DRAIN_MAX: usize = 1024;
@@ -40,7 +49,10 @@ pub(super) struct Driver {
     log: LogStore,
     store: Arc<Store>,
     lessor: Arc<Lessor>,
+    cluster: Arc<Cluster>,
+    transport: Arc<PeerTransport>,
     waits: Arc<WaitRegistry>,
+    epoch: Arc<AtomicU64>,
     inbox: Receiver<Msg>,
     status: watch::Sender<RaftStatus>,
     tick_interval: Duration,
@@ -49,18 +61,27 @@ pub(super) struct Driver {
     reads: ReadQueue,
     snapshot_count: u64,
     role: StateRole,
+    leader: u64,
+    /// Set when this member has been removed from the cluster: the driver stops.
+    removed: bool,
 }
 
 impl Driver {
     pub(super) fn new(
         config: &NodeConfig,
-        store: Arc<Store>,
-        log: LogStore,
-        lessor: Arc<Lessor>,
+        parts: NodeParts,
         waits: Arc<WaitRegistry>,
+        epoch: Arc<AtomicU64>,
         inbox: Receiver<Msg>,
         status: watch::Sender<RaftStatus>,
     ) -> Result<Driver> {
+        let NodeParts {
+            store,
+            log,
+            lessor,
+            cluster,
+            transport,
+        } = parts;
         let raft_config = raft::Config {
             id: config.id,
             election_tick: config.election_ticks,
@@ -83,12 +104,16 @@ impl Driver {
             raw.campaign()
                 .map_err(|e| Error::Fatal(format!("raft campaign: {e}")))?;
         }
+        transport.update(&cluster.members());
         Ok(Driver {
             raw,
             log,
             store,
             lessor,
+            cluster,
+            transport,
             waits,
+            epoch,
             inbox,
             status,
             tick_interval: config.heartbeat_interval,
@@ -97,6 +122,8 @@ impl Driver {
             reads: ReadQueue::default(),
             snapshot_count: config.snapshot_count,
             role: StateRole::Follower,
+            leader: raft::INVALID_ID,
+            removed: false,
         })
     }
 
@@ -105,6 +132,7 @@ impl Driver {
         self.waits.fail_all(|| Error::Stopped);
         self.reads.fail_all();
         self.lessor.demote();
+        self.transport.close();
         result
     }
 
@@ -112,7 +140,7 @@ impl Driver {
         let mut next_tick = Instant::now() + self.tick_interval;
         // A lone member campaigned in `new`: become leader now, not after the first tick.
         self.on_ready()?;
-        loop {
+        while !self.removed {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.inbox.recv_timeout(wait) {
                 Ok(msg) => {
@@ -134,6 +162,17 @@ impl Driver {
                     Err(TryRecvError::Disconnected) => return Ok(()),
                 }
             }
+            for peer in self.transport.take_unreachable() {
+                self.raw.report_unreachable(peer);
+            }
+            for (peer, delivered) in self.transport.take_snapshot_reports() {
+                let status = if delivered {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(peer, status);
+            }
             let now = Instant::now();
             if now >= next_tick {
                 self.raw.tick();
@@ -148,6 +187,8 @@ impl Driver {
             self.reads.issue(&mut self.raw, self.ticks);
             self.on_ready()?;
         }
+        tracing::warn!("this member was removed from the cluster; stopping");
+        Ok(())
     }
 
     /// Handles one mailbox message; false means stop.
@@ -155,22 +196,50 @@ impl Driver {
         match msg {
             Msg::Propose { id, data } => {
                 if let Err(err) = self.raw.propose(Vec::new(), data) {
-                    let error = match err {
-                        raft::Error::ProposalDropped
-                            if self.raw.raft.leader_id == raft::INVALID_ID =>
-                        {
-                            Error::NoLeader
-                        }
-                        raft::Error::ProposalDropped => Error::LeaderChanged,
-                        other => Error::Fatal(format!("raft propose: {other}")),
-                    };
-                    self.waits.trigger(id, Err(error));
+                    self.waits.trigger(id, Err(self.proposal_error(err)));
+                }
+            }
+            Msg::ConfChange {
+                id,
+                change,
+                context,
+            } => {
+                if self.raw.raft.has_pending_conf() {
+                    // raft-rs would silently turn it into an empty entry.
+                    self.waits.trigger(id, Err(Error::Unhealthy));
+                } else if let Err(err) = self.raw.propose_conf_change(context, change) {
+                    self.waits.trigger(id, Err(self.proposal_error(err)));
                 }
             }
             Msg::Read { reply } => self.reads.push(reply),
+            Msg::Raft(message) => {
+                if let Err(err) = self.raw.step(*message) {
+                    tracing::debug!(%err, "raft message not stepped");
+                }
+            }
+            Msg::TransferLeader(target) => self.raw.transfer_leader(target),
+            Msg::Progress { reply } => {
+                let mut matched = HashMap::new();
+                if self.raw.raft.state == StateRole::Leader {
+                    for (id, progress) in self.raw.raft.prs().iter() {
+                        matched.insert(*id, progress.matched);
+                    }
+                }
+                let _ = reply.send(matched);
+            }
             Msg::Stop => return false,
         }
         true
+    }
+
+    fn proposal_error(&self, err: raft::Error) -> Error {
+        match err {
+            raft::Error::ProposalDropped if self.raw.raft.leader_id == raft::INVALID_ID => {
+                Error::NoLeader
+            }
+            raft::Error::ProposalDropped => Error::LeaderChanged,
+            other => Error::Fatal(format!("raft propose: {other}")),
+        }
     }
 
     fn on_ready(&mut self) -> Result<()> {
@@ -179,13 +248,12 @@ impl Driver {
         }
         let mut ready = self.raw.ready();
         if let Some(soft) = ready.ss() {
-            self.on_role(soft.raft_state);
+            self.on_soft_state(soft.leader_id, soft.raft_state);
         }
         self.send(ready.take_messages());
         if !ready.snapshot().is_empty() {
-            return Err(Error::Fatal(
-                "received a raft snapshot; installing snapshots needs replication support".into(),
-            ));
+            let snapshot = ready.snapshot().clone();
+            self.install_snapshot(&snapshot)?;
         }
         self.log
             .persist(ready.entries(), ready.hs(), ready.must_sync())
@@ -208,18 +276,30 @@ impl Driver {
         Ok(())
     }
 
-    /// Sends raft messages to peers. A single-member group has none; the peer transport
-    /// arrives with replication.
+    /// Hands raft messages to the transport; snapshots go their own way, streamed ahead
+    /// of the message that refers to them.
     fn send(&mut self, messages: Vec<RaftMessage>) {
-        for message in messages {
-            tracing::warn!(
-                to = message.to,
-                "no transport to peer; raft message dropped"
-            );
+        let (snapshots, others): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+        self.transport.send(others);
+        for message in snapshots {
+            self.transport
+                .send_snapshot(message, self.store.snap_dir().to_path_buf());
         }
     }
 
-    fn on_role(&mut self, role: StateRole) {
+    fn on_soft_state(&mut self, leader: u64, role: StateRole) {
+        if leader != self.leader {
+            tracing::info!(
+                leader = format!("{leader:x}"),
+                term = self.raw.raft.term,
+                "leader changed"
+            );
+            self.leader = leader;
+            let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+            self.waits.fail_before(epoch, || Error::LeaderChanged);
+        }
         if role == self.role {
             return;
         }
@@ -232,48 +312,168 @@ impl Driver {
         self.role = role;
     }
 
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
+        let name = String::from_utf8(snapshot.data.to_vec())
+            .map_err(|_| Error::Fatal("snapshot message names no file".into()))?;
+        let path = self.store.snap_dir().join(name);
+        let meta = self.store.install_snapshot(&path).map_err(fatal)?;
+        let expected = snapshot.get_metadata();
+        if meta.index != expected.index || meta.term != expected.term {
+            return Err(Error::Fatal(format!(
+                "snapshot file holds ({}, {}), raft expected ({}, {})",
+                meta.term, meta.index, expected.term, expected.index
+            )));
+        }
+        self.log.reload().map_err(fatal)?;
+        let members = self.store.members().map_err(fatal)?;
+        self.transport.update(&members);
+        self.cluster.set_members(members);
+        self.lessor.reset(&self.store.leases().map_err(fatal)?);
+        Ok(())
+    }
+
     fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
         for entry in entries {
             if entry.index <= self.store.applied_index() {
                 continue;
             }
             match entry.get_entry_type() {
-                EntryType::EntryNormal if !entry.data.is_empty() => {
-                    self.apply_request(entry.index, &entry.data)?
+                EntryType::EntryNormal if entry.data.is_empty() => {
+                    // A new leader's empty entry.
+                    self.store
+                        .record_applied(entry.index, entry.term)
+                        .map_err(fatal)?
                 }
-                // A new leader's empty entry; membership changes arrive with replication.
-                _ => self.store.record_applied(entry.index).map_err(fatal)?,
+                EntryType::EntryNormal => self.apply_request(&entry)?,
+                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.apply_conf_change(&entry)?
+                }
             }
         }
         Ok(())
     }
 
-    fn apply_request(&mut self, index: u64, data: &[u8]) -> Result<()> {
-        let request = RaftRequest::decode(data)
+    fn apply_request(&mut self, entry: &Entry) -> Result<()> {
+        let (index, term) = (entry.index, entry.term);
+        let request = RaftRequest::decode(&entry.data[..])
             .map_err(|e| Error::Fatal(format!("raft entry {index} does not decode: {e}")))?;
-        let applied = self.store.apply(index, &request).map_err(fatal)?;
-        match (&request.request, &applied.response) {
-            (Some(Request::LeaseGrant(_)), Ok(Response::LeaseGrant(granted))) => {
-                self.lessor.granted(granted.id, granted.ttl)
+        let outcome = match &request.request {
+            Some(Request::MemberAttributes(attributes)) => {
+                let mut members = self.cluster.members();
+                if let Some(member) = members.iter_mut().find(|m| m.id == attributes.id) {
+                    member.name = attributes.name.clone();
+                    member.client_urls = attributes.client_urls.clone();
+                }
+                self.apply_members(index, term, members, None)?
             }
-            (Some(Request::LeaseRevoke(revoke)), Ok(_) | Err(StoreError::LeaseNotFound)) => {
-                self.lessor.revoked(revoke.id)
+            Some(Request::MemberUpdate(update)) => {
+                let mut members = self.cluster.members();
+                match members.iter_mut().find(|m| m.id == update.id) {
+                    Some(member) => {
+                        member.peer_urls = update.peer_urls.clone();
+                        self.apply_members(index, term, members, None)?
+                    }
+                    None => {
+                        self.store.record_applied(index, term).map_err(fatal)?;
+                        Err(Error::MemberNotFound)
+                    }
+                }
             }
-            _ => {}
+            _ => {
+                let applied = self.store.apply(index, term, &request).map_err(fatal)?;
+                match (&request.request, &applied.response) {
+                    (Some(Request::LeaseGrant(_)), Ok(Response::LeaseGrant(granted))) => {
+                        self.lessor.granted(granted.id, granted.ttl)
+                    }
+                    (
+                        Some(Request::LeaseRevoke(revoke)),
+                        Ok(_) | Err(StoreError::LeaseNotFound),
+                    ) => self.lessor.revoked(revoke.id),
+                    _ => {}
+                }
+                applied.response.map(Reply::Store).map_err(Error::Store)
+            }
+        };
+        self.waits.trigger(request.id, outcome);
+        Ok(())
+    }
+
+    /// Persists a new member list (and conf state) and makes it live.
+    fn apply_members(
+        &mut self,
+        index: u64,
+        term: u64,
+        members: Vec<Member>,
+        conf_state: Option<&raft::eraftpb::ConfState>,
+    ) -> Result<Result<Reply>> {
+        self.store
+            .apply_membership(index, term, &members, conf_state)
+            .map_err(fatal)?;
+        if let Some(conf_state) = conf_state {
+            self.log.note_conf_state(conf_state);
         }
-        self.waits
-            .trigger(request.id, applied.response.map_err(Error::Store));
+        self.transport.update(&members);
+        self.cluster.set_members(members.clone());
+        Ok(Ok(Reply::Members(members)))
+    }
+
+    fn apply_conf_change(&mut self, entry: &Entry) -> Result<()> {
+        let (index, term) = (entry.index, entry.term);
+        if entry.get_entry_type() == EntryType::EntryConfChange {
+            // Ballast only ever proposes ConfChangeV2.
+            return Err(Error::Fatal(format!("entry {index} is a v1 conf change")));
+        }
+        let change = ConfChangeV2::parse_from_bytes(&entry.data)
+            .map_err(|e| Error::Fatal(format!("conf change {index}: {e}")))?;
+        let context = MemberChange::decode(&entry.context[..])
+            .map_err(|e| Error::Fatal(format!("conf change {index} context: {e}")))?;
+        let conf_state = match self.raw.apply_conf_change(&change) {
+            Ok(conf_state) => conf_state,
+            Err(err) => {
+                tracing::warn!(%err, index, "refused a configuration change");
+                self.store.record_applied(index, term).map_err(fatal)?;
+                self.waits.trigger(context.id, Err(Error::Unhealthy));
+                return Ok(());
+            }
+        };
+        let mut members = self.cluster.members();
+        let member = context.member.clone().unwrap_or_default();
+        for single in change.get_changes() {
+            match single.get_change_type() {
+                ConfChangeType::AddNode => {
+                    match members.iter_mut().find(|m| m.id == single.node_id) {
+                        Some(existing) => existing.is_learner = false,
+                        None => members.push(Member {
+                            is_learner: false,
+                            ..member.clone()
+                        }),
+                    }
+                }
+                ConfChangeType::AddLearnerNode => {
+                    if !members.iter().any(|m| m.id == single.node_id) {
+                        members.push(Member {
+                            is_learner: true,
+                            ..member.clone()
+                        });
+                    }
+                }
+                ConfChangeType::RemoveNode => {
+                    members.retain(|m| m.id != single.node_id);
+                    if single.node_id == self.raw.raft.id {
+                        self.removed = true;
+                    }
+                }
+            }
+        }
+        tracing::info!(index, voters = ?conf_state.voters, learners = ?conf_state.learners, "membership changed");
+        let outcome = self.apply_members(index, term, members, Some(&conf_state))?;
+        self.waits.trigger(context.id, outcome);
         Ok(())
     }
 
     /// Drops applied entries from the log once more than `snapshot_count` accumulate.
-    /// Only while this member is alone: followers that fall behind the truncation point
-    /// need state-machine snapshots, which arrive with replication.
+    /// A follower that falls behind the truncation point gets a snapshot instead.
     fn truncate_log(&mut self) -> Result<()> {
-        let conf = self.log.conf_state();
-        if conf.voters.len() != 1 || !conf.learners.is_empty() {
-            return Ok(());
-        }
         let applied = self.store.applied_index();
         let first = self.log.first_index();
         if applied < first + self.snapshot_count + LOG_CATCH_UP_ENTRIES {

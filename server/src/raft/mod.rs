@@ -3,30 +3,37 @@
 //! Clients reach it through the [`Node`] handle: a proposal is registered in the wait
 //! registry by request id, handed to the driver through a bounded mailbox, committed
 //! through raft, applied to the store by the driver, and its outcome handed back by id.
-//! A linearizable read asks the driver for a ReadIndex barrier and reads locally once
-//! the store has applied up to it.
+//! A follower's proposals travel to the leader inside raft and are answered when the
+//! follower applies them. A linearizable read asks the driver for a ReadIndex barrier
+//! and reads locally once the store has applied up to it; followers serve them too.
 
 mod driver;
 mod logger;
 mod reads;
 pub mod wait;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ballast_proto::ballast::internal::raft_request::Request;
-use ballast_proto::ballast::internal::RaftRequest;
+use ballast_proto::ballast::internal::{MemberChange, RaftRequest};
+use ballast_proto::etcdserverpb::Member;
 use ballast_store::{LogStore, Response, Store};
 use prost::Message as _;
+use raft::eraftpb::{ConfChangeType, ConfChangeV2, Message as RaftMessage};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::idgen::IdGenerator;
 use crate::lessor::Lessor;
-use wait::WaitRegistry;
+use crate::peer::PeerTransport;
+use wait::{Reply, WaitRegistry};
 
 /// Messages the driver's mailbox holds at most. A full mailbox refuses new requests with
 /// etcd's "too many requests" instead of queueing without bound.
@@ -66,8 +73,23 @@ impl RaftStatus {
 }
 
 enum Msg {
-    Propose { id: u64, data: Vec<u8> },
-    Read { reply: oneshot::Sender<Result<()>> },
+    Propose {
+        id: u64,
+        data: Vec<u8>,
+    },
+    ConfChange {
+        id: u64,
+        change: ConfChangeV2,
+        context: Vec<u8>,
+    },
+    Read {
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Raft(Box<RaftMessage>),
+    TransferLeader(u64),
+    Progress {
+        reply: oneshot::Sender<HashMap<u64, u64>>,
+    },
     Stop,
 }
 
@@ -78,6 +100,8 @@ pub struct Node {
     waits: Arc<WaitRegistry>,
     ids: IdGenerator,
     status: watch::Receiver<RaftStatus>,
+    /// Leadership epoch: bumped by the driver at every leader change.
+    epoch: Arc<AtomicU64>,
     thread: Mutex<Option<JoinHandle<Result<()>>>>,
 }
 
@@ -90,32 +114,49 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// What the driver works with besides raft itself.
+#[derive(Debug)]
+pub struct NodeParts {
+    pub store: Arc<Store>,
+    pub log: LogStore,
+    pub lessor: Arc<Lessor>,
+    pub cluster: Arc<Cluster>,
+    pub transport: Arc<PeerTransport>,
+}
+
 impl Node {
-    /// Starts the driver thread. If the driver fails, it cancels `fatal` so the server
-    /// shuts down instead of serving from a store that stopped applying.
+    /// Starts the driver thread. If the driver fails, or this member is removed from the
+    /// cluster, it cancels `stop` so the server shuts down instead of serving from a
+    /// store that stopped applying.
     pub fn start(
         config: NodeConfig,
-        store: Arc<Store>,
-        log: LogStore,
-        lessor: Arc<Lessor>,
-        fatal: CancellationToken,
+        parts: NodeParts,
+        stop: CancellationToken,
     ) -> Result<Arc<Node>> {
         let (mailbox, inbox) = sync_channel(RAFT_MAILBOX_CAPACITY);
         let waits = Arc::new(WaitRegistry::default());
+        let epoch = Arc::new(AtomicU64::new(0));
         let (status_tx, status) = watch::channel(RaftStatus {
             id: config.id,
             ..Default::default()
         });
-        let driver =
-            driver::Driver::new(&config, store, log, lessor, waits.clone(), inbox, status_tx)?;
+        let driver = driver::Driver::new(
+            &config,
+            parts,
+            waits.clone(),
+            epoch.clone(),
+            inbox,
+            status_tx,
+        )?;
         let thread = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || {
                 let result = driver.run();
-                if let Err(err) = &result {
-                    tracing::error!(%err, "raft driver failed; shutting down");
-                    fatal.cancel();
+                match &result {
+                    Err(err) => tracing::error!(%err, "raft driver failed; shutting down"),
+                    Ok(()) => tracing::info!("raft driver stopped"),
                 }
+                stop.cancel();
                 result
             })?;
         Ok(Arc::new(Node {
@@ -124,6 +165,7 @@ impl Node {
             mailbox,
             waits,
             status,
+            epoch,
             thread: Mutex::new(Some(thread)),
         }))
     }
@@ -145,8 +187,40 @@ impl Node {
         &self.ids
     }
 
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// Hands a raft message from a peer to the driver; dropped if the mailbox is full
+    /// (raft retransmits).
+    pub fn step(&self, message: RaftMessage) {
+        let _ = self.mailbox.try_send(Msg::Raft(Box::new(message)));
+    }
+
+    /// Waits for the outcome registered under `id`, within the request timeout.
+    async fn wait(&self, id: u64, outcome: oneshot::Receiver<wait::Outcome>) -> Result<Reply> {
+        match tokio::time::timeout(self.config.request_timeout, outcome).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => {
+                self.waits.cancel(id);
+                Err(self.timeout_error())
+            }
+        }
+    }
+
     /// Proposes a request and waits until it is applied; returns the outcome.
     pub async fn propose(&self, request: Request) -> Result<Response> {
+        match self.propose_reply(request).await? {
+            Reply::Store(response) => Ok(response),
+            Reply::Members(_) => Err(Error::Fatal(
+                "a store request got a membership reply".into(),
+            )),
+        }
+    }
+
+    /// Proposes a request and waits for whatever it produces.
+    pub async fn propose_reply(&self, request: Request) -> Result<Reply> {
         let id = self.ids.next();
         let data = RaftRequest {
             id,
@@ -156,18 +230,44 @@ impl Node {
         if data.len() > self.config.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
-        let outcome = self.waits.register(id);
+        let outcome = self.waits.register(id, self.epoch.load(Ordering::Acquire));
         if let Err(err) = self.mailbox.try_send(Msg::Propose { id, data }) {
             self.waits.cancel(id);
             return Err(mailbox_error(err));
         }
-        match tokio::time::timeout(self.config.request_timeout, outcome).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => Err(Error::Stopped),
-            Err(_) => {
-                self.waits.cancel(id);
-                Err(self.timeout_error())
-            }
+        self.wait(id, outcome).await
+    }
+
+    /// Proposes a raft configuration change for `member`; returns the members after it.
+    pub async fn propose_conf_change(
+        &self,
+        kind: ConfChangeType,
+        member: Member,
+    ) -> Result<Vec<Member>> {
+        let id = self.ids.next();
+        let node_id = member.id;
+        let context = MemberChange {
+            id,
+            member: Some(member),
+        }
+        .encode_to_vec();
+        let mut change = ConfChangeV2::default();
+        let mut single = raft::eraftpb::ConfChangeSingle::default();
+        single.set_change_type(kind);
+        single.node_id = node_id;
+        change.mut_changes().push(single);
+        let outcome = self.waits.register(id, self.epoch.load(Ordering::Acquire));
+        if let Err(err) = self.mailbox.try_send(Msg::ConfChange {
+            id,
+            change,
+            context,
+        }) {
+            self.waits.cancel(id);
+            return Err(mailbox_error(err));
+        }
+        match self.wait(id, outcome).await? {
+            Reply::Members(members) => Ok(members),
+            Reply::Store(_) => Err(Error::Fatal("a membership change got a store reply".into())),
         }
     }
 
@@ -183,6 +283,36 @@ impl Node {
             Ok(Err(_)) => Err(Error::Stopped),
             Err(_) => Err(self.timeout_error()),
         }
+    }
+
+    /// Asks the leader (this member) to hand leadership to `target` and waits until it
+    /// has.
+    pub async fn transfer_leader(&self, target: u64) -> Result<()> {
+        self.mailbox
+            .try_send(Msg::TransferLeader(target))
+            .map_err(mailbox_error)?;
+        let mut status = self.watch_status();
+        let moved = tokio::time::timeout(
+            self.config.request_timeout,
+            status.wait_for(|s| s.leader == target),
+        )
+        .await
+        .map(|waited| waited.map(|_| ()));
+        match moved {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// The leader's view of how far each member's log matches its own (empty on a
+    /// follower).
+    pub async fn progress(&self) -> Result<HashMap<u64, u64>> {
+        let (reply, done) = oneshot::channel();
+        self.mailbox
+            .try_send(Msg::Progress { reply })
+            .map_err(mailbox_error)?;
+        done.await.map_err(|_| Error::Stopped)
     }
 
     fn timeout_error(&self) -> Error {

@@ -1,33 +1,61 @@
 //! The wait registry: a proposal's client waits here, by request id, until the entry is
 //! applied. Replies are matched by id, never by queue position, so entries applied in any
 //! interleaving reach the right client.
+//!
+//! Each waiter remembers the leadership epoch it was registered in. When leadership
+//! changes, waiters from earlier epochs are failed with etcd's "leader changed" so their
+//! clients retry instead of waiting out the timeout; such a write may still have been
+//! committed, which is what Unavailable means to an etcd client.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use ballast_proto::etcdserverpb::Member;
 use ballast_store::Response;
 use tokio::sync::oneshot;
 
 use crate::error::Error;
 
+/// What an applied entry produced for its client.
+#[derive(Debug)]
+pub enum Reply {
+    /// A KV, lease or compaction request.
+    Store(Response),
+    /// A membership change: the members after it.
+    Members(Vec<Member>),
+}
+
 /// What a waiting client receives.
-pub type Outcome = Result<Response, Error>;
+pub type Outcome = Result<Reply, Error>;
+
+struct Waiter {
+    tx: oneshot::Sender<Outcome>,
+    epoch: u64,
+}
 
 /// Pending proposals by request id.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct WaitRegistry {
-    waiters: Mutex<HashMap<u64, oneshot::Sender<Outcome>>>,
+    waiters: Mutex<HashMap<u64, Waiter>>,
+}
+
+impl std::fmt::Debug for WaitRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitRegistry")
+            .field("pending", &self.len())
+            .finish()
+    }
 }
 
 impl WaitRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Outcome>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waiter>> {
         self.waiters.lock().expect("wait registry lock poisoned")
     }
 
-    /// Registers a waiter; the id must be unique.
-    pub fn register(&self, id: u64) -> oneshot::Receiver<Outcome> {
+    /// Registers a waiter in leadership `epoch`; the id must be unique.
+    pub fn register(&self, id: u64, epoch: u64) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
-        let previous = self.lock().insert(id, tx);
+        let previous = self.lock().insert(id, Waiter { tx, epoch });
         assert!(previous.is_none(), "request id {id} registered twice");
         rx
     }
@@ -35,8 +63,8 @@ impl WaitRegistry {
     /// Hands the outcome to the waiter of `id`, if it is still waiting (it may have timed
     /// out, or the entry was proposed by another member).
     pub fn trigger(&self, id: u64, outcome: Outcome) {
-        if let Some(tx) = self.lock().remove(&id) {
-            let _ = tx.send(outcome);
+        if let Some(waiter) = self.lock().remove(&id) {
+            let _ = waiter.tx.send(outcome);
         }
     }
 
@@ -45,10 +73,25 @@ impl WaitRegistry {
         self.lock().remove(&id);
     }
 
+    /// Fails every waiter registered before leadership `epoch`.
+    pub fn fail_before(&self, epoch: u64, error: impl Fn() -> Error) {
+        let mut waiters = self.lock();
+        let stale: Vec<u64> = waiters
+            .iter()
+            .filter(|(_, w)| w.epoch < epoch)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in stale {
+            if let Some(waiter) = waiters.remove(&id) {
+                let _ = waiter.tx.send(Err(error()));
+            }
+        }
+    }
+
     /// Fails every waiter, e.g. when the node stops.
     pub fn fail_all(&self, error: impl Fn() -> Error) {
-        for (_, tx) in self.lock().drain() {
-            let _ = tx.send(Err(error()));
+        for (_, waiter) in self.lock().drain() {
+            let _ = waiter.tx.send(Err(error()));
         }
     }
 
@@ -58,5 +101,22 @@ impl WaitRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn leader_changes_fail_only_older_waiters() {
+        let waits = WaitRegistry::default();
+        let old = waits.register(1, 0);
+        let new = waits.register(2, 1);
+        waits.fail_before(1, || Error::LeaderChanged);
+        assert!(matches!(old.await.unwrap(), Err(Error::LeaderChanged)));
+        waits.trigger(2, Ok(Reply::Members(Vec::new())));
+        assert!(matches!(new.await.unwrap(), Ok(Reply::Members(_))));
+        assert!(waits.is_empty());
     }
 }

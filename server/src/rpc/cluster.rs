@@ -1,12 +1,29 @@
-//! Cluster: MemberList. Membership changes arrive with replication.
+//! Cluster: membership with etcd's semantics. Adding, removing and promoting a member
+//! are raft configuration changes; MemberUpdate and a member's published name and client
+//! URLs are ordinary replicated entries.
 
 use std::sync::Arc;
 
+use ballast_proto::ballast::internal::raft_request::Request as RaftOp;
+use ballast_proto::etcdserverpb::cluster_client::ClusterClient;
 use ballast_proto::etcdserverpb::cluster_server::Cluster;
-use ballast_proto::etcdserverpb::{MemberListRequest, MemberListResponse};
+use ballast_proto::etcdserverpb::{
+    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MemberUpdateRequest, MemberUpdateResponse,
+};
+use raft::eraftpb::ConfChangeType;
 use tonic::{Request, Response, Status};
 
 use super::Shared;
+use crate::cluster::new_member_id;
+use crate::error::Error;
+use crate::raft::wait::Reply;
+
+/// Learners a cluster may have at once (etcd's maxLearners).
+pub const LEARNERS_MAX: usize = 1;
+/// A learner is promotable once its log matches at least this share of the leader's.
+const LEARNER_READY_SHARE: f64 = 0.9;
 
 /// The Cluster service.
 #[derive(Debug, Clone)]
@@ -18,10 +35,121 @@ impl ClusterService {
     pub fn new(shared: Arc<Shared>) -> Self {
         ClusterService { shared }
     }
+
+    fn header(&self) -> Option<ballast_proto::etcdserverpb::ResponseHeader> {
+        Some(self.shared.header(self.shared.revision()))
+    }
+
+    fn member(&self, id: u64) -> Result<Member, Status> {
+        self.shared
+            .cluster
+            .member(id)
+            .ok_or_else(|| Error::MemberNotFound.into())
+    }
+
+    /// Refuses URLs that do not parse, or that another member already uses.
+    fn check_peer_urls(&self, urls: &[String], except: Option<u64>) -> Result<(), Status> {
+        let valid = !urls.is_empty()
+            && urls.iter().all(|u| {
+                let rest = u
+                    .strip_prefix("http://")
+                    .or_else(|| u.strip_prefix("https://"));
+                rest.is_some_and(|r| {
+                    r.rsplit_once(':')
+                        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+                })
+            });
+        if !valid {
+            return Err(Error::InvalidPeerUrls.into());
+        }
+        let taken = self
+            .shared
+            .cluster
+            .members()
+            .iter()
+            .filter(|m| Some(m.id) != except)
+            .any(|m| m.peer_urls.iter().any(|u| urls.contains(u)));
+        if taken {
+            return Err(Error::PeerUrlExists.into());
+        }
+        Ok(())
+    }
 }
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
+    async fn member_add(
+        &self,
+        request: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        let req = request.into_inner();
+        self.check_peer_urls(&req.peer_urls, None)?;
+        let members = self.shared.cluster.members();
+        if req.is_learner && members.iter().filter(|m| m.is_learner).count() >= LEARNERS_MAX {
+            return Err(Error::TooManyLearners.into());
+        }
+        let member = Member {
+            id: new_member_id(&req.peer_urls, self.shared.cluster.cluster_id),
+            name: String::new(),
+            peer_urls: req.peer_urls,
+            client_urls: Vec::new(),
+            is_learner: req.is_learner,
+        };
+        let kind = if req.is_learner {
+            ConfChangeType::AddLearnerNode
+        } else {
+            ConfChangeType::AddNode
+        };
+        let members = self
+            .shared
+            .node
+            .propose_conf_change(kind, member.clone())
+            .await?;
+        Ok(Response::new(MemberAddResponse {
+            header: self.header(),
+            member: Some(member),
+            members,
+        }))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        let member = self.member(request.into_inner().id)?;
+        let members = self
+            .shared
+            .node
+            .propose_conf_change(ConfChangeType::RemoveNode, member)
+            .await?;
+        Ok(Response::new(MemberRemoveResponse {
+            header: self.header(),
+            members,
+        }))
+    }
+
+    async fn member_update(
+        &self,
+        request: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        let req = request.into_inner();
+        self.member(req.id)?;
+        self.check_peer_urls(&req.peer_urls, Some(req.id))?;
+        let members = match self
+            .shared
+            .node
+            .propose_reply(RaftOp::MemberUpdate(req))
+            .await?
+        {
+            Reply::Members(members) => members,
+            Reply::Store(_) => return Err(Status::internal("etcdserver: unexpected apply result")),
+        };
+        Ok(Response::new(MemberUpdateResponse {
+            header: self.header(),
+            members,
+        }))
+    }
+
     async fn member_list(
         &self,
         request: Request<MemberListRequest>,
@@ -30,8 +158,48 @@ impl Cluster for ClusterService {
             self.shared.node.read_barrier().await?;
         }
         Ok(Response::new(MemberListResponse {
-            header: Some(self.shared.header(self.shared.revision())),
-            members: self.shared.membership.members.clone(),
+            header: self.header(),
+            members: self.shared.cluster.members(),
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        let req = request.into_inner();
+        let member = self.member(req.id)?;
+        if !member.is_learner {
+            return Err(Error::NotLearner.into());
+        }
+        let status = self.shared.node.status();
+        if !status.is_leader() {
+            // Only the leader knows how far the learner is: ask it.
+            let leader = self
+                .shared
+                .cluster
+                .member(status.leader)
+                .ok_or(Error::NoLeader)?;
+            let url = leader.client_urls.first().ok_or(Error::NoLeader)?.clone();
+            let mut client = ClusterClient::connect(url)
+                .await
+                .map_err(|_| Status::from(Error::NoLeader))?;
+            return client.member_promote(req).await;
+        }
+        let progress = self.shared.node.progress().await?;
+        let leader_match = progress.get(&status.id).copied().unwrap_or(0);
+        let learner_match = progress.get(&req.id).copied().unwrap_or(0);
+        if (learner_match as f64) < (leader_match as f64) * LEARNER_READY_SHARE {
+            return Err(Error::LearnerNotReady.into());
+        }
+        let members = self
+            .shared
+            .node
+            .propose_conf_change(ConfChangeType::AddNode, member)
+            .await?;
+        Ok(Response::new(MemberPromoteResponse {
+            header: self.header(),
+            members,
         }))
     }
 }

@@ -1,4 +1,7 @@
 //! Lease: Grant, Revoke, KeepAlive (a stream), TimeToLive, Leases.
+//!
+//! Deadlines live on the leader only: a follower forwards keep-alives and time-to-live
+//! queries to the leader over the peer transport.
 
 use std::sync::Arc;
 
@@ -32,6 +35,68 @@ impl LeaseService {
     pub fn new(shared: Arc<Shared>) -> Self {
         LeaseService { shared }
     }
+}
+
+/// Renews a lease on this member, which must be the leader.
+pub fn local_renew(shared: &Shared, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+    let ttl = match shared.lessor.renew(id) {
+        Ok(ttl) => ttl,
+        // An unknown lease is answered with TTL 0, not an error (as etcd).
+        Err(RenewError::NotFound) => 0,
+        Err(RenewError::NotPrimary) => return Err(Error::NotLeader.into()),
+    };
+    Ok(LeaseKeepAliveResponse {
+        header: Some(shared.header(shared.revision())),
+        id,
+        ttl,
+    })
+}
+
+/// Renews a lease on the leader, wherever it is.
+async fn renew(shared: &Shared, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+    if shared.lessor.is_primary() {
+        return local_renew(shared, id);
+    }
+    let leader = shared.node.status().leader;
+    let mut client = shared.transport.client(leader).ok_or(Error::NoLeader)?;
+    let mut response = client
+        .lease_renew(LeaseKeepAliveRequest { id })
+        .await?
+        .into_inner();
+    response.header = Some(shared.header(shared.revision()));
+    Ok(response)
+}
+
+/// Remaining and granted TTL of a lease as this member (the leader) knows them.
+pub fn local_time_to_live(
+    shared: &Shared,
+    req: LeaseTimeToLiveRequest,
+) -> Result<LeaseTimeToLiveResponse, Status> {
+    let header = Some(shared.header(shared.revision()));
+    let Some(lease) = shared.store.lease(req.id).map_err(Error::Store)? else {
+        return Ok(LeaseTimeToLiveResponse {
+            header,
+            id: req.id,
+            ttl: -1,
+            ..Default::default()
+        });
+    };
+    let (remaining, granted) = shared
+        .lessor
+        .time_to_live(req.id)
+        .unwrap_or((lease.ttl, lease.ttl));
+    let keys = if req.keys {
+        shared.store.lease_keys(req.id).map_err(Error::Store)?
+    } else {
+        Vec::new()
+    };
+    Ok(LeaseTimeToLiveResponse {
+        header,
+        id: req.id,
+        ttl: remaining,
+        granted_ttl: granted,
+        keys,
+    })
 }
 
 #[tonic::async_trait]
@@ -97,20 +162,7 @@ impl Lease for LeaseService {
                         break;
                     }
                 };
-                let response = match shared.lessor.renew(req.id) {
-                    Ok(ttl) => Ok(LeaseKeepAliveResponse {
-                        header: Some(shared.header(shared.revision())),
-                        id: req.id,
-                        ttl,
-                    }),
-                    // An unknown lease is answered with TTL 0, not an error (as etcd).
-                    Err(RenewError::NotFound) => Ok(LeaseKeepAliveResponse {
-                        header: Some(shared.header(shared.revision())),
-                        id: req.id,
-                        ttl: 0,
-                    }),
-                    Err(RenewError::NotPrimary) => Err(Status::from(Error::NoLeader)),
-                };
+                let response = renew(&shared, req.id).await;
                 let failed = response.is_err();
                 if out.send(response).await.is_err() || failed {
                     break;
@@ -125,32 +177,18 @@ impl Lease for LeaseService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let req = request.into_inner();
-        let header = Some(self.shared.header(self.shared.revision()));
-        let Some(lease) = self.shared.store.lease(req.id).map_err(Error::Store)? else {
-            return Ok(Response::new(LeaseTimeToLiveResponse {
-                header,
-                id: req.id,
-                ttl: -1,
-                ..Default::default()
-            }));
-        };
-        let (remaining, granted) = self
+        if self.shared.lessor.is_primary() {
+            return Ok(Response::new(local_time_to_live(&self.shared, req)?));
+        }
+        let leader = self.shared.node.status().leader;
+        let mut client = self
             .shared
-            .lessor
-            .time_to_live(req.id)
-            .unwrap_or((lease.ttl, lease.ttl));
-        let keys = if req.keys {
-            self.shared.store.lease_keys(req.id).map_err(Error::Store)?
-        } else {
-            Vec::new()
-        };
-        Ok(Response::new(LeaseTimeToLiveResponse {
-            header,
-            id: req.id,
-            ttl: remaining,
-            granted_ttl: granted,
-            keys,
-        }))
+            .transport
+            .client(leader)
+            .ok_or(Error::NoLeader)?;
+        let mut response = client.lease_time_to_live(req).await?.into_inner();
+        response.header = Some(self.shared.header(self.shared.revision()));
+        Ok(Response::new(response))
     }
 
     async fn lease_leases(

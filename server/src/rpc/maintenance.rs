@@ -51,7 +51,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: raft.applied,
             errors: Vec::new(),
             db_size_in_use: backend.live_bytes() as i64,
-            is_learner: false,
+            is_learner: self.shared.cluster.is_learner(raft.id),
             storage_version: CLUSTER_VERSION.to_string(),
             db_size_quota: 0,
             downgrade_info: None,
@@ -119,11 +119,18 @@ impl Maintenance for MaintenanceService {
         let target = request.into_inner().target_id;
         let raft = self.shared.node.status();
         if !raft.is_leader() {
-            return Err(Status::failed_precondition("etcdserver: not leader"));
+            return Err(Error::NotLeader.into());
         }
-        // Alone in the cluster, the only valid transferee is this member, which leads.
-        if target != raft.id {
+        let votes = self
+            .shared
+            .cluster
+            .member(target)
+            .is_some_and(|m| !m.is_learner);
+        if !votes {
             return Err(Error::BadLeaderTransferee.into());
+        }
+        if target != raft.id {
+            self.shared.node.transfer_leader(target).await?;
         }
         Ok(Response::new(MoveLeaderResponse {
             header: Some(self.shared.header(self.shared.revision())),

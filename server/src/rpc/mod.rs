@@ -15,9 +15,10 @@ use ballast_proto::etcdserverpb::ResponseHeader;
 use ballast_store::{Response as Applied, Store};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::Membership;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::lessor::Lessor;
+use crate::peer::PeerTransport;
 use crate::raft::Node;
 
 /// What every service shares.
@@ -27,7 +28,8 @@ pub struct Shared {
     pub store: Arc<Store>,
     pub node: Arc<Node>,
     pub lessor: Arc<Lessor>,
-    pub membership: Membership,
+    pub cluster: Arc<Cluster>,
+    pub transport: Arc<PeerTransport>,
     /// Cancelled when the server shuts down; every stream ends on it.
     pub shutdown: CancellationToken,
 }
@@ -36,8 +38,8 @@ impl Shared {
     /// A response header for this member at `revision`.
     pub fn header(&self, revision: i64) -> ResponseHeader {
         ResponseHeader {
-            cluster_id: self.membership.cluster_id,
-            member_id: self.membership.member_id,
+            cluster_id: self.cluster.cluster_id,
+            member_id: self.cluster.local_id,
             revision,
             raft_term: self.node.status().term,
         }

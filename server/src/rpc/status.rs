@@ -48,7 +48,7 @@ impl From<Error> for Status {
                 StoreError::LeaseExists => {
                     status(FailedPrecondition, "etcdserver: lease already exists")
                 }
-                err @ (StoreError::Corrupt(_) | StoreError::RocksDb(_)) => {
+                err @ (StoreError::Corrupt(_) | StoreError::RocksDb(_) | StoreError::Io(_)) => {
                     tracing::error!(%err, "store failure");
                     status(Internal, &format!("etcdserver: {err}"))
                 }
@@ -64,6 +64,26 @@ impl From<Error> for Status {
                 status(FailedPrecondition, "etcdserver: bad leader transferee")
             }
             Error::MemberNotFound => status(NotFound, "etcdserver: member not found"),
+            Error::Unhealthy => status(Unavailable, "etcdserver: unhealthy cluster"),
+            Error::NotLeader => status(FailedPrecondition, "etcdserver: not leader"),
+            Error::LearnerNotReady => status(
+                FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+            ),
+            Error::NotLearner => status(
+                FailedPrecondition,
+                "etcdserver: can only promote a learner member",
+            ),
+            Error::PeerUrlExists => {
+                status(FailedPrecondition, "etcdserver: Peer URLs already exists")
+            }
+            Error::TooManyLearners => status(
+                FailedPrecondition,
+                "etcdserver: too many learner members in cluster",
+            ),
+            Error::InvalidPeerUrls => {
+                status(InvalidArgument, "etcdserver: given member URLs are invalid")
+            }
             err @ (Error::Config(_) | Error::Fatal(_) | Error::Io(_)) => {
                 status(Internal, &format!("etcdserver: {err}"))
             }

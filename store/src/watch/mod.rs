@@ -356,6 +356,19 @@ impl WatchHub {
         }
     }
 
+    /// The store jumped to `revision` (a snapshot was installed): every watcher is
+    /// caught up from the new history, or told it was compacted.
+    pub(crate) fn restart_from(&self, revision: i64) {
+        let mut state = self.lock();
+        state.published = revision;
+        for watcher in state.watchers.values_mut() {
+            if watcher.phase == Phase::Synced && watcher.next <= revision {
+                watcher.phase = Phase::Unsynced;
+            }
+        }
+        self.wake.notify_all();
+    }
+
     /// Ends the syncer thread.
     fn stop(&self) {
         self.lock().stopped = true;

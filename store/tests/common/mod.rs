@@ -46,7 +46,10 @@ impl TestStore {
             id: self.index,
             request: Some(request),
         };
-        self.store().apply(self.index, &request).unwrap().response
+        self.store()
+            .apply(self.index, 1, &request)
+            .unwrap()
+            .response
     }
 
     pub fn put(&mut self, key: &str, value: &str) -> PutResponse {

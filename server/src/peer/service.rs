@@ -1,0 +1,102 @@
+//! The peer gRPC service: what other members send to this one.
+
+use std::sync::Arc;
+
+use ballast_proto::ballast::transport::raft_transport_server::RaftTransport;
+use ballast_proto::ballast::transport::{
+    MembershipRequest, MembershipResponse, RaftBatch, SendDone, SnapshotChunk, SnapshotDone,
+};
+use ballast_proto::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use protobuf::Message as _;
+use raft::eraftpb::Message as RaftMessage;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::rpc::lease::{local_renew, local_time_to_live};
+use crate::rpc::Shared;
+
+/// The service other members call.
+#[derive(Debug, Clone)]
+pub struct PeerService {
+    shared: Arc<Shared>,
+}
+
+impl PeerService {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        PeerService { shared }
+    }
+
+    fn check_cluster(&self, cluster_id: u64) -> Result<(), Status> {
+        if cluster_id != self.shared.cluster.cluster_id {
+            return Err(Status::failed_precondition(format!(
+                "cluster ID mismatch: this member is in cluster {:x}, the sender in {cluster_id:x}",
+                self.shared.cluster.cluster_id
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for PeerService {
+    async fn send(
+        &self,
+        request: Request<Streaming<RaftBatch>>,
+    ) -> Result<Response<SendDone>, Status> {
+        let mut batches = request.into_inner();
+        loop {
+            let batch = tokio::select! {
+                _ = self.shared.shutdown.cancelled() => break,
+                batch = batches.message() => batch?,
+            };
+            let Some(batch) = batch else { break };
+            self.check_cluster(batch.cluster_id)?;
+            if self.shared.transport.is_blocked(batch.from) {
+                continue;
+            }
+            for bytes in batch.messages {
+                let message = RaftMessage::parse_from_bytes(&bytes)
+                    .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
+                self.shared.node.step(message);
+            }
+        }
+        Ok(Response::new(SendDone {}))
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SnapshotDone>, Status> {
+        crate::peer::snapshot::receive(&self.shared, request.into_inner()).await?;
+        Ok(Response::new(SnapshotDone {}))
+    }
+
+    async fn membership(
+        &self,
+        _request: Request<MembershipRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
+        Ok(Response::new(MembershipResponse {
+            cluster_id: self.shared.cluster.cluster_id,
+            members: self.shared.cluster.members(),
+        }))
+    }
+
+    async fn lease_renew(
+        &self,
+        request: Request<LeaseKeepAliveRequest>,
+    ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        let id = request.into_inner().id;
+        Ok(Response::new(local_renew(&self.shared, id)?))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        Ok(Response::new(local_time_to_live(
+            &self.shared,
+            request.into_inner(),
+        )?))
+    }
+}
