@@ -27,6 +27,8 @@ pub struct Cluster {
     pub cluster_id: u64,
     pub local_id: u64,
     members: RwLock<Vec<Member>>,
+    /// Members removed from the cluster: their messages are refused.
+    removed: RwLock<Vec<u64>>,
 }
 
 /// 64-bit FNV-1a: a stable hash, so every member derives the same ids from the same flags.
@@ -107,9 +109,20 @@ impl Cluster {
     pub async fn bootstrap(store: &Store, config: &Config) -> Result<Bootstrap> {
         if let Some(cluster_id) = store.cluster_id()? {
             let members = store.members()?;
-            let local_id = local_member(&members, config)?;
+            let removed = store.removed_members()?;
+            let local_id = match local_member(&members, config) {
+                Ok(id) => id,
+                Err(_) if !removed.is_empty() => {
+                    return Err(Error::Config(
+                        "this member was removed from the cluster".into(),
+                    ))
+                }
+                Err(err) => return Err(err),
+            };
+            let cluster = Cluster::new(cluster_id, local_id, members);
+            cluster.set_removed(removed);
             return Ok(Bootstrap {
-                cluster: Cluster::new(cluster_id, local_id, members),
+                cluster,
                 founding_voters: None,
             });
         }
@@ -143,7 +156,20 @@ impl Cluster {
             cluster_id,
             local_id,
             members: RwLock::new(members),
+            removed: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Marks members as removed.
+    pub fn set_removed(&self, removed: Vec<u64>) {
+        *self.removed.write().expect("removed lock poisoned") = removed;
+    }
+
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.removed
+            .read()
+            .expect("removed lock poisoned")
+            .contains(&id)
     }
 
     pub fn members(&self) -> Vec<Member> {

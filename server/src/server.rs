@@ -92,6 +92,7 @@ async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -
             request_timeout: config.request_timeout(),
             max_request_bytes: config.max_request_bytes as usize,
             snapshot_count: config.snapshot_count,
+            catch_up_entries: config.experimental_snapshot_catchup_entries,
         },
         NodeParts {
             store: store.clone(),
@@ -118,49 +119,12 @@ async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -
         shutdown: shutdown.clone(),
     });
 
-    // Peers first: electing a leader needs them.
     let mut servers = JoinSet::new();
-    for listener in bind(&shared.config.listen_peer_urls).await? {
-        let address = listener.local_addr()?;
-        tracing::info!(%address, "listening for peers");
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let stop = shutdown.clone();
-        let service = RaftTransportServer::new(PeerService::new(shared.clone()))
-            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
-        let server = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
-        servers.spawn(server);
+    let started = start_servers(&shared, &mut servers).await;
+    if started.is_err() {
+        // Whatever did start must stop before the store closes.
+        shutdown.cancel();
     }
-
-    // Like etcd, serve clients only once the member has a leader: before that every
-    // request would fail anyway.
-    let mut status = node.watch_status();
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        waited = status.wait_for(|s| s.has_leader()) => {
-            waited.map_err(|_| Error::Fatal("raft driver stopped before electing a leader".into()))?;
-        }
-    }
-    let listeners = bind(&shared.config.listen_client_urls).await?;
-    let routes = routes(&shared);
-    for listener in listeners {
-        let address = listener.local_addr()?;
-        tracing::info!(%address, "ready to serve client requests");
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let stop = shutdown.clone();
-        let server = tonic::transport::Server::builder()
-            .accept_http1(true)
-            .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
-            .add_routes(routes.clone())
-            .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
-        servers.spawn(server);
-    }
-    servers.spawn(expire_leases(shared.clone()));
-    servers.spawn(publish_attributes(shared.clone()));
-
     let mut result = Ok(());
     // After shutdown, connections get a grace period to finish; a client that keeps a
     // stream half-open does not hold the node up for longer.
@@ -200,7 +164,59 @@ async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -
     let stopped = tokio::task::spawn_blocking(move || node.stop())
         .await
         .map_err(|e| Error::Fatal(e.to_string()))?;
-    result.and(stopped)
+    started.and(result).and(stopped)
+}
+
+type ServerSet = JoinSet<std::result::Result<(), tonic::transport::Error>>;
+
+/// Serves peers, waits for a leader, then serves clients and runs the lease expiry and
+/// attribute publishing tasks, all in `servers`.
+async fn start_servers(shared: &Arc<Shared>, servers: &mut ServerSet) -> Result<()> {
+    let shutdown = shared.shutdown.clone();
+    let node = shared.node.clone();
+    // Peers first: electing a leader needs them.
+    for listener in bind(&shared.config.listen_peer_urls).await? {
+        let address = listener.local_addr()?;
+        tracing::info!(%address, "listening for peers");
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let stop = shutdown.clone();
+        let service = RaftTransportServer::new(PeerService::new(shared.clone()))
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
+        let server = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
+        servers.spawn(server);
+    }
+
+    // Like etcd, serve clients only once the member has a leader: before that every
+    // request would fail anyway.
+    let mut status = node.watch_status();
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        waited = status.wait_for(|s| s.has_leader()) => {
+            waited.map_err(|_| Error::Fatal("raft driver stopped before electing a leader".into()))?;
+        }
+    }
+    let listeners = bind(&shared.config.listen_client_urls).await?;
+    let routes = routes(shared);
+    for listener in listeners {
+        let address = listener.local_addr()?;
+        tracing::info!(%address, "ready to serve client requests");
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let stop = shutdown.clone();
+        let server = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
+            .add_routes(routes.clone())
+            .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
+        servers.spawn(server);
+    }
+    servers.spawn(expire_leases(shared.clone()));
+    servers.spawn(publish_attributes(shared.clone()));
+
+    Ok(())
 }
 
 /// Binds every client URL; etcd's defaults name `localhost`, which is bound once.

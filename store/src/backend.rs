@@ -87,6 +87,9 @@ pub mod meta {
     pub const CLUSTER_ID: &[u8] = b"cluster_id";
     /// The members (an encoded etcd MemberListResponse), changed only by applied entries.
     pub const MEMBERS: &[u8] = b"members";
+    /// Ids (u64 big-endian, concatenated) of members removed from the cluster: their
+    /// messages are refused so they learn they are out.
+    pub const REMOVED: &[u8] = b"removed_members";
     /// The store revision: the revision of the last write.
     pub const REVISION: &[u8] = b"revision";
     /// Reads below this revision fail; set when a compaction is applied.

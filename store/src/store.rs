@@ -333,9 +333,18 @@ impl Store {
         term: u64,
         members: &[Member],
         conf_state: Option<&ConfState>,
+        removed: Option<u64>,
     ) -> Result<()> {
         let mut batch = WriteBatch::default();
         self.stamp_applied(&mut batch, index, term);
+        if let Some(id) = removed {
+            let mut list = self
+                .backend
+                .get(Cf::Meta, meta::REMOVED)?
+                .unwrap_or_default();
+            list.extend_from_slice(&encode_u64(id));
+            batch.put_cf(self.backend.cf(Cf::Meta), meta::REMOVED, list);
+        }
         let list = MemberListResponse {
             members: members.to_vec(),
             ..Default::default()
@@ -355,6 +364,15 @@ impl Store {
         self.backend.write(batch, false)?;
         self.mark_applied(index, term);
         Ok(())
+    }
+
+    /// Ids of members removed from the cluster.
+    pub fn removed_members(&self) -> Result<Vec<u64>> {
+        let list = self
+            .backend
+            .get(Cf::Meta, meta::REMOVED)?
+            .unwrap_or_default();
+        list.chunks(8).map(decode_u64).collect()
     }
 
     /// The members, as last applied (or bootstrapped).

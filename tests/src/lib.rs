@@ -290,9 +290,10 @@ impl Node {
     }
 
     /// Starts the node again without waiting (for members of a cluster that may need
-    /// the others back first). Keeps the client port.
+    /// the others back first), on a new client port: the old one may have been taken.
     pub fn respawn(&mut self) {
         assert!(self.child.is_none(), "restart of a running node");
+        self.port = 0;
         self.spawn();
     }
 

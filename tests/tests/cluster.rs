@@ -96,3 +96,347 @@ async fn three_members_replicate_and_followers_serve_reads_writes_and_watches() 
     .await;
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_was_down_while_the_log_was_truncated_catches_up_by_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster_flags = [
+        "--snapshot-count",
+        "50",
+        "--experimental-snapshot-catchup-entries",
+        "20",
+    ];
+    let mut cluster = TestCluster::start(dir.path(), 3, &cluster_flags);
+    let leader = cluster.leader().await;
+    let down = (leader + 1) % 3;
+    cluster.nodes[down].kill9();
+    let client = client_of(cluster.nodes[leader].endpoint()).await;
+    for i in 0..300 {
+        client
+            .put(format!("s/{i:03}"), i.to_string(), PutOptions::new())
+            .await
+            .unwrap();
+    }
+    client.compact(100, false).await.unwrap();
+    let last = client
+        .put("s/last", "x", PutOptions::new())
+        .await
+        .unwrap()
+        .header
+        .revision;
+
+    cluster.nodes[down].respawn();
+    cluster.nodes[down].wait_ready().unwrap();
+    let log = cluster.nodes[down].log();
+    let back = client_of(cluster.nodes[down].endpoint()).await;
+    let caught_up = eventually(WAIT, || {
+        let back = back.clone();
+        async move {
+            back.get("s/last", GetOptions::new().with_serializable())
+                .await
+                .is_ok_and(|r| r.kvs.len() == 1)
+        }
+    })
+    .await;
+    assert!(caught_up, "the member caught up");
+    let log = cluster.nodes[down].log() + &log;
+    assert!(
+        log.contains("snapshot installed"),
+        "it needed a snapshot:\n{log}"
+    );
+    let all = back
+        .get("s/", GetOptions::new().with_prefix().with_serializable())
+        .await
+        .unwrap();
+    assert_eq!(all.kvs.len(), 301);
+    // History survived the trip: the compaction point and reads above it.
+    assert_eq!(back.hash_kv(last).await.unwrap(), {
+        let mut theirs = client.hash_kv(last).await.unwrap();
+        theirs.header = back.hash_kv(last).await.unwrap().header;
+        theirs
+    });
+    let old = back
+        .get("s/", GetOptions::new().with_prefix().with_revision(99))
+        .await;
+    assert_eq!(
+        old.unwrap_err().code(),
+        Some(ballast_client::Code::OutOfRange)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_leader_with_the_client_and_with_etcdctl() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = TestCluster::start(dir.path(), 3, &[]);
+    let leader = cluster.leader().await;
+    let target = (leader + 1) % 3;
+    let to_leader = client_of(cluster.nodes[leader].endpoint()).await;
+    let target_id = client_of(cluster.nodes[target].endpoint())
+        .await
+        .status()
+        .await
+        .unwrap()
+        .header
+        .member_id;
+    to_leader.move_leader(target_id).await.unwrap();
+    assert_eq!(cluster.leader().await, target);
+
+    // etcdctl finds the leader itself and moves leadership on.
+    let next = (target + 1) % 3;
+    let next_id = client_of(cluster.nodes[next].endpoint())
+        .await
+        .status()
+        .await
+        .unwrap()
+        .header
+        .member_id;
+    let endpoints = cluster.endpoints().join(",");
+    let (ok, out, err) =
+        ballast_tests::etcdctl(&endpoints, &["move-leader", &format!("{next_id:x}")]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("Leadership transferred"), "{out}");
+    assert_eq!(cluster.leader().await, next);
+
+    // A follower refuses, and so does the leader for a stranger.
+    let follower = client_of(cluster.nodes[target].endpoint()).await;
+    assert_eq!(
+        follower.move_leader(next_id).await.unwrap_err().message(),
+        Some("etcdserver: not leader")
+    );
+    let leader_client = client_of(cluster.nodes[next].endpoint()).await;
+    assert_eq!(
+        leader_client.move_leader(42).await.unwrap_err().message(),
+        Some("etcdserver: bad leader transferee")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_survive_a_leader_change_and_still_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::start(dir.path(), 3, &[]);
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    let via_follower = client_of(cluster.nodes[follower].endpoint()).await;
+    let kept = via_follower.lease_grant(3, 0).await.unwrap();
+    let dropped = via_follower.lease_grant(3, 0).await.unwrap();
+    via_follower
+        .put("kept", "x", PutOptions::new().with_lease(kept.id))
+        .await
+        .unwrap();
+    via_follower
+        .put("dropped", "x", PutOptions::new().with_lease(dropped.id))
+        .await
+        .unwrap();
+    // Keep-alives sent to a follower reach the leader.
+    let keep = via_follower.lease_keep_alive(kept.id).await.unwrap();
+    let ttl = via_follower
+        .lease_time_to_live(kept.id, true)
+        .await
+        .unwrap();
+    assert_eq!(ttl.granted_ttl, 3);
+    assert_eq!(ttl.keys.len(), 1);
+
+    cluster.nodes[leader].kill9();
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    let gone = eventually(WAIT, || {
+        let client = via_follower.clone();
+        async move {
+            client
+                .get("dropped", GetOptions::new())
+                .await
+                .is_ok_and(|r| r.kvs.is_empty())
+        }
+    })
+    .await;
+    assert!(gone, "the new leader expired the lease nobody kept alive");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        via_follower
+            .get("kept", GetOptions::new())
+            .await
+            .unwrap()
+            .kvs
+            .len(),
+        1
+    );
+    drop(keep);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_are_added_as_learners_promoted_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::start(dir.path(), 3, &[]);
+    let client = cluster.client().await;
+    for i in 0..20 {
+        client
+            .put(format!("m/{i}"), "x", PutOptions::new())
+            .await
+            .unwrap();
+    }
+    let endpoints = cluster.endpoints().join(",");
+
+    // etcdctl adds the new member as a learner; it joins with --initial-cluster-state existing.
+    let peer_port = ballast_tests::free_port();
+    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let (ok, out, err) = ballast_tests::etcdctl(
+        &endpoints,
+        &[
+            "member",
+            "add",
+            "n3",
+            &format!("--peer-urls={peer_url}"),
+            "--learner",
+        ],
+    );
+    assert!(
+        ok,
+        "{out}{err}\n{}",
+        cluster
+            .nodes
+            .iter()
+            .map(|n| n.log())
+            .collect::<Vec<_>>()
+            .join("\n-----\n")
+    );
+    let initial = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .map(|l| l.trim_end_matches('"').to_string())
+        .unwrap_or_else(|| panic!("no ETCD_INITIAL_CLUSTER in {out}"));
+    let mut joiner =
+        ballast_tests::Node::new(&dir.path().join("n3"), "n3", peer_port, Some(initial), &[]);
+    joiner.cluster_state = "existing".into();
+    joiner.spawn();
+    joiner.wait_ready().unwrap();
+    let learner = client_of(joiner.endpoint()).await;
+    let caught_up = eventually(WAIT, || {
+        let learner = learner.clone();
+        async move {
+            learner
+                .get("m/", GetOptions::new().with_prefix().with_serializable())
+                .await
+                .is_ok_and(|r| r.kvs.len() == 20)
+        }
+    })
+    .await;
+    assert!(caught_up, "the learner replicated the data");
+    let status = learner.status().await.unwrap();
+    assert!(status.is_learner);
+    let learner_id = status.header.member_id;
+
+    let (ok, out, err) = ballast_tests::etcdctl(
+        &endpoints,
+        &["member", "promote", &format!("{learner_id:x}")],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(!learner.status().await.unwrap().is_learner);
+    let (ok, out, _) = ballast_tests::etcdctl(&endpoints, &["member", "list"]);
+    assert!(ok);
+    assert_eq!(out.lines().count(), 4, "{out}");
+    assert!(
+        out.contains(&joiner.url()),
+        "the new member published its client URL: {out}"
+    );
+    // Promoting a voter is refused.
+    let again = client.member_promote(learner_id).await.unwrap_err();
+    assert_eq!(
+        again.message(),
+        Some("etcdserver: can only promote a learner member")
+    );
+
+    // Remove a founding member; the three left keep serving.
+    let removed_id = client_of(cluster.nodes[0].endpoint())
+        .await
+        .status()
+        .await
+        .unwrap()
+        .header
+        .member_id;
+    let (ok, out, err) = ballast_tests::etcdctl(
+        &endpoints,
+        &["member", "remove", &format!("{removed_id:x}")],
+    );
+    assert!(ok, "{out}{err}");
+    let stopped = eventually(WAIT, || {
+        let running = cluster.nodes[0].log().contains("removed from the cluster");
+        async move { running }
+    })
+    .await;
+    assert!(stopped, "the removed member stops");
+    cluster.nodes[0].kill9();
+    let rest = Client::connect(
+        [cluster.nodes[1].endpoint(), joiner.endpoint()],
+        ConnectOptions::default(),
+    )
+    .await
+    .unwrap();
+    // If the removed member led, the first write may meet the election ("leader changed").
+    let written = eventually(WAIT, || {
+        let rest = rest.clone();
+        async move {
+            rest.put("after", "removal", PutOptions::new())
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    assert!(written);
+    assert_eq!(rest.member_list().await.unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_tolerate_two_failures_but_not_three() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::start(dir.path(), 5, &[]);
+    let client = cluster.client().await;
+    client.put("k", "0", PutOptions::new()).await.unwrap();
+    let leader = cluster.leader().await;
+    cluster.nodes[leader].kill9();
+    cluster.nodes[(leader + 1) % 5].kill9();
+    cluster.leader().await;
+    let survivors = cluster.client().await;
+    survivors.put("k", "1", PutOptions::new()).await.unwrap();
+    assert_eq!(
+        survivors.get("k", GetOptions::new()).await.unwrap().kvs[0]
+            .value_str()
+            .unwrap(),
+        "1"
+    );
+
+    cluster.nodes[(leader + 2) % 5].kill9();
+    let minority = Client::connect(
+        cluster.endpoints(),
+        ConnectOptions::default().with_request_timeout(Duration::from_secs(10)),
+    )
+    .await
+    .unwrap();
+    // No quorum: the write is not acknowledged (its outcome is unknown: a stale leader
+    // may hold it in its log, and it may commit once a majority is back).
+    assert!(
+        minority.put("k", "2", PutOptions::new()).await.is_err(),
+        "no quorum, no write"
+    );
+    assert!(
+        minority.get("k", GetOptions::new()).await.is_err(),
+        "no quorum, no linearizable read"
+    );
+    let stale = minority
+        .get("k", GetOptions::new().with_serializable())
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.kvs[0].value_str().unwrap(),
+        "1",
+        "serializable reads are served locally"
+    );
+
+    // Back to a majority: the cluster serves again and nothing was lost.
+    cluster.nodes[leader].respawn();
+    cluster.nodes[leader].wait_ready().unwrap();
+    let healed = cluster.client().await;
+    healed.put("k", "3", PutOptions::new()).await.unwrap();
+    let k = healed.get("k", GetOptions::new()).await.unwrap();
+    assert_eq!(k.kvs[0].value_str().unwrap(), "3");
+    assert!(k.kvs[0].version >= 3, "both acknowledged writes are there");
+}

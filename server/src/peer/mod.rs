@@ -39,6 +39,9 @@ const PEER_RECONNECT_MIN: Duration = Duration::from_millis(50);
 const PEER_RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// Time to establish a peer connection.
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// What a member answers a removed member's messages with; the removed member stops.
+pub const MEMBER_REMOVED: &str = "the member has been permanently removed from the cluster";
+
 /// Largest gRPC message a peer connection carries (batches, snapshot chunks).
 pub const PEER_MESSAGE_BYTES_MAX: usize = 64 << 20;
 
@@ -61,6 +64,8 @@ pub struct PeerTransport {
     blocked: Arc<Mutex<Vec<u64>>>,
     /// Snapshot deliveries finished since the driver last looked: (peer, delivered).
     snapshot_reports: Arc<Mutex<Vec<(u64, bool)>>>,
+    /// Set when a peer refused our messages because we were removed from the cluster.
+    removed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for PeerTransport {
@@ -99,6 +104,7 @@ impl PeerTransport {
             unreachable: Arc::new(Mutex::new(Vec::new())),
             blocked: Arc::new(Mutex::new(Vec::new())),
             snapshot_reports: Arc::new(Mutex::new(Vec::new())),
+            removed: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })
     }
 
@@ -116,6 +122,8 @@ impl PeerTransport {
 
     /// Starts, restarts or stops peer tasks to match `members`.
     pub fn update(&self, members: &[Member]) {
+        // Channels start background tasks: called from the raft thread, enter the runtime.
+        let _runtime = self.runtime.enter();
         let mut peers = self.lock();
         peers.retain(|id, peer| {
             let keep = members
@@ -143,6 +151,7 @@ impl PeerTransport {
                     .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
                     .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX),
                 unreachable: self.unreachable.clone(),
+                removed: self.removed.clone(),
             };
             let task = self.runtime.spawn(sender.run(inbox));
             peers.insert(
@@ -191,6 +200,11 @@ impl PeerTransport {
         if !unreachable.contains(&peer) {
             unreachable.push(peer);
         }
+    }
+
+    /// True once a peer said this member was removed from the cluster.
+    pub fn told_removed(&self) -> bool {
+        self.removed.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Peers found unreachable since the last call.
@@ -283,6 +297,7 @@ struct Sender {
     cluster_id: u64,
     client: RaftTransportClient<Channel>,
     unreachable: Arc<Mutex<Vec<u64>>>,
+    removed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Sender {
@@ -298,6 +313,9 @@ impl Sender {
                 tokio::select! {
                     ended = &mut call => {
                         if let Err(status) = ended {
+                            if status.message() == MEMBER_REMOVED {
+                                self.removed.store(true, std::sync::atomic::Ordering::Release);
+                            }
                             tracing::debug!(peer = self.to, %status, "peer stream ended");
                         }
                         break;

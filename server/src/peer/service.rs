@@ -13,6 +13,7 @@ use protobuf::Message as _;
 use raft::eraftpb::Message as RaftMessage;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::peer::MEMBER_REMOVED;
 use crate::rpc::lease::{local_renew, local_time_to_live};
 use crate::rpc::Shared;
 
@@ -52,6 +53,9 @@ impl RaftTransport for PeerService {
             };
             let Some(batch) = batch else { break };
             self.check_cluster(batch.cluster_id)?;
+            if self.shared.cluster.is_removed(batch.from) {
+                return Err(Status::failed_precondition(MEMBER_REMOVED));
+            }
             if self.shared.transport.is_blocked(batch.from) {
                 continue;
             }

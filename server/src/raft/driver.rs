@@ -40,9 +40,6 @@ use crate::peer::PeerTransport;
 
 /// Mailbox messages handled per turn at most, so ticks are never starved by a flood.
 const MAILBOX_DRAIN_MAX: usize = 1024;
-/// Applied entries kept in the log after truncation, for followers slightly behind
-/// (etcd's SnapshotCatchUpEntries).
-const LOG_CATCH_UP_ENTRIES: u64 = 5000;
 
 pub(super) struct Driver {
     raw: RawNode<LogStore>,
@@ -60,6 +57,7 @@ pub(super) struct Driver {
     ticks: u64,
     reads: ReadQueue,
     snapshot_count: u64,
+    catch_up_entries: u64,
     role: StateRole,
     leader: u64,
     /// Set when this member has been removed from the cluster: the driver stops.
@@ -121,6 +119,7 @@ impl Driver {
             ticks: 0,
             reads: ReadQueue::default(),
             snapshot_count: config.snapshot_count,
+            catch_up_entries: config.catch_up_entries,
             role: StateRole::Follower,
             leader: raft::INVALID_ID,
             removed: false,
@@ -161,6 +160,9 @@ impl Driver {
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => return Ok(()),
                 }
+            }
+            if self.transport.told_removed() {
+                self.removed = true;
             }
             for peer in self.transport.take_unreachable() {
                 self.raw.report_unreachable(peer);
@@ -328,6 +330,8 @@ impl Driver {
         let members = self.store.members().map_err(fatal)?;
         self.transport.update(&members);
         self.cluster.set_members(members);
+        self.cluster
+            .set_removed(self.store.removed_members().map_err(fatal)?);
         self.lessor.reset(&self.store.leases().map_err(fatal)?);
         Ok(())
     }
@@ -364,14 +368,14 @@ impl Driver {
                     member.name = attributes.name.clone();
                     member.client_urls = attributes.client_urls.clone();
                 }
-                self.apply_members(index, term, members, None)?
+                self.apply_members(index, term, members, None, None)?
             }
             Some(Request::MemberUpdate(update)) => {
                 let mut members = self.cluster.members();
                 match members.iter_mut().find(|m| m.id == update.id) {
                     Some(member) => {
                         member.peer_urls = update.peer_urls.clone();
-                        self.apply_members(index, term, members, None)?
+                        self.apply_members(index, term, members, None, None)?
                     }
                     None => {
                         self.store.record_applied(index, term).map_err(fatal)?;
@@ -405,10 +409,15 @@ impl Driver {
         term: u64,
         members: Vec<Member>,
         conf_state: Option<&raft::eraftpb::ConfState>,
+        removed: Option<u64>,
     ) -> Result<Result<Reply>> {
         self.store
-            .apply_membership(index, term, &members, conf_state)
+            .apply_membership(index, term, &members, conf_state, removed)
             .map_err(fatal)?;
+        if removed.is_some() {
+            self.cluster
+                .set_removed(self.store.removed_members().map_err(fatal)?);
+        }
         if let Some(conf_state) = conf_state {
             self.log.note_conf_state(conf_state);
         }
@@ -466,7 +475,12 @@ impl Driver {
             }
         }
         tracing::info!(index, voters = ?conf_state.voters, learners = ?conf_state.learners, "membership changed");
-        let outcome = self.apply_members(index, term, members, Some(&conf_state))?;
+        let removed = change
+            .get_changes()
+            .iter()
+            .find(|c| c.get_change_type() == ConfChangeType::RemoveNode)
+            .map(|c| c.node_id);
+        let outcome = self.apply_members(index, term, members, Some(&conf_state), removed)?;
         self.waits.trigger(context.id, outcome);
         Ok(())
     }
@@ -476,10 +490,10 @@ impl Driver {
     fn truncate_log(&mut self) -> Result<()> {
         let applied = self.store.applied_index();
         let first = self.log.first_index();
-        if applied < first + self.snapshot_count + LOG_CATCH_UP_ENTRIES {
+        if applied < first + self.snapshot_count + self.catch_up_entries {
             return Ok(());
         }
-        let to = applied - LOG_CATCH_UP_ENTRIES;
+        let to = applied - self.catch_up_entries;
         self.log.truncate(to).map_err(fatal)?;
         tracing::debug!(to, "raft log truncated");
         Ok(())

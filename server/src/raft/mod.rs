@@ -49,6 +49,8 @@ pub struct NodeConfig {
     pub max_request_bytes: usize,
     /// Applied entries kept in the raft log before it is truncated.
     pub snapshot_count: u64,
+    /// Applied entries kept after a truncation, for followers slightly behind.
+    pub catch_up_entries: u64,
 }
 
 /// The raft state the rest of the server reports and reacts to.
@@ -151,7 +153,11 @@ impl Node {
         let thread = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || {
-                let result = driver.run();
+                // A panic is a bug; whatever happens, the server must not serve on
+                // without a driver applying entries.
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.run()))
+                        .unwrap_or_else(|_| Err(Error::Fatal("the raft driver panicked".into())));
                 match &result {
                     Err(err) => tracing::error!(%err, "raft driver failed; shutting down"),
                     Ok(()) => tracing::info!("raft driver stopped"),
