@@ -5,6 +5,8 @@
 //! for its port is retried on another. Waits are on conditions (the node's "ready" log
 //! line, a revision reached), never fixed sleeps.
 
+pub mod linearizability;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -567,6 +569,53 @@ pub fn etcdctl_stdin(endpoint: &str, args: &[&str], stdin: Option<&str>) -> (boo
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A plain HTTP/1.1 GET on loopback; returns the whole response, headers included.
+pub async fn http_get(address: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    socket
+        .write_all(request.as_bytes())
+        .await
+        .expect("send request");
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        socket.read_to_string(&mut response),
+    )
+    .await
+    .expect("an HTTP answer in time")
+    .expect("read response");
+    response
+}
+
+/// A small deterministic random number generator (xorshift64*), so workloads replay
+/// from their seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number in `0..bound`.
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next_u64() % bound
+    }
 }
 
 /// Polls `check` until it holds or `timeout` passes.

@@ -8,24 +8,10 @@ use ballast_proto::etcdserverpb::watch_client::WatchClient;
 use ballast_proto::etcdserverpb::watch_request::RequestUnion;
 use ballast_proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
 use ballast_tests::{ballast_binary, Node};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt as _;
 
 async fn http_get(node: &Node, path: &str) -> String {
-    let mut socket = tokio::net::TcpStream::connect(node.address())
-        .await
-        .unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    socket.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        socket.read_to_string(&mut response),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    response
+    ballast_tests::http_get(node.address(), path).await
 }
 
 #[tokio::test]
