@@ -17,6 +17,11 @@ run: deps-build
 	./target/release/ballast --name default --data-dir $(DATA_DIR) \
 		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379
 
+## cluster: three members on 127.0.0.1 (clients 2379, 22379, 32379), data under ./data/cluster
+cluster: deps-build
+	$(CARGO) build --release --bin ballast
+	./scripts/cluster
+
 ## test: formatting, lints, every unit, integration and end-to-end test
 test: deps-build deps-test
 	$(CARGO) fmt --all -- --check

@@ -440,3 +440,65 @@ async fn five_members_tolerate_two_failures_but_not_three() {
     assert_eq!(k.kvs[0].value_str().unwrap(), "3");
     assert!(k.kvs[0].version >= 3, "both acknowledged writes are there");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_of_another_cluster_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| ballast_tests::free_port()).collect();
+    let initial = (0..3)
+        .map(|i| format!("n{i}=http://127.0.0.1:{}", ports[i]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes: Vec<ballast_tests::Node> = (0..3)
+        .map(|i| {
+            // The third member was given another cluster token: another cluster.
+            let token = if i == 2 {
+                "another-cluster"
+            } else {
+                "etcd-cluster"
+            };
+            ballast_tests::Node::new(
+                &dir.path().join(format!("n{i}")),
+                &format!("n{i}"),
+                ports[i],
+                Some(initial.clone()),
+                &["--initial-cluster-token", token],
+            )
+        })
+        .collect();
+    for node in &mut nodes {
+        node.spawn();
+    }
+    nodes[0].wait_ready().unwrap();
+    nodes[1].wait_ready().unwrap();
+    let refused = eventually(WAIT, || {
+        let logs = nodes[0].log() + &nodes[1].log() + &nodes[2].log();
+        async move { logs.contains("cluster ID mismatch") }
+    })
+    .await;
+    assert!(refused, "members refuse each other's messages");
+    assert!(
+        !nodes[2].log().contains("ready to serve"),
+        "the stranger never serves"
+    );
+    let client = Client::connect([nodes[0].endpoint()], ConnectOptions::default())
+        .await
+        .unwrap();
+    client.put("k", "v", PutOptions::new()).await.unwrap();
+    assert_eq!(client.member_list().await.unwrap().len(), 3);
+
+    // A member that was never added cannot join with --initial-cluster-state existing.
+    let stranger_port = ballast_tests::free_port();
+    let joined = format!("{initial},n9=http://127.0.0.1:{stranger_port}");
+    let mut stranger = ballast_tests::Node::new(
+        &dir.path().join("n9"),
+        "n9",
+        stranger_port,
+        Some(joined),
+        &[],
+    );
+    stranger.cluster_state = "existing".into();
+    stranger.spawn();
+    let error = stranger.wait_ready().unwrap_err();
+    assert!(error.contains("couldn't find local name"), "{error}");
+}

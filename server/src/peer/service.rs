@@ -30,6 +30,11 @@ impl PeerService {
 
     fn check_cluster(&self, cluster_id: u64) -> Result<(), Status> {
         if cluster_id != self.shared.cluster.cluster_id {
+            tracing::warn!(
+                theirs = format!("{cluster_id:x}"),
+                ours = format!("{:x}", self.shared.cluster.cluster_id),
+                "refused a peer of another cluster (cluster ID mismatch)"
+            );
             return Err(Status::failed_precondition(format!(
                 "cluster ID mismatch: this member is in cluster {:x}, the sender in {cluster_id:x}",
                 self.shared.cluster.cluster_id
