@@ -25,12 +25,14 @@ use ballast_store::{Error as StoreError, LogStore, Response, Store};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{
-    ConfChangeType, ConfChangeV2, Entry, EntryType, Message as RaftMessage, MessageType, Snapshot,
+    ConfChangeType, ConfChangeV2, Entry, EntryType, HardState, Message as RaftMessage, MessageType,
+    Snapshot,
 };
-use raft::{RawNode, SnapshotStatus, StateRole};
+use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
 use tokio::sync::watch;
 
 use super::reads::ReadQueue;
+use super::ready::{self, ReadyIo};
 use super::wait::{Reply, WaitRegistry};
 use super::{Msg, NodeConfig, NodeParts, RaftStatus};
 use crate::cluster::Cluster;
@@ -43,6 +45,11 @@ const MAILBOX_DRAIN_MAX: usize = 1024;
 
 pub(super) struct Driver {
     raw: RawNode<LogStore>,
+    io: Io,
+}
+
+/// Everything the driver touches besides raft itself: what a Ready acts on.
+struct Io {
     log: LogStore,
     store: Arc<Store>,
     lessor: Arc<Lessor>,
@@ -105,43 +112,45 @@ impl Driver {
         transport.update(&cluster.members());
         Ok(Driver {
             raw,
-            log,
-            store,
-            lessor,
-            cluster,
-            transport,
-            waits,
-            epoch,
-            inbox,
-            status,
-            tick_interval: config.heartbeat_interval,
-            election_ticks: config.election_ticks as u64,
-            ticks: 0,
-            reads: ReadQueue::default(),
-            snapshot_count: config.snapshot_count,
-            catch_up_entries: config.catch_up_entries,
-            role: StateRole::Follower,
-            leader: raft::INVALID_ID,
-            removed: false,
+            io: Io {
+                log,
+                store,
+                lessor,
+                cluster,
+                transport,
+                waits,
+                epoch,
+                inbox,
+                status,
+                tick_interval: config.heartbeat_interval,
+                election_ticks: config.election_ticks as u64,
+                ticks: 0,
+                reads: ReadQueue::default(),
+                snapshot_count: config.snapshot_count,
+                catch_up_entries: config.catch_up_entries,
+                role: StateRole::Follower,
+                leader: raft::INVALID_ID,
+                removed: false,
+            },
         })
     }
 
     pub(super) fn run(mut self) -> Result<()> {
         let result = self.turns();
-        self.waits.fail_all(|| Error::Stopped);
-        self.reads.fail_all();
-        self.lessor.demote();
-        self.transport.close();
+        self.io.waits.fail_all(|| Error::Stopped);
+        self.io.reads.fail_all();
+        self.io.lessor.demote();
+        self.io.transport.close();
         result
     }
 
     fn turns(&mut self) -> Result<()> {
-        let mut next_tick = Instant::now() + self.tick_interval;
+        let mut next_tick = Instant::now() + self.io.tick_interval;
         // A lone member campaigned in `new`: become leader now, not after the first tick.
         self.on_ready()?;
-        while !self.removed {
+        while !self.io.removed {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.inbox.recv_timeout(wait) {
+            match self.io.inbox.recv_timeout(wait) {
                 Ok(msg) => {
                     if !self.handle(msg) {
                         return Ok(());
@@ -151,7 +160,7 @@ impl Driver {
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
             for _ in 0..MAILBOX_DRAIN_MAX {
-                match self.inbox.try_recv() {
+                match self.io.inbox.try_recv() {
                     Ok(msg) => {
                         if !self.handle(msg) {
                             return Ok(());
@@ -161,13 +170,13 @@ impl Driver {
                     Err(TryRecvError::Disconnected) => return Ok(()),
                 }
             }
-            if self.transport.told_removed() {
-                self.removed = true;
+            if self.io.transport.told_removed() {
+                self.io.removed = true;
             }
-            for peer in self.transport.take_unreachable() {
+            for peer in self.io.transport.take_unreachable() {
                 self.raw.report_unreachable(peer);
             }
-            for (peer, delivered) in self.transport.take_snapshot_reports() {
+            for (peer, delivered) in self.io.transport.take_snapshot_reports() {
                 let status = if delivered {
                     SnapshotStatus::Finish
                 } else {
@@ -178,15 +187,17 @@ impl Driver {
             let now = Instant::now();
             if now >= next_tick {
                 self.raw.tick();
-                self.ticks += 1;
-                self.reads.retry_stale(self.ticks, self.election_ticks);
-                next_tick += self.tick_interval;
+                self.io.ticks += 1;
+                self.io
+                    .reads
+                    .retry_stale(self.io.ticks, self.io.election_ticks);
+                next_tick += self.io.tick_interval;
                 if next_tick < now {
                     // We fell behind (a long apply); do not burst ticks to catch up.
-                    next_tick = now + self.tick_interval;
+                    next_tick = now + self.io.tick_interval;
                 }
             }
-            self.reads.issue(&mut self.raw, self.ticks);
+            self.io.reads.issue(&mut self.raw, self.io.ticks);
             self.on_ready()?;
         }
         tracing::warn!("this member was removed from the cluster; stopping");
@@ -198,7 +209,7 @@ impl Driver {
         match msg {
             Msg::Propose { id, data } => {
                 if let Err(err) = self.raw.propose(Vec::new(), data) {
-                    self.waits.trigger(id, Err(self.proposal_error(err)));
+                    self.io.waits.trigger(id, Err(self.proposal_error(err)));
                 }
             }
             Msg::ConfChange {
@@ -208,12 +219,12 @@ impl Driver {
             } => {
                 if self.raw.raft.has_pending_conf() {
                     // raft-rs would silently turn it into an empty entry.
-                    self.waits.trigger(id, Err(Error::Unhealthy));
+                    self.io.waits.trigger(id, Err(Error::Unhealthy));
                 } else if let Err(err) = self.raw.propose_conf_change(context, change) {
-                    self.waits.trigger(id, Err(self.proposal_error(err)));
+                    self.io.waits.trigger(id, Err(self.proposal_error(err)));
                 }
             }
-            Msg::Read { reply } => self.reads.push(reply),
+            Msg::Read { reply } => self.io.reads.push(reply),
             Msg::Raft(message) => {
                 if let Err(err) = self.raw.step(*message) {
                     tracing::debug!(%err, "raft message not stepped");
@@ -245,42 +256,20 @@ impl Driver {
     }
 
     fn on_ready(&mut self) -> Result<()> {
-        if !self.raw.has_ready() {
+        if !ready::handle_ready(&mut self.raw, &mut self.io)? {
             return Ok(());
         }
-        let mut ready = self.raw.ready();
-        if let Some(soft) = ready.ss() {
-            self.on_soft_state(soft.leader_id, soft.raft_state);
-        }
-        self.send(ready.take_messages());
-        if !ready.snapshot().is_empty() {
-            let snapshot = ready.snapshot().clone();
-            self.install_snapshot(&snapshot)?;
-        }
-        self.log
-            .persist(ready.entries(), ready.hs(), ready.must_sync())
-            .map_err(fatal)?;
-        self.apply(ready.take_committed_entries())?;
-        self.send(ready.take_persisted_messages());
-        self.reads.confirm(ready.take_read_states());
-
-        let mut light = self.raw.advance(ready);
-        if let Some(commit) = light.commit_index() {
-            self.log.set_commit(commit).map_err(fatal)?;
-        }
-        self.send(light.take_messages());
-        self.apply(light.take_committed_entries())?;
-        self.raw.advance_apply();
-
-        self.reads.release(self.store.applied_index());
-        self.truncate_log()?;
-        self.publish_status();
+        self.io.reads.release(self.io.store.applied_index());
+        self.io.truncate_log()?;
+        self.io.publish_status(&self.raw);
         Ok(())
     }
+}
 
+impl Io {
     /// Hands raft messages to the transport; snapshots go their own way, streamed ahead
     /// of the message that refers to them.
-    fn send(&mut self, messages: Vec<RaftMessage>) {
+    fn send_all(&mut self, messages: Vec<RaftMessage>) {
         let (snapshots, others): (Vec<_>, Vec<_>) = messages
             .into_iter()
             .partition(|m| m.get_msg_type() == MessageType::MsgSnapshot);
@@ -291,11 +280,11 @@ impl Driver {
         }
     }
 
-    fn on_soft_state(&mut self, leader: u64, role: StateRole) {
+    fn note_soft_state(&mut self, leader: u64, role: StateRole, term: u64) {
         if leader != self.leader {
             tracing::info!(
                 leader = format!("{leader:x}"),
-                term = self.raw.raft.term,
+                term = term,
                 "leader changed"
             );
             self.leader = leader;
@@ -305,7 +294,7 @@ impl Driver {
         if role == self.role {
             return;
         }
-        tracing::info!(?role, term = self.raw.raft.term, "raft role changed");
+        tracing::info!(?role, term = term, "raft role changed");
         if role == StateRole::Leader {
             self.lessor.promote();
         } else if self.role == StateRole::Leader {
@@ -314,7 +303,7 @@ impl Driver {
         self.role = role;
     }
 
-    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
+    fn restore(&mut self, snapshot: &Snapshot) -> Result<()> {
         let name = String::from_utf8(snapshot.data.to_vec())
             .map_err(|_| Error::Fatal("snapshot message names no file".into()))?;
         let path = self.store.snap_dir().join(name);
@@ -336,7 +325,7 @@ impl Driver {
         Ok(())
     }
 
-    fn apply(&mut self, entries: Vec<Entry>) -> Result<()> {
+    fn apply_entries(&mut self, raw: &mut RawNode<LogStore>, entries: Vec<Entry>) -> Result<()> {
         for entry in entries {
             if entry.index <= self.store.applied_index() {
                 continue;
@@ -350,7 +339,7 @@ impl Driver {
                 }
                 EntryType::EntryNormal => self.apply_request(&entry)?,
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.apply_conf_change(&entry)?
+                    self.apply_conf_change(raw, &entry)?
                 }
             }
         }
@@ -426,7 +415,7 @@ impl Driver {
         Ok(Ok(Reply::Members(members)))
     }
 
-    fn apply_conf_change(&mut self, entry: &Entry) -> Result<()> {
+    fn apply_conf_change(&mut self, raw: &mut RawNode<LogStore>, entry: &Entry) -> Result<()> {
         let (index, term) = (entry.index, entry.term);
         if entry.get_entry_type() == EntryType::EntryConfChange {
             // Ballast only ever proposes ConfChangeV2.
@@ -436,7 +425,7 @@ impl Driver {
             .map_err(|e| Error::Fatal(format!("conf change {index}: {e}")))?;
         let context = MemberChange::decode(&entry.context[..])
             .map_err(|e| Error::Fatal(format!("conf change {index} context: {e}")))?;
-        let conf_state = match self.raw.apply_conf_change(&change) {
+        let conf_state = match raw.apply_conf_change(&change) {
             Ok(conf_state) => conf_state,
             Err(err) => {
                 tracing::warn!(%err, index, "refused a configuration change");
@@ -468,7 +457,7 @@ impl Driver {
                 }
                 ConfChangeType::RemoveNode => {
                     members.retain(|m| m.id != single.node_id);
-                    if single.node_id == self.raw.raft.id {
+                    if single.node_id == raw.raft.id {
                         self.removed = true;
                     }
                 }
@@ -499,8 +488,8 @@ impl Driver {
         Ok(())
     }
 
-    fn publish_status(&mut self) {
-        let raft = &self.raw.raft;
+    fn publish_status(&mut self, raw: &RawNode<LogStore>) {
+        let raft = &raw.raft;
         let status = RaftStatus {
             id: raft.id,
             leader: raft.leader_id,
@@ -516,6 +505,41 @@ impl Driver {
                 true
             }
         });
+    }
+}
+
+impl ReadyIo<LogStore> for Io {
+    fn on_soft_state(&mut self, leader: u64, role: StateRole, term: u64) {
+        self.note_soft_state(leader, role, term);
+    }
+
+    fn send(&mut self, messages: Vec<RaftMessage>) {
+        self.send_all(messages);
+    }
+
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
+        self.restore(snapshot)
+    }
+
+    fn persist(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> Result<()> {
+        self.log.persist(entries, hard_state, sync).map_err(fatal)
+    }
+
+    fn persist_commit(&mut self, commit: u64) -> Result<()> {
+        self.log.set_commit(commit).map_err(fatal)
+    }
+
+    fn apply(&mut self, raw: &mut RawNode<LogStore>, entries: Vec<Entry>) -> Result<()> {
+        self.apply_entries(raw, entries)
+    }
+
+    fn read_states(&mut self, states: Vec<ReadState>) {
+        self.reads.confirm(states);
     }
 }
 

@@ -10,6 +10,7 @@
 mod driver;
 mod logger;
 mod reads;
+mod ready;
 pub mod wait;
 
 use std::collections::HashMap;
