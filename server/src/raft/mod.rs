@@ -11,6 +11,8 @@ mod driver;
 mod logger;
 mod reads;
 mod ready;
+#[cfg(test)]
+mod sim;
 pub mod wait;
 
 use std::collections::HashMap;
