@@ -34,7 +34,7 @@ fn put(i: u64) -> RaftRequest {
 
 fn apply_and_range(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
     let mut index = 0u64;
     c.bench_function("apply put (256 B value)", |b| {
         b.iter(|| {

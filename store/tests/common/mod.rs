@@ -20,7 +20,7 @@ pub struct TestStore {
 impl TestStore {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
         TestStore {
             dir,
             inner: Some(store),
@@ -37,7 +37,7 @@ impl TestStore {
         let old = self.inner.take().expect("store is open");
         old.close();
         drop(old);
-        self.inner = Some(Store::open(self.dir.path()).unwrap());
+        self.inner = Some(Store::open(&self.dir.path().join("db")).unwrap());
     }
 
     pub fn apply(&mut self, request: Request) -> ballast_store::Result<Response> {
