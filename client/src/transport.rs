@@ -221,6 +221,17 @@ impl Transport {
         Err(last_error)
     }
 
+    /// A status the transport made up (the connection broke mid-request) reads as
+    /// `Cancelled` or `Unknown`; to a caller it means the same as for etcd's Go client:
+    /// the member is unavailable, and the request may or may not have been applied.
+    fn normalize(status: Status) -> Status {
+        let from_transport = std::error::Error::source(&status).is_some();
+        if from_transport && matches!(status.code(), Code::Cancelled | Code::Unknown) {
+            return Status::unavailable(status.message().to_string());
+        }
+        status
+    }
+
     /// Runs a unary call under the request timeout, with the retry rules of the module.
     pub(crate) async fn call<T, F, Fut>(&self, retry: Retry, mut call: F) -> Result<T>
     where
@@ -246,8 +257,9 @@ impl Transport {
                 self.authenticate().await?;
                 continue;
             }
-            let retryable = status.code() == Code::Unavailable
-                && (retry == Retry::Read || never_reached_server(&status));
+            let unsent = never_reached_server(&status);
+            let status = Self::normalize(status);
+            let retryable = status.code() == Code::Unavailable && (retry == Retry::Read || unsent);
             if !retryable || attempt >= CALL_ATTEMPTS_MAX {
                 return Err(status.into());
             }

@@ -57,7 +57,7 @@ pub fn client_examples_dir() -> &'static Path {
         let profile_dir = binary.parent().expect("target/<profile>");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "ballast-client", "--examples"]);
+        build.args(["build", "--quiet", "--workspace", "--examples"]);
         if profile_dir.ends_with("release") {
             build.arg("--release");
         }
@@ -524,6 +524,127 @@ impl Drop for Etcd {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A cluster of real etcd processes (Debian's etcd-server) on loopback.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    pub members: Vec<(Child, u16, PathBuf)>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members and waits until each serves.
+    pub fn start(dir: &Path, size: usize) -> EtcdCluster {
+        let clients: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let peers: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let initial = (0..size)
+            .map(|i| format!("e{i}=http://127.0.0.1:{}", peers[i]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::new();
+        for i in 0..size {
+            let data = dir.join(format!("e{i}"));
+            let log = std::fs::File::create(data.with_extension("log")).expect("etcd log");
+            let client = format!("http://127.0.0.1:{}", clients[i]);
+            let peer = format!("http://127.0.0.1:{}", peers[i]);
+            let child = Command::new("etcd")
+                .args(["--name", &format!("e{i}"), "--data-dir"])
+                .arg(&data)
+                .args([
+                    "--listen-client-urls",
+                    &client,
+                    "--advertise-client-urls",
+                    &client,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer,
+                    "--initial-advertise-peer-urls",
+                    &peer,
+                ])
+                .args([
+                    "--initial-cluster",
+                    &initial,
+                    "--initial-cluster-state",
+                    "new",
+                ])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("etcd is installed (Debian package etcd-server)");
+            members.push((child, clients[i], data));
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        for (_, _, data) in &members {
+            loop {
+                let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+                if log.contains("ready to serve client requests") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "etcd member did not start:\n{log}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        EtcdCluster { members }
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|(_, port, _)| format!("127.0.0.1:{port}"))
+            .collect()
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .map(|(child, _, _)| child.id())
+            .collect()
+    }
+
+    pub fn data_dirs(&self) -> Vec<PathBuf> {
+        self.members
+            .iter()
+            .map(|(_, _, data)| data.clone())
+            .collect()
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for (child, _, _) in &mut self.members {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Peak resident memory of a process in bytes (VmHWM, Linux).
+pub fn peak_rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Bytes of files under `dir`.
+pub fn disk_usage(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_usage(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Resident memory of a process in bytes (Linux).

@@ -1,0 +1,186 @@
+//! `compare`: a 3-member Ballast cluster and a 3-member etcd cluster on this machine,
+//! the same workloads against each in turn, and a side-by-side table.
+//!
+//! `cargo run --release -p ballast-benches --bin compare -- --duration 20s`
+//! (or `make bench-compare`).
+
+use std::time::Duration;
+
+use ballast_benches::load::{run, Report, Settings, Workload};
+use ballast_tests::{disk_usage, peak_rss_of, EtcdCluster, TestCluster};
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "compare",
+    about = "Ballast against etcd, same machine, same run"
+)]
+struct Args {
+    /// Length of each workload.
+    #[arg(long, default_value = "20s", value_parser = parse_seconds)]
+    duration: Duration,
+    /// Concurrent clients for put, range and txn.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// gRPC connections they share.
+    #[arg(long, default_value_t = 8)]
+    conns: usize,
+    /// Watchers in the watch workload.
+    #[arg(long, default_value_t = 100)]
+    watchers: usize,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.trim_end_matches('s')
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("bad duration {text:?} (use e.g. 20s)"))
+}
+
+struct ServerRun {
+    name: &'static str,
+    reports: Vec<Report>,
+    peak_rss: u64,
+    disk: u64,
+}
+
+async fn workloads(name: &'static str, endpoints: Vec<String>, args: &Args) -> Vec<Report> {
+    let base = Settings {
+        endpoints,
+        clients: args.clients,
+        connections: args.conns,
+        key_size: 32,
+        value_size: 256,
+        key_space: 100_000,
+        total: None,
+        duration: Some(args.duration),
+        progress: false,
+    };
+    let plan = [
+        (Workload::Put { sequential: false }, base.clone()),
+        (
+            Workload::Range {
+                serializable: false,
+            },
+            Settings {
+                key_space: 10_000,
+                ..base.clone()
+            },
+        ),
+        (
+            Workload::Range { serializable: true },
+            Settings {
+                key_space: 10_000,
+                ..base.clone()
+            },
+        ),
+        (
+            Workload::TxnUpdate,
+            Settings {
+                key_space: 10_000,
+                ..base.clone()
+            },
+        ),
+        (
+            Workload::Watch {
+                watchers: args.watchers,
+                rate: 200,
+            },
+            Settings {
+                key_space: 1_000,
+                ..base.clone()
+            },
+        ),
+        (
+            Workload::Lease,
+            Settings {
+                clients: 16,
+                ..base.clone()
+            },
+        ),
+    ];
+    let mut reports = Vec::new();
+    for (workload, settings) in plan {
+        let report = run(workload, &settings).await.expect("workload runs");
+        eprintln!("{name}: {}", report.json());
+        reports.push(report);
+    }
+    reports
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    let ballast = {
+        let cluster = TestCluster::start(&dir.path().join("ballast"), 3, &[]);
+        let reports = workloads("ballast", cluster.endpoints(), &args).await;
+        let peak_rss = cluster
+            .nodes
+            .iter()
+            .map(|n| peak_rss_of(n.pid()))
+            .max()
+            .unwrap_or(0);
+        let disk = cluster.nodes.iter().map(|n| disk_usage(&n.dir)).sum();
+        ServerRun {
+            name: "ballast",
+            reports,
+            peak_rss,
+            disk,
+        }
+    };
+    let etcd = {
+        std::fs::create_dir_all(dir.path().join("etcd")).expect("etcd dir");
+        let cluster = EtcdCluster::start(&dir.path().join("etcd"), 3);
+        let reports = workloads("etcd", cluster.endpoints(), &args).await;
+        let peak_rss = cluster
+            .pids()
+            .into_iter()
+            .map(peak_rss_of)
+            .max()
+            .unwrap_or(0);
+        let disk = cluster.data_dirs().iter().map(|d| disk_usage(d)).sum();
+        ServerRun {
+            name: "etcd",
+            reports,
+            peak_rss,
+            disk,
+        }
+    };
+
+    println!(
+        "| workload | {} qps | {} qps | ratio | {} p99 ms | {} p99 ms | errors |",
+        ballast.name, etcd.name, ballast.name, etcd.name
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (b, e) in ballast.reports.iter().zip(&etcd.reports) {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.2}x | {:.2} | {:.2} | {} / {} |",
+            b.workload,
+            b.qps,
+            e.qps,
+            b.qps / e.qps.max(1e-9),
+            b.p99_ms,
+            e.p99_ms,
+            b.errors,
+            e.errors
+        );
+    }
+    println!(
+        "| peak RSS (largest member) | {} | {} | {:.2}x | | | |",
+        mib(ballast.peak_rss),
+        mib(etcd.peak_rss),
+        ballast.peak_rss as f64 / etcd.peak_rss.max(1) as f64
+    );
+    println!(
+        "| on-disk size (3 members) | {} | {} | {:.2}x | | | |",
+        mib(ballast.disk),
+        mib(etcd.disk),
+        ballast.disk as f64 / etcd.disk.max(1) as f64
+    );
+}

@@ -1,0 +1,454 @@
+//! The load generator: etcd's `benchmark` workloads over the etcd v3 API, so the same
+//! run measures Ballast or etcd. Latencies go into HDR histograms; a run ends with one
+//! JSON line of results, including the generator's own CPU time so a saturated
+//! generator shows.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ballast_client::{
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, WatchOptions,
+};
+use hdrhistogram::Histogram;
+
+/// Longest latency a histogram records, in microseconds (60 s); longer ones are clamped.
+const LATENCY_MAX_US: u64 = 60_000_000;
+/// Significant figures the histograms keep.
+const LATENCY_PRECISION: u8 = 3;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum Workload {
+    /// Puts of `value_size` bytes to keys of `key_size` bytes drawn from `key_space`.
+    Put { sequential: bool },
+    /// Single-key reads of keys that exist (written first).
+    Range { serializable: bool },
+    /// kube-apiserver's GuaranteedUpdate: read a key, then a txn that writes it only if
+    /// its mod revision is unchanged (else reads it).
+    TxnUpdate,
+    /// `watchers` watchers on one prefix; puts at `rate` per second; measures the time
+    /// from the put's call to each watcher's event.
+    Watch { watchers: usize, rate: u64 },
+    /// Grant a lease, renew it once, revoke it.
+    Lease,
+}
+
+/// How to run it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub endpoints: Vec<String>,
+    /// Concurrent workers.
+    pub clients: usize,
+    /// gRPC connections (clients are spread over them).
+    pub connections: usize,
+    pub key_size: usize,
+    pub value_size: usize,
+    pub key_space: u64,
+    /// Stop after this many operations (in total)...
+    pub total: Option<u64>,
+    /// ...or after this long.
+    pub duration: Option<Duration>,
+    /// Print a progress line to stderr every second.
+    pub progress: bool,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub workload: String,
+    pub ops: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub qps: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub client_cpu_seconds: f64,
+}
+
+impl Report {
+    /// One JSON line.
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"workload\":\"{}\",\"ops\":{},\"errors\":{},\"seconds\":{:.3},\"qps\":{:.1},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"client_cpu_seconds\":{:.2}}}",
+            self.workload,
+            self.ops,
+            self.errors,
+            self.seconds,
+            self.qps,
+            self.p50_ms,
+            self.p90_ms,
+            self.p99_ms,
+            self.p999_ms,
+            self.client_cpu_seconds
+        )
+    }
+}
+
+/// CPU time (user + system) this process has used, in seconds (Linux /proc).
+pub fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after ") ".
+    let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after ") ".
+    (ticks(11) + ticks(12)) / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // sysconf(_SC_CLK_TCK) is 100 on every Linux we run on.
+    100.0
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, LATENCY_MAX_US, LATENCY_PRECISION)
+        .expect("valid histogram bounds")
+}
+
+/// The key of index `i`: a fixed prefix, then the index, padded to `size` bytes.
+pub fn key(i: u64, size: usize) -> String {
+    let body = format!("/bench/{i:012}");
+    if body.len() >= size {
+        body
+    } else {
+        format!("{body}{}", "k".repeat(size - body.len()))
+    }
+}
+
+/// Shared counters of a run.
+struct Progress {
+    done: AtomicU64,
+    errors: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// A small xorshift generator per worker: reproducible, and no shared state.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, bound: u64) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound.max(1)
+    }
+}
+
+async fn connections(settings: &Settings) -> Result<Vec<Client>, ballast_client::Error> {
+    let mut clients = Vec::new();
+    for _ in 0..settings.connections.max(1) {
+        clients.push(Client::connect(settings.endpoints.clone(), ConnectOptions::default()).await?);
+    }
+    Ok(clients)
+}
+
+/// Runs a workload and reports.
+pub async fn run(workload: Workload, settings: &Settings) -> Result<Report, ballast_client::Error> {
+    let clients = connections(settings).await?;
+    let name = match &workload {
+        Workload::Put { sequential: true } => "put-sequential".to_string(),
+        Workload::Put { sequential: false } => "put".to_string(),
+        Workload::Range { serializable: true } => "range-serializable".to_string(),
+        Workload::Range {
+            serializable: false,
+        } => "range-linearizable".to_string(),
+        Workload::TxnUpdate => "txn-update".to_string(),
+        Workload::Watch { watchers, .. } => format!("watch-{watchers}"),
+        Workload::Lease => "lease".to_string(),
+    };
+    if matches!(workload, Workload::Range { .. } | Workload::TxnUpdate) {
+        populate(&clients[0], settings).await?;
+    }
+    let cpu_before = process_cpu_seconds();
+    let progress = Arc::new(Progress {
+        done: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
+    let histogram = Arc::new(Mutex::new(new_histogram()));
+    let started = Instant::now();
+    let reporter = settings.progress.then(|| {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let done = progress.done.load(Ordering::Relaxed);
+                eprint!(
+                    "\r{done} ops, {} /s, {} errors   ",
+                    done - last,
+                    progress.errors.load(Ordering::Relaxed)
+                );
+                last = done;
+            }
+        })
+    });
+    let deadline = settings.duration.map(|d| started + d);
+    match workload.clone() {
+        Workload::Watch { watchers, rate } => {
+            watch_run(
+                &clients, settings, watchers, rate, &progress, &histogram, deadline,
+            )
+            .await?;
+        }
+        _ => {
+            let mut workers = Vec::new();
+            for c in 0..settings.clients {
+                let client = clients[c % clients.len()].clone();
+                let progress = progress.clone();
+                let histogram = histogram.clone();
+                let workload = workload.clone();
+                let settings = settings.clone();
+                workers.push(tokio::spawn(async move {
+                    worker(c, client, workload, settings, progress, histogram, deadline).await
+                }));
+            }
+            for w in workers {
+                let _ = w.await;
+            }
+        }
+    }
+    if let Some(reporter) = reporter {
+        reporter.abort();
+        eprintln!();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let ops = progress.done.load(Ordering::Relaxed);
+    let h = histogram.lock().expect("histogram lock").clone();
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Report {
+        workload: name,
+        ops,
+        errors: progress.errors.load(Ordering::Relaxed),
+        seconds,
+        qps: ops as f64 / seconds,
+        p50_ms: ms(0.5),
+        p90_ms: ms(0.9),
+        p99_ms: ms(0.99),
+        p999_ms: ms(0.999),
+        client_cpu_seconds: process_cpu_seconds() - cpu_before,
+    })
+}
+
+/// Writes every key of the key space once, so reads and updates find them.
+async fn populate(client: &Client, settings: &Settings) -> Result<(), ballast_client::Error> {
+    let value = vec![b'v'; settings.value_size];
+    let workers = 32u64.min(settings.key_space.max(1));
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let client = client.clone();
+        let value = value.clone();
+        let (space, size) = (settings.key_space, settings.key_size);
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while i < space {
+                client.put(key(i, size), &value, PutOptions::new()).await?;
+                i += workers;
+            }
+            Ok::<_, ballast_client::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await.expect("populate task")?;
+    }
+    Ok(())
+}
+
+/// Claims the next operation of the run; false when the run is over.
+fn claim(progress: &Progress, settings: &Settings, deadline: Option<Instant>) -> bool {
+    if progress.stop.load(Ordering::Relaxed) {
+        return false;
+    }
+    if deadline.is_some_and(|d| Instant::now() >= d) {
+        progress.stop.store(true, Ordering::Relaxed);
+        return false;
+    }
+    if let Some(total) = settings.total {
+        let done = progress.done.load(Ordering::Relaxed) + progress.errors.load(Ordering::Relaxed);
+        if done >= total {
+            progress.stop.store(true, Ordering::Relaxed);
+            return false;
+        }
+    }
+    true
+}
+
+async fn worker(
+    id: usize,
+    client: Client,
+    workload: Workload,
+    settings: Settings,
+    progress: Arc<Progress>,
+    histogram: Arc<Mutex<Histogram<u64>>>,
+    deadline: Option<Instant>,
+) {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1).wrapping_mul(0x1000_0001));
+    let value = vec![b'v'; settings.value_size];
+    let mut local = new_histogram();
+    let mut sequence = id as u64;
+    while claim(&progress, &settings, deadline) {
+        let started = Instant::now();
+        let ok = match &workload {
+            Workload::Put { sequential } => {
+                let i = if *sequential {
+                    sequence += settings.clients as u64;
+                    sequence % settings.key_space.max(1)
+                } else {
+                    rng.below(settings.key_space)
+                };
+                client
+                    .put(key(i, settings.key_size), &value, PutOptions::new())
+                    .await
+                    .is_ok()
+            }
+            Workload::Range { serializable } => {
+                let mut options = GetOptions::new();
+                if *serializable {
+                    options = options.with_serializable();
+                }
+                client
+                    .get(
+                        key(rng.below(settings.key_space), settings.key_size),
+                        options,
+                    )
+                    .await
+                    .is_ok()
+            }
+            Workload::TxnUpdate => {
+                let k = key(rng.below(settings.key_space), settings.key_size);
+                match client.get(&k, GetOptions::new().with_serializable()).await {
+                    Ok(current) => {
+                        let revision = current.kvs.first().map_or(0, |kv| kv.mod_revision);
+                        let update = Txn::new()
+                            .when([Compare::mod_revision(&k, CompareOp::Equal, revision)])
+                            .and_then([TxnOp::put(&k, &value, PutOptions::new())])
+                            .or_else([TxnOp::get(&k, GetOptions::new())]);
+                        client.txn(update).await.is_ok()
+                    }
+                    Err(_) => false,
+                }
+            }
+            Workload::Lease => match client.lease_grant(60, 0).await {
+                Ok(lease) => {
+                    let renewed = client.lease_keep_alive(lease.id).await.is_ok();
+                    renewed && client.lease_revoke(lease.id).await.is_ok()
+                }
+                Err(_) => false,
+            },
+            Workload::Watch { .. } => unreachable!("watch runs its own loop"),
+        };
+        if ok {
+            let micros = (started.elapsed().as_micros() as u64).clamp(1, LATENCY_MAX_US);
+            local.record(micros).expect("latency within bounds");
+            progress.done.fetch_add(1, Ordering::Relaxed);
+        } else {
+            progress.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    histogram
+        .lock()
+        .expect("histogram lock")
+        .add(&local)
+        .expect("compatible histograms");
+}
+
+/// Watchers on one prefix; one writer at `rate` puts per second whose values carry the
+/// time of the put; each event's latency is measured at the watcher.
+async fn watch_run(
+    clients: &[Client],
+    settings: &Settings,
+    watchers: usize,
+    rate: u64,
+    progress: &Arc<Progress>,
+    histogram: &Arc<Mutex<Histogram<u64>>>,
+    deadline: Option<Instant>,
+) -> Result<(), ballast_client::Error> {
+    let epoch = Instant::now();
+    let mut streams = Vec::new();
+    for w in 0..watchers {
+        let client = &clients[w % clients.len()];
+        let (_watcher, stream) = client
+            .watch("/watch-bench/", WatchOptions::new().with_prefix())
+            .await?;
+        streams.push((_watcher, stream));
+    }
+    let mut readers = Vec::new();
+    for (watcher, mut stream) in streams {
+        let progress = progress.clone();
+        let histogram = histogram.clone();
+        readers.push(tokio::spawn(async move {
+            let _keep = watcher;
+            let mut local = new_histogram();
+            while let Ok(Some(response)) = stream.message().await {
+                for event in response.events {
+                    if event.kv.key.ends_with(b"/stop") {
+                        continue;
+                    }
+                    let sent: u64 = event
+                        .kv
+                        .value_str()
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    let now = epoch.elapsed().as_micros() as u64;
+                    local
+                        .record(now.saturating_sub(sent).clamp(1, LATENCY_MAX_US))
+                        .expect("latency within bounds");
+                    progress.done.fetch_add(1, Ordering::Relaxed);
+                }
+                if progress.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            histogram
+                .lock()
+                .expect("histogram lock")
+                .add(&local)
+                .expect("compatible histograms");
+        }));
+    }
+    let writer = clients[0].clone();
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let mut ticker = tokio::time::interval(interval);
+    let mut i = 0u64;
+    loop {
+        ticker.tick().await;
+        let writes_done = settings.total.is_some_and(|t| i * watchers as u64 >= t);
+        if writes_done || deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let stamp = epoch.elapsed().as_micros().to_string();
+        if writer
+            .put(
+                format!("/watch-bench/{}", i % settings.key_space.max(1)),
+                stamp,
+                PutOptions::new(),
+            )
+            .await
+            .is_err()
+        {
+            progress.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        i += 1;
+    }
+    // Let the last events arrive, then stop the readers.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    progress.stop.store(true, Ordering::Relaxed);
+    writer
+        .put("/watch-bench/stop", "0", PutOptions::new())
+        .await?;
+    for r in readers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+    }
+    Ok(())
+}
