@@ -329,16 +329,39 @@ impl Mux {
         let mut client =
             WatchClient::new(service).max_decoding_message_size(crate::RESPONSE_BYTES_MAX);
         let (requests, outbound) = mpsc::channel(WATCH_REQUEST_QUEUE_CAPACITY);
-        let mut inbound = match client.watch(ReceiverStream::new(outbound)).await {
-            Ok(response) => response.into_inner(),
-            Err(status) => return (End::Broken(status.into()), false),
-        };
+        // The call runs on its own: a server may hold its response headers back until
+        // it has a first request to answer (etcd does), so requests must flow while the
+        // call is still waiting for them.
+        let mut call =
+            tokio::spawn(async move { client.watch(ReceiverStream::new(outbound)).await });
         // Resume every watch on the new stream.
         for slot in self.slots.values() {
             if requests.send(slot.resume_request()).await.is_err() {
+                call.abort();
                 return (End::Broken(Error::StreamClosed), false);
             }
         }
+        let mut inbound = loop {
+            tokio::select! {
+                joined = &mut call => match joined {
+                    Ok(Ok(response)) => break response.into_inner(),
+                    Ok(Err(status)) => return (End::Broken(status.into()), false),
+                    Err(_) => return (End::Broken(Error::StreamClosed), false),
+                },
+                command = inbox.recv() => {
+                    let Some(command) = command else {
+                        call.abort();
+                        return (End::Done, false);
+                    };
+                    if let Some(request) = self.on_command(command) {
+                        if requests.send(request).await.is_err() {
+                            call.abort();
+                            return (End::Broken(Error::StreamClosed), false);
+                        }
+                    }
+                }
+            }
+        };
         let mut delivered = false;
         loop {
             tokio::select! {

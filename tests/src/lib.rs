@@ -343,6 +343,7 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `size` members named n0, n1, ... and waits until every one serves.
     pub fn start(dir: &Path, size: usize, extra_args: &[&str]) -> TestCluster {
+        std::fs::create_dir_all(dir).expect("cluster directory");
         let peer_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let initial = (0..size)
             .map(|i| format!("n{i}=http://127.0.0.1:{}", peer_ports[i]))
@@ -535,6 +536,7 @@ pub struct EtcdCluster {
 impl EtcdCluster {
     /// Starts `size` members and waits until each serves.
     pub fn start(dir: &Path, size: usize) -> EtcdCluster {
+        std::fs::create_dir_all(dir).expect("cluster directory");
         let clients: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let peers: Vec<u16> = (0..size).map(|_| free_port()).collect();
         let initial = (0..size)

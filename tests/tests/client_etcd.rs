@@ -509,3 +509,50 @@ async fn tls() {
     .await;
     assert!(untrusted.is_err());
 }
+
+#[tokio::test]
+async fn watches_against_etcd() {
+    // etcd sends a watch stream's response headers only with its first answer, so the
+    // client must send its first create before waiting on the call.
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(&dir.path().join("etcd"));
+    let client = connect(&etcd.endpoint()).await;
+    let (watcher, mut stream) = client
+        .watch(
+            "w/",
+            ballast_client::WatchOptions::new()
+                .with_prefix()
+                .with_prev_kv(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(watcher.header().revision, 1);
+    client.put("w/a", "1", PutOptions::new()).await.unwrap();
+    client.put("w/a", "2", PutOptions::new()).await.unwrap();
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        let response = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        events.extend(response.events);
+    }
+    assert_eq!(
+        events[1].prev_kv.as_ref().unwrap().value_str().unwrap(),
+        "1"
+    );
+    let (_second, mut more) = client
+        .watch(
+            "w/a",
+            ballast_client::WatchOptions::new().with_start_revision(2),
+        )
+        .await
+        .unwrap();
+    let replayed = tokio::time::timeout(Duration::from_secs(10), more.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(replayed.events[0].kv.mod_revision, 2);
+}
