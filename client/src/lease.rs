@@ -96,17 +96,43 @@ const KEEPALIVE_RETRY_DELAY: Duration = Duration::from_millis(200);
 
 pub(crate) async fn keep_alive(transport: Arc<Transport>, id: i64) -> Result<KeepAlive> {
     // The first renewal happens before returning, so an unknown lease fails here.
-    let (mut requests, mut responses) = open_stream(&transport).await?;
-    let ttl = renew_once(&mut requests, &mut responses, id).await?;
+    let (requests, responses, ttl) = open_stream(&transport, id).await?;
     if ttl <= 0 {
         return Err(Error::LeaseLost(id));
     }
+    let (mut requests, mut responses) = (Some(requests), Some(responses));
     let (state_tx, state) = watch::channel(LeaseState::Alive(ttl));
     let task = tokio::spawn(async move {
         let mut wait = renew_interval(ttl);
         loop {
             tokio::time::sleep(wait).await;
-            match renew_once(&mut requests, &mut responses, id).await {
+            let renewed = match &mut requests {
+                Some(requests) => {
+                    renew_once(requests, responses.as_mut().expect("opened together"), id).await
+                }
+                None => Err(Error::StreamClosed),
+            };
+            let renewed = match renewed {
+                Err(err) => {
+                    // The stream broke: reconnect (elsewhere if need be), renewing on the
+                    // new stream. If the lease expired meanwhile, that reports it lost.
+                    tracing::debug!(%err, lease = id, "keep-alive stream broke; reconnecting");
+                    let (index, _) = transport.current();
+                    transport.rotate(index);
+                    match open_stream(&transport, id).await {
+                        Ok((r, s, ttl)) => {
+                            (requests, responses) = (Some(r), Some(s));
+                            Ok(ttl)
+                        }
+                        Err(err) => {
+                            (requests, responses) = (None, None);
+                            Err(err)
+                        }
+                    }
+                }
+                ok => ok,
+            };
+            match renewed {
                 Ok(ttl) if ttl > 0 => {
                     wait = renew_interval(ttl);
                     state_tx.send_replace(LeaseState::Alive(ttl));
@@ -116,18 +142,8 @@ pub(crate) async fn keep_alive(transport: Arc<Transport>, id: i64) -> Result<Kee
                     return;
                 }
                 Err(err) => {
-                    // The server went away: reconnect and renew again soon. If the lease
-                    // expired meanwhile, the next renewal reports it lost.
-                    tracing::debug!(%err, lease = id, "keep-alive stream broke; reconnecting");
+                    tracing::debug!(%err, lease = id, "keep-alive reconnect failed; retrying");
                     wait = KEEPALIVE_RETRY_DELAY;
-                    let (index, _) = transport.current();
-                    transport.rotate(index);
-                    match open_stream(&transport).await {
-                        Ok((r, s)) => (requests, responses) = (r, s),
-                        Err(err) => {
-                            tracing::debug!(%err, lease = id, "keep-alive reconnect failed")
-                        }
-                    }
                 }
             }
         }
@@ -136,25 +152,31 @@ pub(crate) async fn keep_alive(transport: Arc<Transport>, id: i64) -> Result<Kee
 }
 
 type Responses = tonic::Streaming<pb::LeaseKeepAliveResponse>;
+type Requests = mpsc::Sender<pb::LeaseKeepAliveRequest>;
 
-async fn open_stream(
-    transport: &Transport,
-) -> Result<(mpsc::Sender<pb::LeaseKeepAliveRequest>, Responses)> {
+/// Opens a keep-alive stream with a first renewal already in it: a server may hold its
+/// response headers back until it has an answer to send (etcd does). Returns the
+/// stream and the TTL of that first renewal.
+async fn open_stream(transport: &Transport, id: i64) -> Result<(Requests, Responses, i64)> {
     let (_, service) = transport.current();
     let mut client = LeaseClient::new(service);
     let (requests, outbound) = mpsc::channel(KEEPALIVE_QUEUE_CAPACITY);
-    let responses = client
+    requests
+        .send(pb::LeaseKeepAliveRequest { id })
+        .await
+        .map_err(|_| Error::StreamClosed)?;
+    let mut responses = client
         .lease_keep_alive(ReceiverStream::new(outbound))
         .await?
         .into_inner();
-    Ok((requests, responses))
+    let ttl = match responses.message().await? {
+        Some(response) => response.ttl,
+        None => return Err(Error::StreamClosed),
+    };
+    Ok((requests, responses, ttl))
 }
 
-async fn renew_once(
-    requests: &mut mpsc::Sender<pb::LeaseKeepAliveRequest>,
-    responses: &mut Responses,
-    id: i64,
-) -> Result<i64> {
+async fn renew_once(requests: &mut Requests, responses: &mut Responses, id: i64) -> Result<i64> {
     requests
         .send(pb::LeaseKeepAliveRequest { id })
         .await

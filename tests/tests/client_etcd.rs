@@ -556,3 +556,33 @@ async fn watches_against_etcd() {
         .unwrap();
     assert_eq!(replayed.events[0].kv.mod_revision, 2);
 }
+
+#[tokio::test]
+async fn keep_alive_and_lock_against_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(&dir.path().join("etcd"));
+    let client = connect(&etcd.endpoint()).await;
+    let lease = client.lease_grant(2, 0).await.unwrap();
+    client
+        .put("held", "x", PutOptions::new().with_lease(lease.id))
+        .await
+        .unwrap();
+    let keep = client.lease_keep_alive(lease.id).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(keep.state(), ballast_client::LeaseState::Alive(2));
+    assert_eq!(
+        client
+            .get("held", GetOptions::new())
+            .await
+            .unwrap()
+            .kvs
+            .len(),
+        1
+    );
+    let session = ballast_client::Session::new(&client, 10).await.unwrap();
+    let mut lock = ballast_client::Mutex::new(&session, "etcd-lock");
+    lock.lock().await.unwrap();
+    assert!(lock.key().starts_with(b"etcd-lock/"));
+    lock.unlock().await.unwrap();
+    session.close().await.unwrap();
+}
