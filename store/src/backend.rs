@@ -7,11 +7,12 @@
 use std::path::Path;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, Options, ReadOptions,
+    SliceTransform, WriteBatch, WriteOptions, DB,
 };
 
 use crate::error::{Error, Result};
+use crate::keys;
 use crate::record::{decode_u64, encode_u64};
 
 /// RocksDB block cache shared by all column families. Reads of hot keys hit it; memory
@@ -23,6 +24,11 @@ pub const WRITE_BUFFER_TOTAL_BYTES: usize = 256 << 20;
 /// WAL is replayed on every open, so this bounds restart time after a crash, whatever
 /// the number of keys.
 pub const WAL_TOTAL_BYTES_MAX: u64 = 64 << 20;
+/// Bloom filter bits per key prefix in `kv` files: about 1% false positives, so a
+/// lookup of one key reads almost only the files that hold it.
+const KV_BLOOM_BITS_PER_KEY: f64 = 10.0;
+/// Share of the `kv` memtable given to its prefix bloom filter.
+const KV_MEMTABLE_BLOOM_RATIO: f64 = 0.1;
 /// Info LOG files RocksDB keeps in the data directory.
 const LOG_FILES_KEPT: usize = 4;
 
@@ -140,9 +146,26 @@ impl Backend {
         db_opts.set_max_total_wal_size(WAL_TOTAL_BYTES_MAX);
         db_opts.increase_parallelism(2);
 
-        let cfs = Cf::ALL
-            .iter()
-            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_opts.clone()));
+        // `kv` lookups of one key (every put reads the key's latest version) use prefix
+        // bloom filters; scans must then ask for total order (see `read_options`).
+        let mut kv_table = BlockBasedOptions::default();
+        kv_table.set_block_cache(&cache);
+        kv_table.set_cache_index_and_filter_blocks(true);
+        kv_table.set_bloom_filter(KV_BLOOM_BITS_PER_KEY, false);
+        kv_table.set_whole_key_filtering(false);
+        let mut kv_opts = cf_opts.clone();
+        kv_opts.set_block_based_table_factory(&kv_table);
+        kv_opts.set_prefix_extractor(SliceTransform::create(
+            "ballast.version_key_prefix",
+            keys::version_key_prefix,
+            Some(keys::is_version_key),
+        ));
+        kv_opts.set_memtable_prefix_bloom_ratio(KV_MEMTABLE_BLOOM_RATIO);
+
+        let cfs = Cf::ALL.iter().map(|&cf| {
+            let opts = if cf == Cf::Kv { &kv_opts } else { &cf_opts };
+            ColumnFamilyDescriptor::new(cf.name(), opts.clone())
+        });
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)?;
         let backend = Backend { db };
         backend.check_schema()?;
@@ -169,6 +192,14 @@ impl Backend {
 
     pub fn db(&self) -> &DB {
         &self.db
+    }
+
+    /// Options for reads that may cross key prefixes: total order, so the `kv` prefix
+    /// extractor never narrows them. Only single-key lookups may skip this.
+    pub fn read_options(&self) -> ReadOptions {
+        let mut opts = ReadOptions::default();
+        opts.set_total_order_seek(true);
+        opts
     }
 
     pub fn cf(&self, cf: Cf) -> &ColumnFamily {

@@ -77,6 +77,17 @@ pub fn split_version_key(key: &[u8]) -> (&[u8], i64) {
     (prefix, !inverted as i64)
 }
 
+/// RocksDB's prefix extractor for `kv`: a version key without its revision, so that
+/// bloom filters answer "does this file hold any version of the key?".
+pub fn version_key_prefix(key: &[u8]) -> &[u8] {
+    &key[..key.len() - REVISION_BYTES]
+}
+
+/// Whether [`version_key_prefix`] applies: every `kv` key is at least this long.
+pub fn is_version_key(key: &[u8]) -> bool {
+    key.len() >= TERMINATOR.len() + REVISION_BYTES
+}
+
 /// Recovers the user key from a prefix made by [`push_key_prefix`].
 pub fn decode_key_prefix(prefix: &[u8]) -> Vec<u8> {
     let body = prefix

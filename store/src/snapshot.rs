@@ -250,7 +250,7 @@ pub(crate) fn write(backend: &Backend, dir: &Path) -> Result<(SnapshotMeta, Path
     writer.chunk(&encode_header(&meta)?)?;
     let mut payload = Vec::with_capacity(SNAPSHOT_CHUNK_BYTES + 1024);
     for cf in DATA_CFS {
-        let mut iter = snapshot.raw_iterator_cf(backend.cf(cf));
+        let mut iter = snapshot.raw_iterator_cf_opt(backend.cf(cf), backend.read_options());
         iter.seek_to_first();
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
             push_record(&mut payload, cf, key, value);
@@ -345,7 +345,9 @@ pub(crate) fn install(backend: &Backend, path: &Path) -> Result<SnapshotMeta> {
 /// Stages the deletion of everything in `cf`: one range tombstone up to just past the
 /// last key (keys have no upper bound, so the bound is found, not assumed).
 fn clear_cf(backend: &Backend, cf: Cf, batch: &mut WriteBatch) -> Result<()> {
-    let mut iter = backend.db().raw_iterator_cf(backend.cf(cf));
+    let mut iter = backend
+        .db()
+        .raw_iterator_cf_opt(backend.cf(cf), backend.read_options());
     iter.seek_to_last();
     if let Some(last) = iter.key() {
         let mut end = last.to_vec();

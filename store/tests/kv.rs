@@ -627,3 +627,33 @@ fn hash_kv_ignores_physical_compaction_progress() {
         c.store().hash_kv(0).unwrap().0
     );
 }
+
+/// `kv` files carry prefix bloom filters: lookups of one key consult them, scans must
+/// not. Keys spread over several files, some prefixes of others, must all be found.
+#[test]
+fn reads_across_files_with_prefix_filters() {
+    let mut t = TestStore::new();
+    let generations = [["a", "ab"], ["a\0", "b"], ["abc", "a"]];
+    for (i, keys_of_file) in generations.iter().enumerate() {
+        for key in keys_of_file {
+            t.put(key, &format!("v{i}"));
+        }
+        t.store().backend().flush().unwrap();
+    }
+    let all = t.store().range(&range_req("\0", "\0")).unwrap();
+    assert_eq!(keys(&all), vec!["a", "a\0", "ab", "abc", "b"]);
+    assert_eq!(all.count, 5);
+    // Newest version of "a" is in the last file, its first in the first.
+    let a = t.get("a");
+    assert_eq!(a.kvs[0].value, b("v2"));
+    assert_eq!(a.kvs[0].version, 2);
+    assert_eq!(t.get("ab").kvs[0].value, b("v0"));
+    assert!(t.get("ac").kvs.is_empty());
+    assert!(t.get("").kvs.is_empty());
+    let prefixed = t.store().range(&range_req("a", "b")).unwrap();
+    assert_eq!(keys(&prefixed), vec!["a", "a\0", "ab", "abc"]);
+    // A put finds the previous version in an older file.
+    let put = t.put("ab", "v3");
+    assert_eq!(put.header.unwrap().revision, t.revision());
+    assert_eq!(t.get("ab").kvs[0].version, 2);
+}

@@ -107,6 +107,7 @@ impl<'a> ReadView<'a> {
         opts
     }
 
+    /// An iterator over `cf` between the bounds, in total key order.
     pub(crate) fn iterator(
         &self,
         cf: Cf,
@@ -114,6 +115,25 @@ impl<'a> ReadView<'a> {
         upper: Option<Vec<u8>>,
     ) -> DBRawIteratorWithThreadMode<'_, DB> {
         let mut opts = self.read_options();
+        opts.set_total_order_seek(true);
+        self.iterator_with(cf, opts, lower, upper)
+    }
+
+    /// An iterator over the versions of one `kv` key (`prefix` is its key prefix): the
+    /// prefix bloom filters skip every file that holds no version of it.
+    fn versions_iterator(&self, prefix: &[u8]) -> DBRawIteratorWithThreadMode<'_, DB> {
+        let mut opts = self.read_options();
+        opts.set_prefix_same_as_start(true);
+        self.iterator_with(Cf::Kv, opts, None, Some(after_all_versions(prefix)))
+    }
+
+    fn iterator_with(
+        &self,
+        cf: Cf,
+        mut opts: ReadOptions,
+        lower: Option<Vec<u8>>,
+        upper: Option<Vec<u8>>,
+    ) -> DBRawIteratorWithThreadMode<'_, DB> {
         if let Some(lower) = lower {
             opts.set_iterate_lower_bound(lower);
         }
@@ -182,12 +202,11 @@ impl KvRead for ReadView<'_> {
             return Ok(());
         }
         let lower = key_prefix(&range.start);
-        let upper = match &range.end {
-            RangeEnd::Single => Some(after_all_versions(&lower)),
-            RangeEnd::Unbounded => None,
-            RangeEnd::Before(end) => Some(key_prefix(end)),
+        let mut iter = match &range.end {
+            RangeEnd::Single => self.versions_iterator(&lower),
+            RangeEnd::Unbounded => self.iterator(Cf::Kv, None, None),
+            RangeEnd::Before(end) => self.iterator(Cf::Kv, None, Some(key_prefix(end))),
         };
-        let mut iter = self.iterator(Cf::Kv, None, upper);
         let mut target = lower;
         push_revision(&mut target, revision);
         iter.seek(&target);
@@ -207,6 +226,10 @@ impl KvRead for ReadView<'_> {
                 if visit(kv).is_break() {
                     return Ok(());
                 }
+            }
+            if range.end == RangeEnd::Single {
+                // The one key is found; stepping on would only meet its older versions.
+                break;
             }
             skip_older_versions(&mut iter, &prefix);
         }
