@@ -9,7 +9,7 @@ BUILD_PACKAGES := librocksdb-dev libclang-dev
 TEST_PACKAGES := etcd-client etcd-server
 DATA_DIR ?= ./data
 
-.PHONY: run test build cluster deps-build deps-test check-toolchain
+.PHONY: run test build cluster bench bench-compare bench-scale deps-build deps-test check-toolchain
 
 ## run: a single node on 127.0.0.1:2379 with its data under ./data
 run: deps-build
@@ -28,6 +28,23 @@ test: deps-build deps-test
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
+
+## bench: criterion micro-benchmarks of the store's hot paths
+bench: deps-build
+	$(CARGO) bench -p ballast-benches --bench store
+
+## bench-compare: 3-member Ballast and 3-member etcd on loopback, same workloads, one table
+BENCH_DURATION ?= 20s
+bench-compare: deps-build deps-test
+	$(CARGO) build --release --workspace --bins
+	./target/release/compare --duration $(BENCH_DURATION)
+
+## bench-scale: RSS and restart time after loading BENCH_KEYS keys, Ballast then etcd
+BENCH_KEYS ?= 1000000
+bench-scale: deps-build deps-test
+	$(CARGO) build --release --workspace --bins
+	./target/release/scale --server ballast --keys $(BENCH_KEYS)
+	./target/release/scale --server etcd --keys $(BENCH_KEYS)
 
 build: deps-build
 	$(CARGO) build --workspace

@@ -183,4 +183,52 @@ async fn main() {
         mib(etcd.disk),
         ballast.disk as f64 / etcd.disk.max(1) as f64
     );
+    println!();
+    for line in verdicts(&ballast.reports, &etcd.reports) {
+        println!("{line}");
+    }
+}
+
+/// The throughput and latency targets, each marked met or not met.
+fn verdicts(ballast: &[Report], etcd: &[Report]) -> Vec<String> {
+    let find = |reports: &[Report], name: &str| {
+        reports
+            .iter()
+            .find(|r| r.workload == name)
+            .cloned()
+            .expect("every workload ran")
+    };
+    let mark = |met: bool| if met { "met" } else { "NOT MET" };
+    let (bp, ep) = (find(ballast, "put"), find(etcd, "put"));
+    let (br, er) = (
+        find(ballast, "range-linearizable"),
+        find(etcd, "range-linearizable"),
+    );
+    let watch = ballast
+        .iter()
+        .find(|r| r.workload.starts_with("watch-"))
+        .expect("the watch workload ran")
+        .workload
+        .clone();
+    let (bw, ew) = (find(ballast, &watch), find(etcd, &watch));
+    vec![
+        format!(
+            "target put >= 2x etcd qps, p99 no worse: {:.2}x, p99 {:.2} vs {:.2} ms: {}",
+            bp.qps / ep.qps,
+            bp.p99_ms,
+            ep.p99_ms,
+            mark(bp.qps >= 2.0 * ep.qps && bp.p99_ms <= ep.p99_ms)
+        ),
+        format!(
+            "target linearizable range >= 2x etcd qps: {:.2}x: {}",
+            br.qps / er.qps,
+            mark(br.qps >= 2.0 * er.qps)
+        ),
+        format!(
+            "target {watch} put-to-event p99 no worse: {:.2} vs {:.2} ms: {}",
+            bw.p99_ms,
+            ew.p99_ms,
+            mark(bw.p99_ms <= ew.p99_ms)
+        ),
+    ]
 }
