@@ -28,8 +28,14 @@ pub enum Workload {
     /// its mod revision is unchanged (else reads it).
     TxnUpdate,
     /// `watchers` watchers on one prefix; puts at `rate` per second; measures the time
-    /// from the put's call to each watcher's event.
-    Watch { watchers: usize, rate: u64 },
+    /// from the put's call to each watcher's event. `slow` more watchers read only one
+    /// response per [`SLOW_WATCHER_PAUSE`] and are not measured: they must not delay
+    /// the others.
+    Watch {
+        watchers: usize,
+        rate: u64,
+        slow: usize,
+    },
     /// Grant a lease, renew it once, revoke it.
     Lease,
 }
@@ -163,7 +169,10 @@ pub async fn run(workload: Workload, settings: &Settings) -> Result<Report, ball
             serializable: false,
         } => "range-linearizable".to_string(),
         Workload::TxnUpdate => "txn-update".to_string(),
-        Workload::Watch { watchers, .. } => format!("watch-{watchers}"),
+        Workload::Watch {
+            watchers, slow: 0, ..
+        } => format!("watch-{watchers}"),
+        Workload::Watch { watchers, slow, .. } => format!("watch-{watchers}-with-{slow}-slow"),
         Workload::Lease => "lease".to_string(),
     };
     if matches!(workload, Workload::Range { .. } | Workload::TxnUpdate) {
@@ -195,11 +204,17 @@ pub async fn run(workload: Workload, settings: &Settings) -> Result<Report, ball
     });
     let deadline = settings.duration.map(|d| started + d);
     match workload.clone() {
-        Workload::Watch { watchers, rate } => {
-            watch_run(
-                &clients, settings, watchers, rate, &progress, &histogram, deadline,
-            )
-            .await?;
+        Workload::Watch {
+            watchers,
+            rate,
+            slow,
+        } => {
+            let shape = WatchShape {
+                watchers,
+                rate,
+                slow,
+            };
+            watch_run(&clients, settings, shape, &progress, &histogram, deadline).await?;
         }
         _ => {
             let mut workers = Vec::new();
@@ -364,16 +379,52 @@ async fn worker(
 
 /// Watchers on one prefix; one writer at `rate` puts per second whose values carry the
 /// time of the put; each event's latency is measured at the watcher.
+/// How long a slow watcher waits between reading two responses.
+pub const SLOW_WATCHER_PAUSE: Duration = Duration::from_secs(1);
+
+/// The watch workload's watchers and write rate.
+struct WatchShape {
+    watchers: usize,
+    rate: u64,
+    slow: usize,
+}
+
 async fn watch_run(
     clients: &[Client],
     settings: &Settings,
-    watchers: usize,
-    rate: u64,
+    shape: WatchShape,
     progress: &Arc<Progress>,
     histogram: &Arc<Mutex<Histogram<u64>>>,
     deadline: Option<Instant>,
 ) -> Result<(), ballast_client::Error> {
+    let WatchShape {
+        watchers,
+        rate,
+        slow,
+    } = shape;
     let epoch = Instant::now();
+    // Slow watchers get their own connection: an unread stream fills its connection's
+    // HTTP/2 window in the client, which would stall the measured watchers for reasons
+    // that have nothing to do with the server.
+    let mut slow_readers = Vec::new();
+    if slow > 0 {
+        let client = Client::connect(settings.endpoints.clone(), ConnectOptions::default()).await?;
+        for _ in 0..slow {
+            let (watcher, mut stream) = client
+                .watch("/watch-bench/", WatchOptions::new().with_prefix())
+                .await?;
+            let progress = progress.clone();
+            slow_readers.push(tokio::spawn(async move {
+                let _keep = watcher;
+                while !progress.stop.load(Ordering::Relaxed) {
+                    tokio::time::sleep(SLOW_WATCHER_PAUSE).await;
+                    if !matches!(stream.message().await, Ok(Some(_))) {
+                        break;
+                    }
+                }
+            }));
+        }
+    }
     let mut streams = Vec::new();
     for w in 0..watchers {
         let client = &clients[w % clients.len()];
@@ -449,6 +500,9 @@ async fn watch_run(
         .await?;
     for r in readers {
         let _ = tokio::time::timeout(Duration::from_secs(5), r).await;
+    }
+    for r in slow_readers {
+        r.abort();
     }
     Ok(())
 }

@@ -28,7 +28,15 @@ struct Args {
     /// Watchers in the watch workload.
     #[arg(long, default_value_t = 100)]
     watchers: usize,
+    /// Watchers on one member in the many-watchers workloads.
+    #[arg(long, default_value_t = 10_000)]
+    many_watchers: usize,
 }
+
+/// Puts per second in the many-watchers workloads: each reaches every watcher.
+const MANY_WATCHERS_RATE: u64 = 10;
+/// Slow watchers (one read a second) beside the many.
+const SLOW_WATCHERS: usize = 10;
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     text.trim_end_matches('s')
@@ -55,6 +63,11 @@ async fn workloads(name: &'static str, endpoints: Vec<String>, args: &Args) -> V
         total: None,
         duration: Some(args.duration),
         progress: false,
+    };
+    let one_member = Settings {
+        endpoints: base.endpoints[..1].to_vec(),
+        key_space: 1_000,
+        ..base.clone()
     };
     let plan = [
         (Workload::Put { sequential: false }, base.clone()),
@@ -85,11 +98,29 @@ async fn workloads(name: &'static str, endpoints: Vec<String>, args: &Args) -> V
             Workload::Watch {
                 watchers: args.watchers,
                 rate: 200,
+                slow: 0,
             },
             Settings {
                 key_space: 1_000,
                 ..base.clone()
             },
+        ),
+        // Many watchers on one member, then the same with a few slow ones beside them.
+        (
+            Workload::Watch {
+                watchers: args.many_watchers,
+                rate: MANY_WATCHERS_RATE,
+                slow: 0,
+            },
+            one_member.clone(),
+        ),
+        (
+            Workload::Watch {
+                watchers: args.many_watchers,
+                rate: MANY_WATCHERS_RATE,
+                slow: SLOW_WATCHERS,
+            },
+            one_member,
         ),
         (
             Workload::Lease,
@@ -211,6 +242,12 @@ fn verdicts(ballast: &[Report], etcd: &[Report]) -> Vec<String> {
         .workload
         .clone();
     let (bw, ew) = (find(ballast, &watch), find(etcd, &watch));
+    let many = ballast
+        .iter()
+        .filter(|r| r.workload.starts_with("watch-"))
+        .map(|r| r.workload.clone())
+        .collect::<Vec<_>>();
+    let (calm, with_slow) = (find(ballast, &many[1]), find(ballast, &many[2]));
     vec![
         format!(
             "target put >= 2x etcd qps, p99 no worse: {:.2}x, p99 {:.2} vs {:.2} ms: {}",
@@ -229,6 +266,14 @@ fn verdicts(ballast: &[Report], etcd: &[Report]) -> Vec<String> {
             bw.p99_ms,
             ew.p99_ms,
             mark(bw.p99_ms <= ew.p99_ms)
+        ),
+        format!(
+            "target {} p99 within 2x of {} (slow watchers delay no one): {:.2} vs {:.2} ms: {}",
+            with_slow.workload,
+            calm.workload,
+            with_slow.p99_ms,
+            calm.p99_ms,
+            mark(with_slow.p99_ms <= 2.0 * calm.p99_ms)
         ),
     ]
 }

@@ -79,6 +79,9 @@ enum Command {
         /// Puts per second.
         #[arg(long, default_value_t = 100)]
         rate: u64,
+        /// More watchers that read one response a second (not measured).
+        #[arg(long, default_value_t = 0)]
+        slow: usize,
     },
     /// Lease grant, keep-alive, revoke.
     Lease,
@@ -111,7 +114,15 @@ async fn main() -> std::process::ExitCode {
             serializable: matches!(consistency, Consistency::S),
         },
         Command::Txn => Workload::TxnUpdate,
-        Command::Watch { watchers, rate } => Workload::Watch { watchers, rate },
+        Command::Watch {
+            watchers,
+            rate,
+            slow,
+        } => Workload::Watch {
+            watchers,
+            rate,
+            slow,
+        },
         Command::Lease => Workload::Lease,
     };
     let duration = match (args.total, args.duration) {

@@ -80,7 +80,10 @@ async fn main() {
     let args = Args::parse();
     let dir = tempfile::tempdir().expect("temp dir");
     let data = match &args.keep_dir {
-        Some(kept) => kept.join("data"),
+        Some(kept) => {
+            std::fs::create_dir_all(kept).expect("create the kept directory");
+            kept.join("data")
+        }
         None => dir.path().join("data"),
     };
     let mut server = match args.server {
