@@ -298,6 +298,13 @@ fn claim(progress: &Progress, settings: &Settings, deadline: Option<Instant>) ->
     true
 }
 
+/// Prints the first error of a run, so that a count of errors comes with a cause.
+fn note_error(progress: &Progress, err: &ballast_client::Error) {
+    if progress.errors.load(Ordering::Relaxed) == 0 {
+        eprintln!("first error: {err}");
+    }
+}
+
 async fn worker(
     id: usize,
     client: Client,
@@ -313,7 +320,7 @@ async fn worker(
     let mut sequence = id as u64;
     while claim(&progress, &settings, deadline) {
         let started = Instant::now();
-        let ok = match &workload {
+        let outcome: Result<(), ballast_client::Error> = match &workload {
             Workload::Put { sequential } => {
                 let i = if *sequential {
                     sequence += settings.clients as u64;
@@ -324,7 +331,7 @@ async fn worker(
                 client
                     .put(key(i, settings.key_size), &value, PutOptions::new())
                     .await
-                    .is_ok()
+                    .map(drop)
             }
             Workload::Range { serializable } => {
                 let mut options = GetOptions::new();
@@ -337,7 +344,7 @@ async fn worker(
                         options,
                     )
                     .await
-                    .is_ok()
+                    .map(drop)
             }
             Workload::TxnUpdate => {
                 let k = key(rng.below(settings.key_space), settings.key_size);
@@ -348,19 +355,26 @@ async fn worker(
                             .when([Compare::mod_revision(&k, CompareOp::Equal, revision)])
                             .and_then([TxnOp::put(&k, &value, PutOptions::new())])
                             .or_else([TxnOp::get(&k, GetOptions::new())]);
-                        client.txn(update).await.is_ok()
+                        client.txn(update).await.map(drop)
                     }
-                    Err(_) => false,
+                    Err(err) => Err(err),
                 }
             }
             Workload::Lease => match client.lease_grant(60, 0).await {
-                Ok(lease) => {
-                    let renewed = client.lease_keep_alive(lease.id).await.is_ok();
-                    renewed && client.lease_revoke(lease.id).await.is_ok()
-                }
-                Err(_) => false,
+                Ok(lease) => match client.lease_keep_alive(lease.id).await {
+                    Ok(_) => client.lease_revoke(lease.id).await.map(drop),
+                    Err(err) => Err(err),
+                },
+                Err(err) => Err(err),
             },
             Workload::Watch { .. } => unreachable!("watch runs its own loop"),
+        };
+        let ok = match outcome {
+            Ok(()) => true,
+            Err(err) => {
+                note_error(&progress, &err);
+                false
+            }
         };
         if ok {
             let micros = (started.elapsed().as_micros() as u64).clamp(1, LATENCY_MAX_US);

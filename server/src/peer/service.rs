@@ -96,16 +96,15 @@ impl RaftTransport for PeerService {
         request: Request<LeaseKeepAliveRequest>,
     ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
         let id = request.into_inner().id;
-        Ok(Response::new(local_renew(&self.shared, id)?))
+        Ok(Response::new(local_renew(&self.shared, id).await?))
     }
 
     async fn lease_time_to_live(
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        Ok(Response::new(local_time_to_live(
-            &self.shared,
-            request.into_inner(),
-        )?))
+        Ok(Response::new(
+            local_time_to_live(&self.shared, request.into_inner()).await?,
+        ))
     }
 }

@@ -37,13 +37,17 @@ impl LeaseService {
     }
 }
 
-/// Renews a lease on this member, which must be the leader.
-pub fn local_renew(shared: &Shared, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
-    let ttl = match shared.lessor.renew(id) {
-        Ok(ttl) => ttl,
-        // An unknown lease is answered with TTL 0, not an error (as etcd).
-        Err(RenewError::NotFound) => 0,
-        Err(RenewError::NotPrimary) => return Err(Error::NotLeader.into()),
+/// Renews a lease on this member, which must be the leader. A lease granted through
+/// another member may be applied there first: one this member does not know yet is
+/// looked up again after a read barrier (etcd waits for its applied index likewise).
+pub async fn local_renew(shared: &Shared, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
+    let ttl = match renew_known(shared, id)? {
+        Some(ttl) => ttl,
+        None => {
+            shared.node.read_barrier().await?;
+            // An unknown lease is answered with TTL 0, not an error (as etcd).
+            renew_known(shared, id)?.unwrap_or(0)
+        }
     };
     Ok(LeaseKeepAliveResponse {
         header: Some(shared.header(shared.revision())),
@@ -52,10 +56,19 @@ pub fn local_renew(shared: &Shared, id: i64) -> Result<LeaseKeepAliveResponse, S
     })
 }
 
+/// The new TTL of a lease this member knows; None if it knows no such lease.
+fn renew_known(shared: &Shared, id: i64) -> Result<Option<i64>, Status> {
+    match shared.lessor.renew(id) {
+        Ok(ttl) => Ok(Some(ttl)),
+        Err(RenewError::NotFound) => Ok(None),
+        Err(RenewError::NotPrimary) => Err(Error::NotLeader.into()),
+    }
+}
+
 /// Renews a lease on the leader, wherever it is.
 async fn renew(shared: &Shared, id: i64) -> Result<LeaseKeepAliveResponse, Status> {
     if shared.lessor.is_primary() {
-        return local_renew(shared, id);
+        return local_renew(shared, id).await;
     }
     let leader = shared.node.status().leader;
     let mut client = shared.transport.client(leader).ok_or(Error::NoLeader)?;
@@ -67,13 +80,19 @@ async fn renew(shared: &Shared, id: i64) -> Result<LeaseKeepAliveResponse, Statu
     Ok(response)
 }
 
-/// Remaining and granted TTL of a lease as this member (the leader) knows them.
-pub fn local_time_to_live(
+/// Remaining and granted TTL of a lease as this member (the leader) knows them; a lease
+/// not known yet is looked up again after a read barrier, as in [`local_renew`].
+pub async fn local_time_to_live(
     shared: &Shared,
     req: LeaseTimeToLiveRequest,
 ) -> Result<LeaseTimeToLiveResponse, Status> {
+    let mut lease = shared.store.lease(req.id).map_err(Error::Store)?;
+    if lease.is_none() {
+        shared.node.read_barrier().await?;
+        lease = shared.store.lease(req.id).map_err(Error::Store)?;
+    }
     let header = Some(shared.header(shared.revision()));
-    let Some(lease) = shared.store.lease(req.id).map_err(Error::Store)? else {
+    let Some(lease) = lease else {
         return Ok(LeaseTimeToLiveResponse {
             header,
             id: req.id,
@@ -178,7 +197,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let req = request.into_inner();
         if self.shared.lessor.is_primary() {
-            return Ok(Response::new(local_time_to_live(&self.shared, req)?));
+            return Ok(Response::new(local_time_to_live(&self.shared, req).await?));
         }
         let leader = self.shared.node.status().leader;
         let mut client = self
