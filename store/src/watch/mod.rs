@@ -31,6 +31,9 @@ pub const WATCH_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 pub const WATCH_EVENTS_PER_RESPONSE_MAX: usize = 1000;
 /// Catch-up messages sent to one watcher per turn before the syncer moves on to the next.
 const WATCH_SYNC_MESSAGES_PER_TURN: usize = 16;
+/// Events the syncer reads from history in one round for all unsynced watchers together
+/// (a revision is never split). Each watcher gets at most this many in one message.
+const WATCH_SYNC_EVENTS_MAX: usize = WATCH_EVENTS_PER_RESPONSE_MAX;
 
 /// What a watcher wants.
 #[derive(Debug, Clone)]
@@ -71,14 +74,17 @@ impl Filter {
         events
             .iter()
             .filter(|e| self.wants_event(e))
-            .map(|e| {
-                let mut e = e.clone();
-                if !self.prev_kv {
-                    e.prev_kv = None;
-                }
-                e
-            })
+            .map(|e| self.shape(e))
             .collect()
+    }
+
+    /// An event as this watcher gets it: without the previous version unless asked.
+    fn shape(&self, event: &Event) -> Event {
+        let mut event = event.clone();
+        if !self.prev_kv {
+            event.prev_kv = None;
+        }
+        event
     }
 }
 
@@ -376,6 +382,50 @@ impl WatchHub {
     }
 }
 
+/// An unsynced watcher taken for a group catch-up.
+struct Catching {
+    id: u64,
+    watch_id: i64,
+    filter: Filter,
+    next: i64,
+    sink: Arc<dyn WatchSink>,
+}
+
+/// What a group catch-up did for one watcher.
+enum Delivery {
+    /// The watcher's next revision after the round.
+    Kept(i64),
+    /// Its stream is gone.
+    Closed,
+}
+
+impl Catching {
+    /// Sends this watcher its part of `events` (the history up to `last`, read from a
+    /// revision at or below its own `next`).
+    fn deliver(&self, events: &[Event], last: i64) -> Delivery {
+        if self.next > last {
+            return Delivery::Kept(self.next);
+        }
+        let mine: Vec<Event> = events
+            .iter()
+            .filter(|e| replay::mod_revision(e) >= self.next && self.filter.wants_event(e))
+            .map(|e| self.filter.shape(e))
+            .collect();
+        let Some(revision) = mine.last().map(replay::mod_revision) else {
+            return Delivery::Kept(last + 1);
+        };
+        match self.sink.try_send(WatchMessage::Events {
+            watch_id: self.watch_id,
+            revision,
+            events: mine,
+        }) {
+            Ok(()) => Delivery::Kept(last + 1),
+            Err(SinkError::Full) => Delivery::Kept(self.next),
+            Err(SinkError::Closed) => Delivery::Closed,
+        }
+    }
+}
+
 impl Store {
     /// Lets a new watcher receive events, catching it up from history first if it starts
     /// in the past.
@@ -482,7 +532,7 @@ impl Store {
     pub(crate) fn run_watch_syncer(&self) {
         let hub = self.watch_hub();
         loop {
-            let unsynced: Vec<u64> = {
+            let mut unsynced: Vec<u64> = {
                 let state = hub.lock();
                 let state = hub
                     .wake
@@ -499,10 +549,117 @@ impl Store {
                     .map(|(&id, _)| id)
                     .collect()
             };
-            for id in unsynced {
-                self.sync_watcher(id);
+            // Rounds until everyone is caught up or no one took anything.
+            for _ in 0..WATCH_SYNC_MESSAGES_PER_TURN {
+                if unsynced.is_empty() || !self.sync_group(&unsynced) {
+                    break;
+                }
+                let state = hub.lock();
+                unsynced.retain(|id| {
+                    state
+                        .watchers
+                        .get(id)
+                        .is_some_and(|w| w.phase == Phase::Unsynced)
+                });
             }
         }
+    }
+
+    /// Catches up many unsynced watchers with one read of the history, as etcd's
+    /// syncWatchers does: thousands of watchers that fell behind together cost one read,
+    /// not one each. Watchers behind the compaction point go one by one (each is told).
+    /// Returns whether any watcher moved forward.
+    fn sync_group(&self, ids: &[u64]) -> bool {
+        let hub = self.watch_hub();
+        let compacted = self.revisions().compacted;
+        let mut alone = Vec::new();
+        let (group, published) = {
+            let mut state = hub.lock();
+            let published = state.published;
+            let HubState {
+                streams, watchers, ..
+            } = &mut *state;
+            let mut group = Vec::new();
+            for &id in ids {
+                let Some(w) = watchers.get_mut(&id) else {
+                    continue;
+                };
+                if w.phase != Phase::Unsynced {
+                    continue;
+                }
+                if w.next > published {
+                    w.phase = Phase::Synced;
+                    continue;
+                }
+                if w.next < compacted {
+                    alone.push(id);
+                    continue;
+                }
+                let Some(stream) = streams.get(&w.stream) else {
+                    continue;
+                };
+                w.phase = Phase::Syncing;
+                group.push(Catching {
+                    id,
+                    watch_id: w.watch_id,
+                    filter: w.filter.clone(),
+                    next: w.next,
+                    sink: stream.sink.clone(),
+                });
+            }
+            (group, published)
+        };
+        for id in alone {
+            self.sync_watcher(id);
+        }
+        let Some(from) = group.iter().map(|c| c.next).min() else {
+            return false;
+        };
+        let read = {
+            let view = self.read_view();
+            replay::read_changes(
+                &view,
+                &|change| group.iter().any(|c| c.filter.wants(change)),
+                group.iter().any(|c| c.filter.prev_kv),
+                from,
+                published,
+                WATCH_SYNC_EVENTS_MAX,
+            )
+        };
+        let mut outcomes = Vec::with_capacity(group.len());
+        match read {
+            Ok((events, last)) => {
+                for catching in &group {
+                    outcomes.push((catching.id, catching.deliver(&events, last)));
+                }
+            }
+            Err(err) => {
+                // A compaction raced the read: the next round sends these one by one.
+                tracing::debug!(%err, "group catch-up failed; will retry");
+                outcomes.extend(group.iter().map(|c| (c.id, Delivery::Kept(c.next))));
+            }
+        }
+        let mut closed = Vec::new();
+        let mut moved = false;
+        {
+            let mut state = hub.lock();
+            for (id, delivery) in outcomes {
+                match delivery {
+                    Delivery::Closed => closed.push(id),
+                    Delivery::Kept(next) => {
+                        if let Some(w) = state.watchers.get_mut(&id) {
+                            moved |= next > w.next;
+                            w.next = next;
+                            w.phase = Phase::Unsynced;
+                        }
+                    }
+                }
+            }
+        }
+        for id in closed {
+            hub.cancel(WatcherId(id));
+        }
+        moved
     }
 
     pub(crate) fn stop_watch_syncer(&self) {

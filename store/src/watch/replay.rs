@@ -20,6 +20,26 @@ pub(crate) fn read_events(
     to: i64,
     events_max: usize,
 ) -> Result<(Vec<Event>, i64)> {
+    read_changes(
+        view,
+        &|change| filter.wants(change),
+        filter.prev_kv,
+        from,
+        to,
+        events_max,
+    )
+}
+
+/// As [`read_events`], for the changes `wants` accepts, with previous versions if
+/// `with_prev`: one read of the history serves a whole group of watchers.
+pub(crate) fn read_changes(
+    view: &ReadView<'_>,
+    wants: &dyn Fn(&Change) -> bool,
+    with_prev: bool,
+    from: i64,
+    to: i64,
+    events_max: usize,
+) -> Result<(Vec<Event>, i64)> {
     assert!(from <= to, "empty replay {from}..={to}");
     if from < view.compacted() {
         return Err(Error::Compacted);
@@ -40,8 +60,8 @@ pub(crate) fn read_events(
             break;
         }
         let change = Change::decode(value)?;
-        if filter.wants(&change) {
-            events.push(load_event(view, &change, revision, filter.prev_kv)?);
+        if wants(&change) {
+            events.push(load_event(view, &change, revision, with_prev)?);
         }
         iter.next();
     }
@@ -49,7 +69,7 @@ pub(crate) fn read_events(
     Ok((events, last))
 }
 
-fn mod_revision(event: &Event) -> i64 {
+pub(crate) fn mod_revision(event: &Event) -> i64 {
     event.kv.as_ref().map_or(0, |kv| kv.mod_revision)
 }
 
