@@ -12,7 +12,7 @@ use ballast_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetU
 use ballast_proto::etcdserverpb::request_op::Request as Op;
 use ballast_proto::etcdserverpb::*;
 use ballast_proto::mvccpb::{event::EventType, KeyValue};
-use ballast_store::watch::{Filter, SinkError, WatchMessage, WatchSink};
+use ballast_store::watch::{SinkError, WatchMessage, WatchSink};
 use ballast_store::{Error, KeyRange};
 use bytes::Bytes;
 use common::TestStore;
@@ -336,13 +336,7 @@ fn run(actions: Vec<Action>) {
     let sink = Arc::new(Collect(Mutex::new(Vec::new())));
     let hub = t.store().watch_hub();
     let stream = hub.open_stream(sink.clone());
-    let filter = Filter {
-        range: KeyRange::new(Bytes::from_static(b"\0"), Bytes::from_static(b"\0")),
-        no_put: false,
-        no_delete: false,
-        prev_kv: false,
-    };
-    let (watcher, _) = hub.watch(stream, 7, filter, start);
+    let (watcher, _) = hub.watch(stream, 7, common::every_key(false), start);
     t.store().watch_activate(watcher);
     let mut replayed = Vec::new();
     for message in sink.0.lock().unwrap().iter() {

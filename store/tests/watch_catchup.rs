@@ -103,18 +103,16 @@ fn watchers_behind_together_are_caught_up_exactly() {
             got: Mutex::new(Vec::new()),
         });
         let s = hub.open_stream(view_all.clone());
-        let everything = Filter {
-            range: KeyRange::new(Bytes::from_static(b"\0"), Bytes::from_static(b"\0")),
-            no_put: false,
-            no_delete: false,
-            prev_kv: true,
-        };
-        let (w, _) = hub.watch(s, 1000, everything, start);
+        let (w, _) = hub.watch(s, 1000, common::every_key(true), start);
         store.watch_activate(w);
         let got = view_all.got.lock().unwrap().clone();
         events_by_watch_id(&got).remove(&1000).unwrap()
     };
-    assert_eq!(all.last().unwrap().0, end, "the reference watcher saw everything");
+    assert_eq!(
+        all.last().unwrap().0,
+        end,
+        "the reference watcher saw everything"
+    );
 
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -131,7 +129,10 @@ fn watchers_behind_together_are_caught_up_exactly() {
         if done {
             break;
         }
-        assert!(Instant::now() < deadline, "watchers not caught up: {seen:?}");
+        assert!(
+            Instant::now() < deadline,
+            "watchers not caught up: {seen:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let seen = events_by_watch_id(&gate.got.lock().unwrap());

@@ -147,3 +147,13 @@ pub fn keys(resp: &RangeResponse) -> Vec<String> {
         .map(|kv| String::from_utf8(kv.key.to_vec()).unwrap())
         .collect()
 }
+
+/// A watch filter for every key and event.
+pub fn every_key(prev_kv: bool) -> ballast_store::watch::Filter {
+    ballast_store::watch::Filter {
+        range: ballast_store::KeyRange::new(Bytes::from_static(b"\0"), Bytes::from_static(b"\0")),
+        no_put: false,
+        no_delete: false,
+        prev_kv,
+    }
+}
