@@ -222,10 +222,72 @@ impl Events {
 
 /// Checks a history; fails fast on the first place no order fits.
 pub fn check(history: &[Operation]) -> Verdict {
+    check_counting(history).0
+}
+
+/// [`check`], also returning how many (operations placed, state) configurations the
+/// search visited: the measure of its cost.
+pub fn check_counting(history: &[Operation]) -> (Verdict, usize) {
+    let mut cache = HashSet::new();
+    let verdict = search(history, &mut cache);
+    (verdict, cache.len())
+}
+
+/// Wing & Gong's search; `cache` holds the configurations already explored.
+/// The store revision just before an operation with this (known) output took effect:
+/// the model's revision only grows, so until the operation is placed the revision may
+/// not pass this.
+fn revision_before(output: &Output) -> Option<i64> {
+    match *output {
+        Output::Written { revision } => Some(revision - 1),
+        Output::Read { revision, .. } => Some(revision),
+        Output::Deleted { revision, deleted } => Some(revision - deleted),
+        Output::Swapped {
+            revision,
+            succeeded,
+        } => Some(revision - i64::from(succeeded)),
+        Output::Unknown => None,
+    }
+}
+
+/// The revision bounds of the known operations not placed yet (a multiset).
+#[derive(Default)]
+struct Bounds(BTreeMap<i64, usize>);
+
+impl Bounds {
+    fn add(&mut self, output: &Output) {
+        if let Some(bound) = revision_before(output) {
+            *self.0.entry(bound).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, output: &Output) {
+        if let Some(bound) = revision_before(output) {
+            let count = self.0.get_mut(&bound).expect("bound was added");
+            *count -= 1;
+            if *count == 0 {
+                self.0.remove(&bound);
+            }
+        }
+    }
+
+    /// Whether a state at `revision` still leaves room for every unplaced operation.
+    fn allow(&self, revision: i64) -> bool {
+        self.0
+            .keys()
+            .next()
+            .is_none_or(|&lowest| revision <= lowest)
+    }
+}
+
+fn search(history: &[Operation], cache: &mut HashSet<(Vec<u64>, State)>) -> Verdict {
+    let mut bounds = Bounds::default();
+    for op in history {
+        bounds.add(&op.output);
+    }
     let mut events = Events::new(history);
     let words = history.len().div_ceil(64);
     let mut linearized = vec![0u64; words];
-    let mut cache: HashSet<(Vec<u64>, State)> = HashSet::new();
     let mut stack: Vec<(usize, State)> = Vec::new();
     let mut state = State::new();
     let mut best: Vec<usize> = Vec::new();
@@ -239,12 +301,31 @@ pub fn check(history: &[Operation]) -> Verdict {
             };
         }
         let (op, is_call) = events.event[entry];
+        let unknown = history[op].output == Output::Unknown;
+        if !is_call && unknown {
+            // Unknown outcomes return "at infinity", after every known return: all
+            // known operations are placed, and the unknown ones left may never have
+            // happened.
+            return Verdict::Linearizable;
+        }
         if is_call {
             let candidate = &history[op];
-            if let Some(next_state) = state.step(&candidate.input, &candidate.output) {
+            let stepped = state
+                .step(&candidate.input, &candidate.output)
+                // An unknown operation that would change nothing here is the same as
+                // one that never happened, which the end allows: trying it as a no-op
+                // at every point would only multiply equivalent searches.
+                .filter(|next_state| !(unknown && *next_state == state));
+            if let Some(next_state) = stepped {
                 let mut marked = linearized.clone();
                 marked[op / 64] |= 1 << (op % 64);
-                if cache.insert((marked.clone(), next_state.clone())) {
+                bounds.remove(&candidate.output);
+                // A state past an unplaced operation's revision can never fit it: cut
+                // here instead of after trying every later combination (unknown writes
+                // stay open to the end and would otherwise multiply).
+                if bounds.allow(next_state.revision)
+                    && cache.insert((marked.clone(), next_state.clone()))
+                {
                     stack.push((entry, state));
                     state = next_state;
                     linearized = marked;
@@ -256,6 +337,7 @@ pub fn check(history: &[Operation]) -> Verdict {
                     }
                     continue;
                 }
+                bounds.add(&candidate.output);
             }
             entry = events.next[entry];
         } else {
@@ -266,6 +348,7 @@ pub fn check(history: &[Operation]) -> Verdict {
                 };
             };
             let op = events.event[call_entry].0;
+            bounds.add(&history[op].output);
             state = previous;
             linearized[op / 64] &= !(1 << (op % 64));
             events.relink(events.return_of[op]);
@@ -366,6 +449,93 @@ mod tests {
             op(1, 2, Some(3), get("k"), read(1, None)),
         ];
         assert!(matches!(check(&history), Verdict::NotLinearizable { .. }));
+    }
+
+    /// Unknown operations stay open to the end; those that could be no-ops (a failed
+    /// compare-and-set, a delete of nothing) must not multiply the search: a partition's
+    /// minority produces dozens of them.
+    #[test]
+    fn many_unknown_no_ops_keep_the_search_small() {
+        let mut history = Vec::new();
+        // 8 rounds: without the pruning, some 2^16 configurations.
+        for i in 0..8u64 {
+            let key = format!("k{}", i % 4);
+            history.push(op(
+                1,
+                10 * i,
+                None,
+                Input::CompareAndSet {
+                    key: key.clone(),
+                    expected: 999,
+                    value: "x".into(),
+                },
+                Output::Unknown,
+            ));
+            history.push(op(
+                2,
+                10 * i + 1,
+                None,
+                Input::Delete {
+                    key: format!("gone{i}"),
+                },
+                Output::Unknown,
+            ));
+            history.push(op(
+                0,
+                10 * i + 2,
+                Some(10 * i + 3),
+                put(&key, &format!("v{i}")),
+                Output::Written {
+                    revision: i as i64 + 2,
+                },
+            ));
+        }
+        let (verdict, visited) = check_counting(&history);
+        assert_eq!(verdict, Verdict::Linearizable);
+        assert!(visited < 1_000, "visited {visited} configurations");
+        // And a violation is still found, after an exhaustive search of a small space.
+        let mut corrupted = history.clone();
+        corrupted.push(op(3, 1_000, Some(1_001), get("k0"), read(9, None)));
+        let (verdict, visited) = check_counting(&corrupted);
+        assert!(matches!(verdict, Verdict::NotLinearizable { .. }));
+        assert!(visited < 1_000, "visited {visited} configurations");
+    }
+
+    /// Writes whose outcome is unknown and that never happened (a minority's timeouts)
+    /// stay open while the majority goes on: they must not multiply the search either.
+    #[test]
+    fn many_unknown_writes_beside_known_ones_keep_the_search_small() {
+        let mut history = Vec::new();
+        for i in 0..14u64 {
+            history.push(op(
+                1,
+                i,
+                None,
+                put("x", &format!("lost{i}")),
+                Output::Unknown,
+            ));
+        }
+        for i in 0..20u64 {
+            history.push(op(
+                0,
+                100 + 2 * i,
+                Some(101 + 2 * i),
+                put("y", &format!("v{i}")),
+                Output::Written {
+                    revision: i as i64 + 2,
+                },
+            ));
+        }
+        history.push(op(0, 200, Some(201), get("x"), read(21, None)));
+        // 14 writes that never happened: without the revision bound, 2^14 subsets.
+        let (verdict, visited) = check_counting(&history);
+        assert_eq!(verdict, Verdict::Linearizable);
+        assert!(visited < 5_000, "visited {visited} configurations");
+        let mut corrupted = history.clone();
+        corrupted.push(op(0, 300, Some(301), get("y"), read(21, Some(("v3", 5)))));
+        let (verdict, visited) = check_counting(&corrupted);
+        assert!(matches!(verdict, Verdict::NotLinearizable { .. }));
+        assert!(visited < 5_000, "visited {visited} configurations");
     }
 
     #[test]
