@@ -127,13 +127,20 @@ impl std::fmt::Debug for Backend {
     }
 }
 
+/// File format options every column family shares: one block cache, which also holds
+/// index and filter blocks, so memory stays bounded by it.
+fn table_options(cache: &Cache) -> BlockBasedOptions {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_cache_index_and_filter_blocks(true);
+    table
+}
+
 impl Backend {
     /// Opens (or creates) the DB under `path` and checks its schema version.
     pub fn open(path: &Path) -> Result<Backend> {
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES)?;
-        let mut table = BlockBasedOptions::default();
-        table.set_block_cache(&cache);
-        table.set_cache_index_and_filter_blocks(true);
+        let table = table_options(&cache);
 
         let mut cf_opts = Options::default();
         cf_opts.set_block_based_table_factory(&table);
@@ -148,9 +155,7 @@ impl Backend {
 
         // `kv` lookups of one key (every put reads the key's latest version) use prefix
         // bloom filters; scans must then ask for total order (see `read_options`).
-        let mut kv_table = BlockBasedOptions::default();
-        kv_table.set_block_cache(&cache);
-        kv_table.set_cache_index_and_filter_blocks(true);
+        let mut kv_table = table_options(&cache);
         kv_table.set_bloom_filter(KV_BLOOM_BITS_PER_KEY, false);
         kv_table.set_whole_key_filtering(false);
         let mut kv_opts = cf_opts.clone();

@@ -294,8 +294,8 @@ fn search(history: &[Operation], cache: &mut HashSet<(Vec<u64>, State)>) -> Verd
     let mut entry = events.next[HEAD];
     while events.next[HEAD] != usize::MAX {
         if entry == usize::MAX {
-            // Only unknown-outcome calls remain that could not be placed: impossible,
-            // as they accept any state, but guard the walk anyway.
+            // The list always ends in return events, which end or rewind the walk
+            // before it can run off; guard anyway.
             return Verdict::NotLinearizable {
                 longest_prefix: best,
             };
