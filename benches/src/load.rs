@@ -150,10 +150,17 @@ impl Rng {
     }
 }
 
+/// Opens the connections, spread over the endpoints as etcd's `benchmark` spreads them:
+/// connection i starts on endpoint i (mod their number) and fails over to the others.
 async fn connections(settings: &Settings) -> Result<Vec<Client>, ballast_client::Error> {
     let mut clients = Vec::new();
-    for _ in 0..settings.connections.max(1) {
-        clients.push(Client::connect(settings.endpoints.clone(), ConnectOptions::default()).await?);
+    for i in 0..settings.connections.max(1) {
+        let mut endpoints = settings.endpoints.clone();
+        let count = endpoints.len();
+        if count > 0 {
+            endpoints.rotate_left(i % count);
+        }
+        clients.push(Client::connect(endpoints, ConnectOptions::default()).await?);
     }
     Ok(clients)
 }

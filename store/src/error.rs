@@ -34,6 +34,11 @@ pub enum Error {
     /// LeaseGrant with an id that is already in use.
     #[error("lease already exists")]
     LeaseExists,
+    /// Internal to applying: an entry read history that earlier entries of its apply
+    /// batch wrote but RocksDB does not hold yet. The batch is written and the entry
+    /// applied again; it never reaches a client.
+    #[error("apply batch must be written first")]
+    Unwritten,
     /// On-disk data that does not decode: a bug or a damaged disk, never a client's fault.
     #[error("corrupt store: {0}")]
     Corrupt(String),

@@ -34,10 +34,12 @@ pub(crate) fn grant(txn: &mut WriteTxn<'_>, req: &LeaseGrantRequest) -> Result<L
     if txn.lease_exists(req.id)? {
         return Err(Error::LeaseExists);
     }
-    let backend = txn.backend();
     let record = LeaseRecord { ttl: req.ttl };
-    txn.batch
-        .put_cf(backend.cf(Cf::Lease), lease_key(req.id), record.encode());
+    txn.stage_put(
+        Cf::Lease,
+        lease_key(req.id).to_vec(),
+        record.encode().to_vec(),
+    );
     Ok(Lease {
         id: req.id,
         ttl: req.ttl,
@@ -56,9 +58,7 @@ pub(crate) fn revoke(txn: &mut WriteTxn<'_>, req: &LeaseRevokeRequest) -> Result
             }
         }
     }
-    let backend = txn.backend();
-    txn.batch
-        .delete_cf(backend.cf(Cf::Lease), lease_key(req.id));
+    txn.stage_delete(Cf::Lease, lease_key(req.id).to_vec());
     Ok(())
 }
 

@@ -17,6 +17,7 @@ use ballast_proto::etcdserverpb::{
     LeaseRevokeResponse, Member, MemberListResponse, PutResponse, RangeRequest, RangeResponse,
     ResponseHeader, TxnRequest, TxnResponse,
 };
+use ballast_proto::mvccpb::Event;
 use prost::Message as _;
 use raft::eraftpb::ConfState;
 use rocksdb::WriteBatch;
@@ -28,13 +29,17 @@ use crate::mvcc::compact::{compact_physical, hash_kv};
 use crate::mvcc::query::execute_range;
 use crate::mvcc::read::{KvRead, ReadView};
 use crate::mvcc::txn::execute_txn;
-use crate::mvcc::write::WriteTxn;
+use crate::mvcc::write::{Unwritten, WriteTxn};
 use crate::record::{decode_u64, encode_u64};
 use crate::snapshot::{self, SnapshotMeta};
 use crate::watch::WatchHub;
 
 /// Snapshot files kept in the snapshot directory.
 const SNAPSHOTS_KEPT: usize = 2;
+
+/// Bytes an apply batch stages before it is written, whatever the caller: bounds the
+/// memory of a follower that applies thousands of entries in one go.
+pub const APPLY_BATCH_BYTES_MAX: usize = 4 << 20;
 
 /// The revision of an empty store; the first write gets the next one (as in etcd).
 pub const INITIAL_REVISION: i64 = 1;
@@ -66,6 +71,34 @@ pub struct Applied {
     pub response: Result<Response>,
 }
 
+/// Entries staged by [`Store::stage`] and not yet written: one WriteBatch, so a raft
+/// Ready's entries cost one RocksDB write, and the applied index and revision are
+/// recorded once for all of them.
+#[derive(Default)]
+struct Pending {
+    batch: WriteBatch,
+    unwritten: Unwritten,
+    /// The last staged entry's index and term; None when nothing is staged.
+    applied: Option<(u64, u64)>,
+    /// The store revision after the staged entries.
+    revision: i64,
+    /// Each staged revision's events, in order, published once written.
+    events: Vec<(i64, Vec<Event>)>,
+}
+
+impl Pending {
+    fn empty(revision: i64) -> Pending {
+        Pending {
+            unwritten: Unwritten {
+                written: revision,
+                keys: Default::default(),
+            },
+            revision,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct CompactorState {
     /// Logical compaction point whose physical removal is wanted.
@@ -84,6 +117,8 @@ pub struct Store {
     applied: AtomicU64,
     applied_term: AtomicU64,
     hub: WatchHub,
+    /// Used by the apply thread only; a Mutex so the store stays `Sync`.
+    pending: Mutex<Pending>,
     compactor: Mutex<CompactorState>,
     compactor_cv: Condvar,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -131,6 +166,7 @@ impl Store {
             applied: AtomicU64::new(applied),
             applied_term: AtomicU64::new(applied_term),
             hub: WatchHub::new(current),
+            pending: Mutex::new(Pending::empty(current)),
             compactor: Mutex::new(CompactorState {
                 scheduled: compacted,
                 finished,
@@ -180,6 +216,10 @@ impl Store {
 
     fn lock_threads(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
         self.threads.lock().expect("store threads lock poisoned")
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().expect("apply batch lock poisoned")
     }
 
     fn lock_compactor(&self) -> std::sync::MutexGuard<'_, CompactorState> {
@@ -240,30 +280,71 @@ impl Store {
         Ok(response)
     }
 
-    /// Applies one committed raft entry carrying `request`. An `Err` means the store
-    /// itself failed (disk, corruption); the node must stop, as continuing would diverge.
+    /// Applies one committed raft entry carrying `request` and writes it: [`Store::stage`]
+    /// then [`Store::commit`]. An `Err` means the store itself failed (disk, corruption);
+    /// the node must stop, as continuing would diverge.
     pub fn apply(&self, index: u64, term: u64, request: &RaftRequest) -> Result<Applied> {
-        let before = self.revisions();
+        let applied = self.stage(index, term, request)?;
+        self.commit()?;
+        Ok(applied)
+    }
+
+    /// Applies one committed raft entry into the apply batch. Its response is final, but
+    /// nothing of it is visible (applied index, revision, watch events, reads) until
+    /// [`Store::commit`]; so no client may hear of it before then. Lease grants and
+    /// revokes and compactions write at once, with whatever was staged before them.
+    pub fn stage(&self, index: u64, term: u64, request: &RaftRequest) -> Result<Applied> {
         let Some(request) = &request.request else {
             return Err(Error::Corrupt(format!(
                 "raft entry {index} carries no request"
             )));
         };
-        if let Request::Compaction(req) = request {
-            return self.apply_compaction(index, term, req, before);
+        match request {
+            Request::Compaction(req) => {
+                self.commit()?;
+                return self.apply_compaction(index, term, req, self.revisions());
+            }
+            Request::MemberAttributes(_) | Request::MemberUpdate(_) => {
+                return Err(Error::Corrupt(format!(
+                    "raft entry {index}: membership changes go through apply_membership"
+                )));
+            }
+            // They read and write the lease tables, which the batch's overlay does not
+            // cover: each is written alone.
+            Request::LeaseGrant(_) | Request::LeaseRevoke(_) => {
+                self.commit()?;
+                let applied = self.stage_request(index, term, request)?;
+                self.commit()?;
+                return Ok(applied);
+            }
+            _ => {}
         }
-        let mut txn = WriteTxn::new(ReadView::live(
-            &self.backend,
-            before.current,
-            before.compacted,
-        ));
+        let applied = match self.stage_request(index, term, request) {
+            Err(Error::Unwritten) => {
+                self.commit()?;
+                self.stage_request(index, term, request)?
+            }
+            other => other?,
+        };
+        if self.lock_pending().batch.size_in_bytes() > APPLY_BATCH_BYTES_MAX {
+            self.commit()?;
+        }
+        Ok(applied)
+    }
+
+    fn stage_request(&self, index: u64, term: u64, request: &Request) -> Result<Applied> {
+        let mut pending = self.lock_pending();
+        let compacted = self.revisions().compacted;
+        let before = pending.revision;
+        let view = ReadView::live(&self.backend, before, compacted);
+        let mut txn = WriteTxn::after(view, &pending.unwritten);
         let outcome = match request {
             Request::Put(req) => txn.put(req).map(Response::Put),
             Request::DeleteRange(req) => txn.delete_range(req).map(Response::DeleteRange),
             Request::Txn(req) => execute_txn(&mut txn, req).map(Response::Txn),
             Request::LeaseGrant(req) => lease::grant(&mut txn, req).map(|lease| {
                 Response::LeaseGrant(LeaseGrantResponse {
-                    header: Some(header(before.current)),
+                    header: Some(header(before)),
                     id: lease.id,
                     ttl: lease.ttl,
                     error: String::new(),
@@ -274,54 +355,80 @@ impl Store {
                     header: Some(header(txn.end_revision())),
                 })
             }),
-            Request::Compaction(_) => unreachable!("handled above"),
-            Request::MemberAttributes(_) | Request::MemberUpdate(_) => {
-                return Err(Error::Corrupt(format!(
-                    "raft entry {index}: membership changes go through apply_membership"
-                )));
+            Request::Compaction(_) | Request::MemberAttributes(_) | Request::MemberUpdate(_) => {
+                unreachable!("handled by stage")
             }
         };
         let response = match outcome {
-            Err(err) if err.is_fatal() => return Err(err),
+            Err(err) if err.is_fatal() || matches!(err, Error::Unwritten) => return Err(err),
             Err(err) => {
                 drop(txn);
-                self.record_applied(index, term)?;
+                pending.applied = Some((index, term));
                 return Ok(Applied { response: Err(err) });
             }
             Ok(response) => response,
         };
-        let (mut batch, events, revision) = txn.into_parts();
-        self.stamp_applied(&mut batch, index, term);
-        if revision != before.current {
-            assert_eq!(revision, before.current + 1, "one revision per entry");
-            batch.put_cf(
-                self.backend.cf(Cf::Meta),
-                meta::REVISION,
-                encode_u64(revision as u64),
-            );
+        let staged = txn.into_staged();
+        let pending = &mut *pending;
+        for op in staged.ops {
+            op.add_to(&self.backend, &mut pending.batch);
         }
-        self.backend.write(batch, false)?;
-        self.mark_applied(index, term);
-        if revision != before.current {
-            self.revisions
-                .write()
-                .expect("revision lock poisoned")
-                .current = revision;
-            self.hub.publish(revision, &events);
+        pending.unwritten.keys.extend(staged.overlay);
+        if staged.revision != before {
+            assert_eq!(staged.revision, before + 1, "one revision per entry");
+            pending.revision = staged.revision;
+            pending.events.push((staged.revision, staged.events));
         }
+        pending.applied = Some((index, term));
         Ok(Applied {
             response: Ok(response),
         })
     }
 
     /// Records that an entry with no effect on the store (a leader's empty entry, a
-    /// membership change, a refused request) has been applied.
-    pub fn record_applied(&self, index: u64, term: u64) -> Result<()> {
-        let mut batch = WriteBatch::default();
+    /// refused request) has been applied, in the apply batch.
+    pub fn stage_noop(&self, index: u64, term: u64) {
+        self.lock_pending().applied = Some((index, term));
+    }
+
+    /// Writes the apply batch, then makes it visible: applied index, revision, watch
+    /// events, in that order.
+    pub fn commit(&self) -> Result<()> {
+        let mut pending = self.lock_pending();
+        let Some((index, term)) = pending.applied else {
+            return Ok(());
+        };
+        let current = pending.unwritten.written;
+        let revision = pending.revision;
+        let staged = std::mem::replace(&mut *pending, Pending::empty(revision));
+        let mut batch = staged.batch;
         self.stamp_applied(&mut batch, index, term);
+        if staged.revision != current {
+            batch.put_cf(
+                self.backend.cf(Cf::Meta),
+                meta::REVISION,
+                encode_u64(staged.revision as u64),
+            );
+        }
         self.backend.write(batch, false)?;
         self.mark_applied(index, term);
+        if staged.revision != current {
+            self.revisions
+                .write()
+                .expect("revision lock poisoned")
+                .current = staged.revision;
+            for (revision, events) in &staged.events {
+                self.hub.publish(*revision, events);
+            }
+        }
         Ok(())
+    }
+
+    /// Records that an entry with no effect on the store (a leader's empty entry, a
+    /// membership change, a refused request) has been applied, and writes it.
+    pub fn record_applied(&self, index: u64, term: u64) -> Result<()> {
+        self.stage_noop(index, term);
+        self.commit()
     }
 
     /// Applies a membership change: the new member list and, for a raft configuration
@@ -335,6 +442,7 @@ impl Store {
         conf_state: Option<&ConfState>,
         removed: Option<u64>,
     ) -> Result<()> {
+        self.commit()?;
         let mut batch = WriteBatch::default();
         self.stamp_applied(&mut batch, index, term);
         if let Some(id) = removed {
@@ -469,6 +577,8 @@ impl Store {
     /// Replaces the whole replicated state with a verified snapshot file. Readers wait
     /// meanwhile; watchers are caught up (or told of compaction) from the new history.
     pub fn install_snapshot(&self, path: &Path) -> Result<SnapshotMeta> {
+        self.commit()?;
+        let mut pending = self.lock_pending();
         let mut revisions = self.revisions.write().expect("revision lock poisoned");
         let meta = snapshot::install(&self.backend, path)?;
         let current = self
@@ -484,6 +594,8 @@ impl Store {
             .get_u64(Cf::Meta, meta::COMPACT_FINISHED)?
             .unwrap_or(0) as i64;
         *revisions = Revisions { current, compacted };
+        *pending = Pending::empty(current);
+        drop(pending);
         self.mark_applied(meta.index, meta.term);
         {
             let mut state = self.lock_compactor();

@@ -657,3 +657,86 @@ fn reads_across_files_with_prefix_filters() {
     assert_eq!(put.header.unwrap().revision, t.revision());
     assert_eq!(t.get("ab").kvs[0].version, 2);
 }
+
+#[test]
+fn staged_entries_are_invisible_until_committed() {
+    let mut t = TestStore::new();
+    t.put("a", "1");
+    let applied = t.store().applied_index();
+    t.staging = true;
+    assert_eq!(t.put("a", "2").header.unwrap().revision, 3);
+    // A later entry of the same batch sees the earlier one.
+    assert_eq!(t.put("a", "3").header.unwrap().revision, 4);
+    assert_eq!(t.revision(), 2);
+    assert_eq!(t.store().applied_index(), applied);
+    assert_eq!(t.get("a").kvs[0].value, b("1"));
+    t.commit();
+    assert_eq!(t.revision(), 4);
+    assert_eq!(t.store().applied_index(), applied + 2);
+    let kv = &t.get("a").kvs[0];
+    assert_eq!(
+        (kv.value.clone(), kv.version, kv.create_revision),
+        (b("3"), 3, 2)
+    );
+}
+
+#[test]
+fn a_txn_reading_between_written_and_staged_revisions_sees_that_revision() {
+    let mut t = TestStore::new();
+    t.put("a", "1"); // revision 2, written
+    t.staging = true;
+    t.put("a", "2"); // 3, staged
+    t.put("b", "x"); // 4, staged
+    let read = |revision| TxnRequest {
+        compare: vec![],
+        success: vec![RequestOp {
+            request: Some(Op::RequestRange(RangeRequest {
+                revision,
+                ..range_req("a", "")
+            })),
+        }],
+        failure: vec![],
+    };
+    let value_at = |resp: TxnResponse| match &resp.responses[0].response {
+        Some(OpResponse::ResponseRange(r)) => r.kvs[0].value.clone(),
+        other => panic!("unexpected {other:?}"),
+    };
+    // Revision 3 is neither in RocksDB nor the newest: the batch is written first.
+    assert_eq!(value_at(t.txn(read(3)).unwrap()), b("2"));
+    assert_eq!(t.revision(), 4, "the batch was written to answer the read");
+    t.put("a", "3"); // 5, staged
+    assert_eq!(value_at(t.txn(read(2)).unwrap()), b("1"));
+    assert_eq!(value_at(t.txn(read(0)).unwrap()), b("3"));
+    assert_eq!(
+        t.revision(),
+        4,
+        "reads at written or newest revisions stay staged"
+    );
+    t.commit();
+    assert_eq!(t.get("a").kvs[0].value, b("3"));
+}
+
+#[test]
+fn a_refused_txn_among_staged_entries_leaves_nothing() {
+    let mut t = TestStore::new();
+    t.staging = true;
+    t.put("a", "1");
+    let refused = t.txn(TxnRequest {
+        compare: vec![],
+        success: vec![put_op("b", "x"), {
+            let mut put = put_req("c", "y");
+            put.lease = 404;
+            RequestOp {
+                request: Some(Op::RequestPut(put)),
+            }
+        }],
+        failure: vec![],
+    });
+    assert!(matches!(refused, Err(Error::LeaseNotFound)), "{refused:?}");
+    t.delete("a", "c");
+    t.commit();
+    assert_eq!(t.revision(), 3);
+    assert!(t.get("a").kvs.is_empty());
+    assert!(t.get("b").kvs.is_empty());
+    assert_eq!(t.store().applied_index(), 3);
+}

@@ -36,6 +36,8 @@ enum Action {
         key: usize,
         right_guess: bool,
         value: u8,
+        /// How far back the failure branch reads the key.
+        back: i64,
     },
     Grant,
     Revoke,
@@ -43,6 +45,8 @@ enum Action {
         back: i64,
     },
     Reopen,
+    /// Writes the staged entries (the store runs in staging mode).
+    Commit,
     Read {
         from: usize,
         to: Option<usize>,
@@ -58,13 +62,14 @@ fn action() -> impl Strategy<Value = Action> {
     // Most writes go to two hot keys, so keys reach high versions and long histories.
     let hot_key = prop_oneof![3 => 0..2usize, 1 => 0..KEYS.len()];
     prop_oneof![
-        6 => (hot_key, any::<u8>(), any::<bool>()).prop_map(|(key, value, leased)| Action::Put { key, value, leased }),
+        6 => (hot_key.clone(), any::<u8>(), any::<bool>()).prop_map(|(key, value, leased)| Action::Put { key, value, leased }),
         2 => (key.clone(), proptest::option::of(0..KEYS.len())).prop_map(|(from, to)| Action::Delete { from, to }),
-        2 => (key.clone(), any::<bool>(), any::<u8>()).prop_map(|(key, right_guess, value)| Action::Cas { key, right_guess, value }),
+        2 => (hot_key, any::<bool>(), any::<u8>(), 0i64..4).prop_map(|(key, right_guess, value, back)| Action::Cas { key, right_guess, value, back }),
         1 => Just(Action::Grant),
         1 => Just(Action::Revoke),
         1 => (0i64..6).prop_map(|back| Action::Compact { back }),
         1 => Just(Action::Reopen),
+        2 => Just(Action::Commit),
         5 => (key, proptest::option::of(0..KEYS.len()), 0i64..8, 0i64..4, any::<bool>(), any::<bool>())
             .prop_map(|(from, to, back, limit, keys_only, count_only)| Action::Read { from, to, back, limit, keys_only, count_only }),
     ]
@@ -169,8 +174,14 @@ fn model_write(m: &mut Model, changes: Vec<Change>) {
 
 fn run(actions: Vec<Action>) {
     let mut t = TestStore::new();
+    // Writes stay staged until a commit, a read, a restart or an entry that writes alone.
+    t.staging = true;
     let mut m = Model::new();
     for action in actions {
+        let staged = matches!(
+            action,
+            Action::Put { .. } | Action::Delete { .. } | Action::Cas { .. }
+        );
         match action {
             Action::Put { key, value, leased } => {
                 let lease = if leased {
@@ -216,9 +227,12 @@ fn run(actions: Vec<Action>) {
                 key,
                 right_guess,
                 value,
+                back,
             } => {
                 let current = m.current().get(KEYS[key]).map_or(0, |kv| kv.mod_revision);
                 let guess = if right_guess { current } else { current + 1 };
+                // A read at an older revision, which may lie among staged entries.
+                let read_at = (m.revision() - back).max(1);
                 let req = TxnRequest {
                     compare: vec![Compare {
                         result: CompareResult::Equal as i32,
@@ -237,12 +251,32 @@ fn run(actions: Vec<Action>) {
                     failure: vec![RequestOp {
                         request: Some(Op::RequestRange(RangeRequest {
                             key: Bytes::from_static(KEYS[key]),
+                            revision: read_at,
                             ..Default::default()
                         })),
                     }],
                 };
-                let resp = t.txn(req).unwrap();
+                let result = t.txn(req);
+                if !right_guess && read_at < m.compacted {
+                    assert!(matches!(result, Err(Error::Compacted)), "{result:?}");
+                    continue;
+                }
+                let resp = result.unwrap();
                 assert_eq!(resp.succeeded, right_guess);
+                if !right_guess {
+                    let Some(response_op::Response::ResponseRange(read)) =
+                        &resp.responses[0].response
+                    else {
+                        panic!("failure branch answered {:?}", resp.responses);
+                    };
+                    let got: Vec<_> = read.kvs.iter().map(kv_tuple).collect();
+                    let want: Vec<_> = m.states[read_at as usize]
+                        .get(KEYS[key])
+                        .map(kv_tuple)
+                        .into_iter()
+                        .collect();
+                    assert_eq!(got, want, "txn read at revision {read_at}");
+                }
                 if right_guess {
                     model_write(&mut m, vec![(KEYS[key].to_vec(), Some((vec![value], 0)))]);
                 }
@@ -276,6 +310,7 @@ fn run(actions: Vec<Action>) {
                 }
             }
             Action::Reopen => t.reopen(),
+            Action::Commit => t.commit(),
             Action::Read {
                 from,
                 to,
@@ -284,6 +319,7 @@ fn run(actions: Vec<Action>) {
                 keys_only,
                 count_only,
             } => {
+                t.commit();
                 let (key, range_end) = range_of(from, to);
                 let range = KeyRange::new(key.clone(), range_end.clone());
                 let revision = (m.revision() - back).max(1);
@@ -328,8 +364,12 @@ fn run(actions: Vec<Action>) {
                 assert_eq!(got, want, "range at revision {revision}");
             }
         }
-        assert_eq!(t.revision(), m.revision());
+        if !staged {
+            assert_eq!(t.revision(), m.revision());
+        }
     }
+    t.commit();
+    assert_eq!(t.revision(), m.revision());
 
     // The history from the compaction point on replays to a watcher, in order, once.
     let start = m.compacted.max(1);

@@ -325,7 +325,10 @@ impl Io {
         Ok(())
     }
 
+    /// Applies committed entries: the store stages them into one batch and writes it once
+    /// at the end; only then are their proposers answered.
     fn apply_entries(&mut self, raw: &mut RawNode<LogStore>, entries: Vec<Entry>) -> Result<()> {
+        let mut replies = Vec::new();
         for entry in entries {
             if entry.index <= self.store.applied_index() {
                 continue;
@@ -333,23 +336,46 @@ impl Io {
             match entry.get_entry_type() {
                 EntryType::EntryNormal if entry.data.is_empty() => {
                     // A new leader's empty entry.
-                    self.store
-                        .record_applied(entry.index, entry.term)
-                        .map_err(fatal)?
+                    self.store.stage_noop(entry.index, entry.term)
                 }
-                EntryType::EntryNormal => self.apply_request(&entry)?,
+                EntryType::EntryNormal => {
+                    let (id, outcome) = self.apply_request(&entry, &mut replies)?;
+                    replies.push((id, outcome));
+                }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
+                    self.commit(&mut replies)?;
                     self.apply_conf_change(raw, &entry)?
                 }
             }
         }
+        self.commit(&mut replies)
+    }
+
+    /// Writes the staged entries, then answers their proposers.
+    fn commit(&mut self, replies: &mut Vec<(u64, Result<Reply>)>) -> Result<()> {
+        self.store.commit().map_err(fatal)?;
+        for (id, outcome) in replies.drain(..) {
+            self.waits.trigger(id, outcome);
+        }
         Ok(())
     }
 
-    fn apply_request(&mut self, entry: &Entry) -> Result<()> {
+    /// Applies one request entry; returns its proposal id and outcome, for the caller
+    /// to answer once the entry is written.
+    fn apply_request(
+        &mut self,
+        entry: &Entry,
+        replies: &mut Vec<(u64, Result<Reply>)>,
+    ) -> Result<(u64, Result<Reply>)> {
         let (index, term) = (entry.index, entry.term);
         let request = RaftRequest::decode(&entry.data[..])
             .map_err(|e| Error::Fatal(format!("raft entry {index} does not decode: {e}")))?;
+        if matches!(
+            request.request,
+            Some(Request::MemberAttributes(_) | Request::MemberUpdate(_))
+        ) {
+            self.commit(replies)?;
+        }
         let outcome = match &request.request {
             Some(Request::MemberAttributes(attributes)) => {
                 let mut members = self.cluster.members();
@@ -373,7 +399,7 @@ impl Io {
                 }
             }
             _ => {
-                let applied = self.store.apply(index, term, &request).map_err(fatal)?;
+                let applied = self.store.stage(index, term, &request).map_err(fatal)?;
                 match (&request.request, &applied.response) {
                     (Some(Request::LeaseGrant(_)), Ok(Response::LeaseGrant(granted))) => {
                         self.lessor.granted(granted.id, granted.ttl)
@@ -387,8 +413,7 @@ impl Io {
                 applied.response.map(Reply::Store).map_err(Error::Store)
             }
         };
-        self.waits.trigger(request.id, outcome);
-        Ok(())
+        Ok((request.id, outcome))
     }
 
     /// Persists a new member list (and conf state) and makes it live.

@@ -48,7 +48,10 @@ impl From<Error> for Status {
                 StoreError::LeaseExists => {
                     status(FailedPrecondition, "etcdserver: lease already exists")
                 }
-                err @ (StoreError::Corrupt(_) | StoreError::RocksDb(_) | StoreError::Io(_)) => {
+                err @ (StoreError::Corrupt(_)
+                | StoreError::RocksDb(_)
+                | StoreError::Io(_)
+                | StoreError::Unwritten) => {
                     tracing::error!(%err, "store failure");
                     status(Internal, &format!("etcdserver: {err}"))
                 }

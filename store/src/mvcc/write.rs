@@ -1,9 +1,11 @@
-//! A write transaction: the changes of one raft entry, staged in a WriteBatch.
+//! A write transaction: the changes of one raft entry, staged for a WriteBatch.
 //!
 //! Every write of one transaction gets the same main revision (`begin + 1`) and its own
-//! sub revision. Reads inside the transaction see its earlier writes through an overlay.
-//! Nothing is visible to others until the batch is written; dropping the transaction
-//! discards it, which is how a failed txn leaves no trace.
+//! sub revision. Reads inside the transaction see its earlier writes through an overlay,
+//! and the writes of earlier entries of the same apply batch (not in RocksDB yet)
+//! through a second one, [`Unwritten`]. Nothing is visible to others until the batch is
+//! written; dropping the transaction discards it, which is how a failed txn leaves no
+//! trace.
 
 use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
@@ -23,15 +25,53 @@ use crate::mvcc::read::{KvRead, ReadView};
 use crate::range::{KeyRange, RangeEnd};
 use crate::record::{Change, ChangeKind, Version};
 
+/// Latest state of each key written; None = deleted.
+pub(crate) type Overlay = BTreeMap<Bytes, Option<KeyValue>>;
+
+/// One staged RocksDB operation: a put, or a delete when the value is None.
+pub(crate) struct Op {
+    cf: Cf,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+}
+
+impl Op {
+    pub(crate) fn add_to(self, backend: &Backend, batch: &mut WriteBatch) {
+        match self.value {
+            Some(value) => batch.put_cf(backend.cf(self.cf), self.key, value),
+            None => batch.delete_cf(backend.cf(self.cf), self.key),
+        }
+    }
+}
+
+/// The writes of earlier entries of an apply batch, staged but not yet in RocksDB.
+#[derive(Debug, Default)]
+pub(crate) struct Unwritten {
+    /// The revision RocksDB holds; the staged writes are the revisions above it.
+    pub(crate) written: i64,
+    pub(crate) keys: Overlay,
+}
+
+/// What a finished transaction hands to its apply batch.
+pub(crate) struct Staged {
+    pub(crate) ops: Vec<Op>,
+    pub(crate) overlay: Overlay,
+    pub(crate) events: Vec<Event>,
+    /// The store revision after the transaction.
+    pub(crate) revision: i64,
+}
+
 /// The staged changes of one write transaction.
 pub struct WriteTxn<'a> {
     view: ReadView<'a>,
+    /// Earlier entries' writes that RocksDB (and so `view`) does not hold yet.
+    unwritten: Option<&'a Unwritten>,
     /// Store revision before this transaction.
     begin: i64,
     next_sub: i64,
-    pub(crate) batch: WriteBatch,
-    /// Latest state of each key this transaction wrote; None = deleted.
-    overlay: BTreeMap<Bytes, Option<KeyValue>>,
+    ops: Vec<Op>,
+    /// Latest state of each key this transaction wrote.
+    overlay: Overlay,
     /// Events in write order, each with the previous version of its key.
     events: Vec<Event>,
 }
@@ -51,16 +91,22 @@ impl<'a> WriteTxn<'a> {
         let begin = view.revision();
         WriteTxn {
             view,
+            unwritten: None,
             begin,
             next_sub: 0,
-            batch: WriteBatch::default(),
+            ops: Vec::new(),
             overlay: BTreeMap::new(),
             events: Vec::new(),
         }
     }
 
-    pub(crate) fn backend(&self) -> &'a Backend {
-        self.view.backend()
+    /// Starts a transaction after the staged, unwritten entries of an apply batch: `view`
+    /// reads the live DB and its revision is the one the last staged entry left.
+    pub(crate) fn after(view: ReadView<'a>, unwritten: &'a Unwritten) -> Self {
+        WriteTxn {
+            unwritten: Some(unwritten),
+            ..WriteTxn::new(view)
+        }
     }
 
     pub(crate) fn view(&self) -> &ReadView<'a> {
@@ -86,15 +132,40 @@ impl<'a> WriteTxn<'a> {
         }
     }
 
-    /// Hands out the staged batch and events.
-    pub(crate) fn into_parts(self) -> (WriteBatch, Vec<Event>, i64) {
-        let revision = self.end_revision();
-        (self.batch, self.events, revision)
+    /// Hands out the staged operations, overlay and events.
+    pub(crate) fn into_staged(self) -> Staged {
+        Staged {
+            revision: self.end_revision(),
+            ops: self.ops,
+            overlay: self.overlay,
+            events: self.events,
+        }
+    }
+
+    /// Stages a put into `cf`.
+    pub(crate) fn stage_put(&mut self, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(Op {
+            cf,
+            key,
+            value: Some(value),
+        });
+    }
+
+    /// Stages a delete from `cf`.
+    pub(crate) fn stage_delete(&mut self, cf: Cf, key: Vec<u8>) {
+        self.ops.push(Op {
+            cf,
+            key,
+            value: None,
+        });
     }
 
     /// The latest visible version of `key`, including this transaction's writes.
     pub fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
         if let Some(staged) = self.overlay.get(key) {
+            return Ok(staged.clone());
+        }
+        if let Some(staged) = self.unwritten.and_then(|u| u.keys.get(key)) {
             return Ok(staged.clone());
         }
         self.view.get(key, self.begin)
@@ -204,33 +275,23 @@ impl<'a> WriteTxn<'a> {
         new_lease: i64,
     ) {
         let revision = self.write_revision();
-        let backend = self.view.backend();
-        self.batch.put_cf(
-            backend.cf(Cf::Kv),
-            version_key(key, revision),
-            record.encode(),
-        );
+        self.stage_put(Cf::Kv, version_key(key, revision), record.encode());
         let change = Change {
             kind,
             key: key.clone(),
         };
-        self.batch.put_cf(
-            backend.cf(Cf::Rev),
-            rev_key(revision, self.next_sub),
+        self.stage_put(
+            Cf::Rev,
+            rev_key(revision, self.next_sub).to_vec(),
             change.encode(),
         );
         self.next_sub += 1;
         if old_lease != new_lease {
             if old_lease != 0 {
-                self.batch
-                    .delete_cf(backend.cf(Cf::LeaseKeys), lease_key_entry(old_lease, key));
+                self.stage_delete(Cf::LeaseKeys, lease_key_entry(old_lease, key));
             }
             if new_lease != 0 {
-                self.batch.put_cf(
-                    backend.cf(Cf::LeaseKeys),
-                    lease_key_entry(new_lease, key),
-                    [],
-                );
+                self.stage_put(Cf::LeaseKeys, lease_key_entry(new_lease, key), Vec::new());
             }
         }
     }
@@ -252,8 +313,8 @@ impl KvRead for WriteTxn<'_> {
         self.view.compacted()
     }
 
-    /// Scans the store as of `revision`; at the transaction's own revision the overlay of
-    /// its writes is merged in.
+    /// Scans the store as of `revision`. From the revision the unwritten entries left,
+    /// their writes are merged in; at the transaction's own revision, its writes too.
     fn scan(
         &self,
         range: &KeyRange,
@@ -261,23 +322,30 @@ impl KvRead for WriteTxn<'_> {
         with_values: bool,
         visit: &mut dyn FnMut(KeyValue) -> ControlFlow<()>,
     ) -> Result<()> {
-        if revision <= self.begin || self.overlay.is_empty() {
+        let unwritten = self.unwritten.filter(|u| !u.keys.is_empty());
+        if let Some(unwritten) = unwritten {
+            if revision > unwritten.written && revision < self.begin {
+                // Between written and staged: only writing the batch can answer this.
+                return Err(Error::Unwritten);
+            }
+        }
+        let own = if revision > self.begin {
+            Some(&self.overlay).filter(|o| !o.is_empty())
+        } else {
+            None
+        };
+        let earlier = unwritten
+            .filter(|_| revision >= self.begin)
+            .map(|u| &u.keys);
+        if own.is_none() && earlier.is_none() {
             return self
                 .view
                 .scan(range, revision.min(self.begin), with_values, visit);
         }
-        let upper = match &range.end {
-            RangeEnd::Single => Bound::Included(range.start.clone()),
-            RangeEnd::Unbounded => Bound::Unbounded,
-            RangeEnd::Before(end) => Bound::Excluded(end.clone()),
-        };
         if range.is_empty() {
             return Ok(());
         }
-        let mut staged = self
-            .overlay
-            .range((Bound::Included(range.start.clone()), upper))
-            .peekable();
+        let mut staged = merged_range(own, earlier, range).into_iter().peekable();
         let mut stopped = false;
         self.view
             .scan(range, self.begin, with_values, &mut |stored| {
@@ -288,16 +356,14 @@ impl KvRead for WriteTxn<'_> {
                     }
                     let (_, kv) = staged.next().expect("peeked");
                     if let Some(kv) = kv {
-                        if visit(kv.clone()).is_break() {
+                        if visit(kv).is_break() {
                             stopped = true;
                             return ControlFlow::Break(());
                         }
                     }
                 }
                 let replaced = match staged.peek() {
-                    Some((key, _)) if key[..] == stored.key[..] => {
-                        staged.next().map(|(_, kv)| kv.clone())
-                    }
+                    Some((key, _)) if key[..] == stored.key[..] => staged.next().map(|(_, kv)| kv),
                     _ => None,
                 };
                 let current = match replaced {
@@ -313,7 +379,7 @@ impl KvRead for WriteTxn<'_> {
                 ControlFlow::Continue(())
             })?;
         if !stopped {
-            for kv in staged.filter_map(|(_, kv)| kv.clone()) {
+            for kv in staged.filter_map(|(_, kv)| kv) {
                 if visit(kv).is_break() {
                     break;
                 }
@@ -321,4 +387,30 @@ impl KvRead for WriteTxn<'_> {
         }
         Ok(())
     }
+}
+
+/// The staged states of the keys in `range`, in key order: `own` (this transaction's
+/// writes) wins over `earlier` (the unwritten entries before it).
+fn merged_range(
+    own: Option<&Overlay>,
+    earlier: Option<&Overlay>,
+    range: &KeyRange,
+) -> Vec<(Bytes, Option<KeyValue>)> {
+    let upper = match &range.end {
+        RangeEnd::Single => Bound::Included(range.start.clone()),
+        RangeEnd::Unbounded => Bound::Unbounded,
+        RangeEnd::Before(end) => Bound::Excluded(end.clone()),
+    };
+    let bounds = (Bound::Included(range.start.clone()), upper);
+    let mut merged: Overlay = earlier
+        .map(|o| {
+            o.range(bounds.clone())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(own) = own {
+        merged.extend(own.range(bounds).map(|(k, v)| (k.clone(), v.clone())));
+    }
+    merged.into_iter().collect()
 }

@@ -1,5 +1,5 @@
 //! A store on a temp dir, driven the way the raft driver drives it: one request per
-//! entry, indexes increasing.
+//! entry, indexes increasing; written one by one, or staged into batches when `staging`.
 
 #![allow(dead_code)]
 
@@ -15,6 +15,8 @@ pub struct TestStore {
     /// None only while reopening: RocksDB allows one open per directory.
     inner: Option<Arc<Store>>,
     pub index: u64,
+    /// Stage entries and write them only on `commit` (as the driver does per Ready).
+    pub staging: bool,
 }
 
 impl TestStore {
@@ -25,6 +27,7 @@ impl TestStore {
             dir,
             inner: Some(store),
             index: 0,
+            staging: false,
         }
     }
 
@@ -34,6 +37,7 @@ impl TestStore {
 
     /// Closes and reopens the store on the same directory, as after a restart.
     pub fn reopen(&mut self) {
+        self.commit();
         let old = self.inner.take().expect("store is open");
         old.close();
         drop(old);
@@ -46,10 +50,17 @@ impl TestStore {
             id: self.index,
             request: Some(request),
         };
-        self.store()
-            .apply(self.index, 1, &request)
-            .unwrap()
-            .response
+        let applied = if self.staging {
+            self.store().stage(self.index, 1, &request)
+        } else {
+            self.store().apply(self.index, 1, &request)
+        };
+        applied.unwrap().response
+    }
+
+    /// Writes what was staged.
+    pub fn commit(&mut self) {
+        self.store().commit().unwrap();
     }
 
     pub fn put(&mut self, key: &str, value: &str) -> PutResponse {
