@@ -4,8 +4,10 @@
 //! and truncation point in `raft_state`. New entries and the hard state are written in one
 //! WriteBatch, synced when raft asks (`Ready::must_sync`). The bounds and states raft asks
 //! for on every step are cached in memory, updated only after the write that makes them
-//! true has succeeded.
+//! true has succeeded. So are the newest entries themselves (`Tail`): raft reads each
+//! entry back to apply it, and the leader to send it, moments after it was written.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -21,6 +23,67 @@ use crate::snapshot::SnapshotMeta;
 use crate::store::Store;
 
 use crate::backend::raft_state::{CONF_STATE, HARD_STATE, TRUNCATED};
+
+/// Bytes of the newest entries kept in memory: a few Readies' worth at full load, so
+/// applying and replicating them never reads RocksDB.
+pub const LOG_TAIL_BYTES_MAX: usize = 8 << 20;
+
+/// The newest entries, contiguous and ending at the last index.
+#[derive(Debug, Default)]
+struct Tail {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+}
+
+impl Tail {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|e| e.index)
+    }
+
+    /// Appends entries just written; drops any cached tail they replaced.
+    fn append(&mut self, new: &[Entry]) {
+        let Some(first) = new.first() else { return };
+        match self.first_index() {
+            Some(cached) if first.index >= cached => {
+                let keep = (first.index - cached) as usize;
+                while self.entries.len() > keep {
+                    let dropped = self.entries.pop_back().expect("non-empty");
+                    self.bytes -= dropped.data.len();
+                }
+                if keep > 0 && self.entries.back().map(|e| e.index + 1) != Some(first.index) {
+                    self.clear();
+                }
+            }
+            _ => self.clear(),
+        }
+        for entry in new {
+            self.bytes += entry.data.len();
+            self.entries.push_back(entry.clone());
+        }
+        while self.bytes > LOG_TAIL_BYTES_MAX {
+            let dropped = self.entries.pop_front().expect("non-empty");
+            self.bytes -= dropped.data.len();
+        }
+    }
+
+    /// Drops entries up to and including `index`.
+    fn truncate(&mut self, index: u64) {
+        while self.first_index().is_some_and(|first| first <= index) {
+            let dropped = self.entries.pop_front().expect("non-empty");
+            self.bytes -= dropped.data.len();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    fn get(&self, index: u64) -> Option<&Entry> {
+        let first = self.first_index()?;
+        self.entries.get(index.checked_sub(first)? as usize)
+    }
+}
 
 #[derive(Debug, Default, Clone)]
 struct Core {
@@ -47,6 +110,7 @@ enum SnapState {
 pub struct LogStore {
     store: Arc<Store>,
     core: Arc<RwLock<Core>>,
+    tail: Arc<Mutex<Tail>>,
     snap: Arc<Mutex<SnapState>>,
 }
 
@@ -95,6 +159,7 @@ impl LogStore {
         Ok(LogStore {
             store,
             core: Arc::new(RwLock::new(core)),
+            tail: Arc::new(Mutex::new(Tail::default())),
             snap: Arc::new(Mutex::new(SnapState::Idle)),
         })
     }
@@ -105,6 +170,10 @@ impl LogStore {
 
     fn write(&self) -> RwLockWriteGuard<'_, Core> {
         self.core.write().expect("raft log lock poisoned")
+    }
+
+    fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
+        self.tail.lock().expect("raft log tail lock poisoned")
     }
 
     /// True once the node has a membership: it was bootstrapped or joined.
@@ -172,6 +241,7 @@ impl LogStore {
             batch.put_cf(backend.cf(Cf::RaftState), HARD_STATE, hs.write_to_bytes()?);
         }
         backend.write(batch, sync)?;
+        self.tail().append(entries);
         let mut core = self.write();
         if let Some(last) = entries.last() {
             core.last_index = last.index;
@@ -213,6 +283,7 @@ impl LogStore {
     pub fn reload(&self) -> Result<()> {
         let fresh = LogStore::open(self.store.clone())?;
         let core = fresh.read().clone();
+        self.tail().clear();
         *self.write() = core;
         Ok(())
     }
@@ -251,6 +322,7 @@ impl LogStore {
         record.extend_from_slice(&encode_u64(term));
         batch.put_cf(backend.cf(Cf::RaftState), TRUNCATED, record);
         backend.write(batch, false)?;
+        self.tail().truncate(index);
         let mut core = self.write();
         core.truncated_index = index;
         core.truncated_term = term;
@@ -258,6 +330,9 @@ impl LogStore {
     }
 
     fn entry(&self, index: u64) -> Result<Entry> {
+        if let Some(entry) = self.tail().get(index) {
+            return Ok(entry.clone());
+        }
         let backend = self.store.backend();
         match backend.get(Cf::RaftLog, &index_key(index))? {
             Some(bytes) => Ok(Entry::parse_from_bytes(&bytes)?),
@@ -267,6 +342,28 @@ impl LogStore {
 
     fn entry_term(&self, index: u64) -> Result<u64> {
         Ok(self.entry(index)?.term)
+    }
+}
+
+impl LogStore {
+    /// Entries `low..high` from the cached tail, if it holds them all; `max_size` as
+    /// raft-rs means it (at least one entry).
+    fn tail_entries(&self, low: u64, high: u64, max_size: Option<u64>) -> Option<Vec<Entry>> {
+        let tail = self.tail();
+        if low >= high || tail.first_index()? > low || tail.get(high - 1).is_none() {
+            return None;
+        }
+        let mut entries = Vec::with_capacity((high - low) as usize);
+        let mut size = 0u64;
+        for index in low..high {
+            let entry = tail.get(index).expect("checked above");
+            size += u64::from(entry.compute_size());
+            if !entries.is_empty() && max_size.is_some_and(|max| size > max) {
+                break;
+            }
+            entries.push(entry.clone());
+        }
+        Some(entries)
     }
 }
 
@@ -302,6 +399,9 @@ impl raft::Storage for LogStore {
             high <= last + 1,
             "entries up to {high} requested, last is {last}"
         );
+        if let Some(entries) = self.tail_entries(low, high, max_size) {
+            return Ok(entries);
+        }
         let backend = self.store.backend();
         let mut opts = rocksdb::ReadOptions::default();
         opts.set_iterate_upper_bound(index_key(high).to_vec());

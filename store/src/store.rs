@@ -26,6 +26,7 @@ use crate::backend::{meta, raft_state, Backend, Cf};
 use crate::error::{Error, Result};
 use crate::lease::{self, Lease};
 use crate::mvcc::compact::{compact_physical, hash_kv};
+use crate::mvcc::latest::LatestCache;
 use crate::mvcc::query::execute_range;
 use crate::mvcc::read::{KvRead, ReadView};
 use crate::mvcc::txn::execute_txn;
@@ -119,6 +120,8 @@ pub struct Store {
     hub: WatchHub,
     /// Used by the apply thread only; a Mutex so the store stays `Sync`.
     pending: Mutex<Pending>,
+    /// Newest versions of recent keys, as written; apply thread only.
+    latest: Mutex<LatestCache>,
     compactor: Mutex<CompactorState>,
     compactor_cv: Condvar,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -167,6 +170,7 @@ impl Store {
             applied_term: AtomicU64::new(applied_term),
             hub: WatchHub::new(current),
             pending: Mutex::new(Pending::empty(current)),
+            latest: Mutex::new(LatestCache::default()),
             compactor: Mutex::new(CompactorState {
                 scheduled: compacted,
                 finished,
@@ -337,7 +341,7 @@ impl Store {
         let compacted = self.revisions().compacted;
         let before = pending.revision;
         let view = ReadView::live(&self.backend, before, compacted);
-        let mut txn = WriteTxn::after(view, &pending.unwritten);
+        let mut txn = WriteTxn::after(view, &pending.unwritten, &self.latest);
         let outcome = match request {
             Request::Put(req) => txn.put(req).map(Response::Put),
             Request::DeleteRange(req) => txn.delete_range(req).map(Response::DeleteRange),
@@ -411,6 +415,12 @@ impl Store {
             );
         }
         self.backend.write(batch, false)?;
+        {
+            let mut cache = self.latest.lock().expect("latest cache lock poisoned");
+            for (key, kv) in staged.unwritten.keys {
+                cache.insert(key, kv);
+            }
+        }
         self.mark_applied(index, term);
         if staged.revision != current {
             self.revisions
@@ -595,6 +605,10 @@ impl Store {
             .unwrap_or(0) as i64;
         *revisions = Revisions { current, compacted };
         *pending = Pending::empty(current);
+        self.latest
+            .lock()
+            .expect("latest cache lock poisoned")
+            .clear();
         drop(pending);
         self.mark_applied(meta.index, meta.term);
         {

@@ -41,6 +41,25 @@ fn a_snapshot_carries_the_whole_state_to_another_store() {
 }
 
 #[test]
+fn writes_after_an_install_build_on_the_snapshot_not_on_what_was_replaced() {
+    let source = filled();
+    let (_, path) = source.store().write_snapshot().unwrap();
+    let mut target = TestStore::new();
+    // The target's own versions of "b" and "x", which the snapshot replaces.
+    for _ in 0..3 {
+        target.put("b", "old");
+    }
+    target.put("x", "old");
+    target.store().install_snapshot(&path).unwrap();
+    target.index = source.index;
+    let put = target.put("b", "new");
+    let kv = &target.get("b").kvs[0];
+    assert_eq!((kv.version, kv.create_revision), (2, 3), "{put:?}");
+    target.put("x", "new");
+    assert_eq!(target.get("x").kvs[0].version, 1);
+}
+
+#[test]
 fn a_corrupt_snapshot_is_refused_and_changes_nothing() {
     let source = filled();
     let (_, path) = source.store().write_snapshot().unwrap();

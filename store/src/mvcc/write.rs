@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
+use std::sync::Mutex;
 
 use ballast_proto::etcdserverpb::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, ResponseHeader,
@@ -21,6 +22,7 @@ use crate::backend::{Backend, Cf};
 use crate::error::{Error, Result};
 use crate::keys::{rev_key, version_key};
 use crate::lease::lease_key_entry;
+use crate::mvcc::latest::LatestCache;
 use crate::mvcc::read::{KvRead, ReadView};
 use crate::range::{KeyRange, RangeEnd};
 use crate::record::{Change, ChangeKind, Version};
@@ -66,6 +68,9 @@ pub struct WriteTxn<'a> {
     view: ReadView<'a>,
     /// Earlier entries' writes that RocksDB (and so `view`) does not hold yet.
     unwritten: Option<&'a Unwritten>,
+    /// The apply thread's cache of what RocksDB holds; never for read-only txns, whose
+    /// view may be older than the cache.
+    cache: Option<&'a Mutex<LatestCache>>,
     /// Store revision before this transaction.
     begin: i64,
     next_sub: i64,
@@ -92,6 +97,7 @@ impl<'a> WriteTxn<'a> {
         WriteTxn {
             view,
             unwritten: None,
+            cache: None,
             begin,
             next_sub: 0,
             ops: Vec::new(),
@@ -102,9 +108,14 @@ impl<'a> WriteTxn<'a> {
 
     /// Starts a transaction after the staged, unwritten entries of an apply batch: `view`
     /// reads the live DB and its revision is the one the last staged entry left.
-    pub(crate) fn after(view: ReadView<'a>, unwritten: &'a Unwritten) -> Self {
+    pub(crate) fn after(
+        view: ReadView<'a>,
+        unwritten: &'a Unwritten,
+        cache: &'a Mutex<LatestCache>,
+    ) -> Self {
         WriteTxn {
             unwritten: Some(unwritten),
+            cache: Some(cache),
             ..WriteTxn::new(view)
         }
     }
@@ -168,7 +179,16 @@ impl<'a> WriteTxn<'a> {
         if let Some(staged) = self.unwritten.and_then(|u| u.keys.get(key)) {
             return Ok(staged.clone());
         }
-        self.view.get(key, self.begin)
+        let Some(cache) = self.cache else {
+            return self.view.get(key, self.begin);
+        };
+        let mut cache = cache.lock().expect("latest cache lock poisoned");
+        if let Some(cached) = cache.get(key) {
+            return Ok(cached);
+        }
+        let stored = self.view.get(key, self.begin)?;
+        cache.insert(Bytes::copy_from_slice(key), stored.clone());
+        Ok(stored)
     }
 
     /// True if the lease exists (and is not being revoked by this transaction).
