@@ -1,6 +1,7 @@
-//! Linearizable reads by ReadIndex, batched: every read that arrives while a round is
-//! being issued shares it. A read is released when the store has applied up to the index
-//! the leader confirmed.
+//! Linearizable reads by ReadIndex, batched: one round at a time (as etcd's
+//! linearizableReadLoop), and every read that arrives while a round is out shares the
+//! next one. A read is released when the store has applied up to the index the leader
+//! confirmed.
 
 use std::collections::HashMap;
 
@@ -12,6 +13,12 @@ use ballast_store::LogStore;
 use crate::error::{Error, Result};
 
 type Waiter = oneshot::Sender<Result<()>>;
+
+/// ReadIndex rounds out at once. Each round costs the leader a heartbeat to every
+/// follower and their answers; under load, waiting for the round out to return gathers
+/// many more reads into the next one than starting a round every driver turn (measured:
+/// linearizable range on 3 members, 64 clients, see the README).
+const READ_ROUNDS_IN_FLIGHT_MAX: usize = 1;
 
 /// Pending reads in their three stages.
 #[derive(Default)]
@@ -34,7 +41,7 @@ impl ReadQueue {
     /// ReadIndex silently when there is no leader, or when the leader has not committed
     /// an entry in its term yet; those reads wait for the next chance instead.
     pub(super) fn issue(&mut self, raw: &mut RawNode<LogStore>, tick: u64) {
-        if self.waiting.is_empty() {
+        if self.waiting.is_empty() || self.issued.len() >= READ_ROUNDS_IN_FLIGHT_MAX {
             return;
         }
         let raft = &raw.raft;
