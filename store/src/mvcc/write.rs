@@ -411,11 +411,7 @@ impl KvRead for WriteTxn<'_> {
 
 /// The staged states of the keys in `range`, in key order: `own` (this transaction's
 /// writes) wins over `earlier` (the unwritten entries before it).
-fn merged_range(
-    own: Option<&Overlay>,
-    earlier: Option<&Overlay>,
-    range: &KeyRange,
-) -> Vec<(Bytes, Option<KeyValue>)> {
+fn merged_range(own: Option<&Overlay>, earlier: Option<&Overlay>, range: &KeyRange) -> Overlay {
     let upper = match &range.end {
         RangeEnd::Single => Bound::Included(range.start.clone()),
         RangeEnd::Unbounded => Bound::Unbounded,
@@ -432,5 +428,5 @@ fn merged_range(
     if let Some(own) = own {
         merged.extend(own.range(bounds).map(|(k, v)| (k.clone(), v.clone())));
     }
-    merged.into_iter().collect()
+    merged
 }

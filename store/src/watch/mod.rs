@@ -383,6 +383,24 @@ impl WatchHub {
 }
 
 /// An unsynced watcher taken for a group catch-up.
+/// The watcher `id` if it is unsynced and behind `published`; one that has caught up
+/// meanwhile is marked synced instead.
+fn unsynced_behind(
+    watchers: &mut HashMap<u64, Watcher>,
+    id: u64,
+    published: i64,
+) -> Option<&mut Watcher> {
+    let w = watchers.get_mut(&id)?;
+    if w.phase != Phase::Unsynced {
+        return None;
+    }
+    if w.next > published {
+        w.phase = Phase::Synced;
+        return None;
+    }
+    Some(w)
+}
+
 struct Catching {
     id: u64,
     watch_id: i64,
@@ -450,16 +468,9 @@ impl Store {
                 let HubState {
                     streams, watchers, ..
                 } = &mut *state;
-                let Some(w) = watchers.get_mut(&id) else {
+                let Some(w) = unsynced_behind(watchers, id, published) else {
                     return;
                 };
-                if w.phase != Phase::Unsynced {
-                    return;
-                }
-                if w.next > published {
-                    w.phase = Phase::Synced;
-                    return;
-                }
                 let Some(stream) = streams.get(&w.stream) else {
                     return;
                 };
@@ -581,16 +592,9 @@ impl Store {
             } = &mut *state;
             let mut group = Vec::new();
             for &id in ids {
-                let Some(w) = watchers.get_mut(&id) else {
+                let Some(w) = unsynced_behind(watchers, id, published) else {
                     continue;
                 };
-                if w.phase != Phase::Unsynced {
-                    continue;
-                }
-                if w.next > published {
-                    w.phase = Phase::Synced;
-                    continue;
-                }
                 if w.next < compacted {
                     alone.push(id);
                     continue;
