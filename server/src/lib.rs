@@ -5,6 +5,7 @@
 //! driver commits it through raft, applies it to the store, and the waiting handler
 //! answers. Reads go through a ReadIndex barrier, then straight to the store.
 
+mod authority;
 pub mod cluster;
 pub mod config;
 pub mod error;

@@ -18,10 +18,12 @@ use ballast_proto::etcdserverpb::Member;
 use ballast_store::{LogStore, Store};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
+use crate::authority::AuthorityFix;
 use crate::cluster::{Bootstrap, Cluster};
 use crate::config::{socket_addrs, Config, GRPC_OVERHEAD_BYTES};
 use crate::error::{Error, Result};
@@ -203,7 +205,9 @@ async fn start_servers(shared: &Arc<Shared>, servers: &mut ServerSet) -> Result<
     for listener in listeners {
         let address = listener.local_addr()?;
         tracing::info!(%address, "ready to serve client requests");
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .map(|conn| conn.map(AuthorityFix::new));
         let stop = shutdown.clone();
         let server = tonic::transport::Server::builder()
             .accept_http1(true)

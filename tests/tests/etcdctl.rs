@@ -253,6 +253,28 @@ fn compaction_status_health_member_list() {
     assert!(hashkv.starts_with(&n.endpoint()), "{hashkv}");
 }
 
+/// etcdctl dials a member's client URL itself for these (and always with `--cluster`),
+/// and then grpc-go names the whole URL as every request's authority.
+#[test]
+fn commands_that_dial_member_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(&dir, &[]);
+    ok(&n, &["put", "k", "v"]);
+    let (success, status, err) = etcdctl(&n.url(), &["endpoint", "status"]);
+    assert!(success, "{err}");
+    assert!(status.starts_with(&format!("{}, ", n.url())), "{status}");
+    let status = ok(&n, &["endpoint", "status", "--cluster", "-w", "json"]);
+    assert!(status.contains("\"leader\""), "{status}");
+    let hashkv = ok(&n, &["endpoint", "hashkv", "--cluster"]);
+    assert!(hashkv.starts_with(&format!("{}, ", n.url())), "{hashkv}");
+    let defrag = ok(&n, &["defrag", "--cluster"]);
+    assert!(
+        defrag.contains(&format!("Finished defragmenting etcd member[{}]", n.url())),
+        "{defrag}"
+    );
+    assert_eq!(ok(&n, &["get", "k", "--print-value-only"]), "v\n");
+}
+
 #[test]
 fn bad_input() {
     let dir = tempfile::tempdir().unwrap();

@@ -125,7 +125,7 @@ impl Driver {
                 tick_interval: config.heartbeat_interval,
                 election_ticks: config.election_ticks as u64,
                 ticks: 0,
-                reads: ReadQueue::default(),
+                reads: ReadQueue::new(config.id),
                 snapshot_count: config.snapshot_count,
                 catch_up_entries: config.catch_up_entries,
                 role: StateRole::Follower,

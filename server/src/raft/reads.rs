@@ -5,10 +5,8 @@
 
 use std::collections::HashMap;
 
-use raft::{RawNode, ReadState, StateRole};
+use raft::{RawNode, ReadState, StateRole, Storage};
 use tokio::sync::oneshot;
-
-use ballast_store::LogStore;
 
 use crate::error::{Error, Result};
 
@@ -21,8 +19,11 @@ type Waiter = oneshot::Sender<Result<()>>;
 const READ_ROUNDS_IN_FLIGHT_MAX: usize = 1;
 
 /// Pending reads in their three stages.
-#[derive(Default)]
 pub(super) struct ReadQueue {
+    /// This member's id, the first half of every round's context: the leader keys pending
+    /// rounds by context and drops one whose context it already holds, so two members
+    /// must never send the same one.
+    member: u64,
     /// Arrived, not yet part of a ReadIndex round.
     waiting: Vec<Waiter>,
     /// In a round: context -> (tick issued, waiters).
@@ -33,6 +34,16 @@ pub(super) struct ReadQueue {
 }
 
 impl ReadQueue {
+    pub(super) fn new(member: u64) -> ReadQueue {
+        ReadQueue {
+            member,
+            waiting: Vec::new(),
+            issued: HashMap::new(),
+            confirmed: Vec::new(),
+            next_context: 0,
+        }
+    }
+
     pub(super) fn push(&mut self, waiter: Waiter) {
         self.waiting.push(waiter);
     }
@@ -40,7 +51,7 @@ impl ReadQueue {
     /// Starts a round for the waiting reads if raft can serve one now. raft-rs drops a
     /// ReadIndex silently when there is no leader, or when the leader has not committed
     /// an entry in its term yet; those reads wait for the next chance instead.
-    pub(super) fn issue(&mut self, raw: &mut RawNode<LogStore>, tick: u64) {
+    pub(super) fn issue<S: Storage>(&mut self, raw: &mut RawNode<S>, tick: u64) {
         if self.waiting.is_empty() || self.issued.len() >= READ_ROUNDS_IN_FLIGHT_MAX {
             return;
         }
@@ -52,16 +63,26 @@ impl ReadQueue {
         }
         let context = self.next_context;
         self.next_context += 1;
-        raw.read_index(context.to_be_bytes().to_vec());
+        let mut ctx = self.member.to_be_bytes().to_vec();
+        ctx.extend_from_slice(&context.to_be_bytes());
+        raw.read_index(ctx);
         self.issued
             .insert(context, (tick, std::mem::take(&mut self.waiting)));
     }
 
     pub(super) fn confirm(&mut self, states: Vec<ReadState>) {
         for state in states {
-            let Ok(context) = <[u8; 8]>::try_from(state.request_ctx.as_slice()) else {
+            let Some((member, context)) = state.request_ctx.split_at_checked(8) else {
                 continue;
             };
+            let (Ok(member), Ok(context)) =
+                (<[u8; 8]>::try_from(member), <[u8; 8]>::try_from(context))
+            else {
+                continue;
+            };
+            if u64::from_be_bytes(member) != self.member {
+                continue;
+            }
             if let Some((_, waiters)) = self.issued.remove(&u64::from_be_bytes(context)) {
                 self.confirmed.push((state.index, waiters));
             }
@@ -101,6 +122,85 @@ impl ReadQueue {
         let confirmed = self.confirmed.drain(..).flat_map(|(_, w)| w);
         for waiter in self.waiting.drain(..).chain(issued).chain(confirmed) {
             let _ = waiter.send(Err(Error::Stopped));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::eraftpb::ConfState;
+    use raft::storage::MemStorage;
+
+    use super::*;
+
+    fn member(id: u64) -> RawNode<MemStorage> {
+        let storage = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
+        let config = raft::Config {
+            id,
+            election_tick: 10,
+            heartbeat_tick: 1,
+            ..Default::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        RawNode::new(&config, storage, &logger).unwrap()
+    }
+
+    /// Runs the members' Readies and delivers their messages until all is quiet.
+    fn settle(members: &mut [RawNode<MemStorage>], queues: &mut [ReadQueue]) {
+        loop {
+            let mut mail = Vec::new();
+            for (raw, queue) in members.iter_mut().zip(queues.iter_mut()) {
+                if !raw.has_ready() {
+                    continue;
+                }
+                let mut ready = raw.ready();
+                mail.extend(ready.take_messages());
+                raw.store().wl().append(ready.entries()).unwrap();
+                if let Some(state) = ready.hs() {
+                    raw.store().wl().set_hardstate(state.clone());
+                }
+                queue.confirm(ready.take_read_states());
+                mail.extend(ready.take_persisted_messages());
+                let mut light = raw.advance(ready);
+                if let Some(commit) = light.commit_index() {
+                    raw.store().wl().mut_hard_state().set_commit(commit);
+                }
+                mail.extend(light.take_messages());
+                raw.advance_apply();
+            }
+            if mail.is_empty() {
+                return;
+            }
+            for message in mail {
+                members[message.to as usize - 1].step(message).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn rounds_of_different_members_started_together_are_all_confirmed() {
+        let mut members: Vec<_> = (1..=3).map(member).collect();
+        let mut queues: Vec<_> = (1..=3).map(ReadQueue::new).collect();
+        members[0].campaign().unwrap();
+        settle(&mut members, &mut queues);
+        assert_eq!(members[0].raft.state, StateRole::Leader);
+
+        // Every member starts its first round, so each counts from the same place.
+        let mut answers = Vec::new();
+        for (raw, queue) in members.iter_mut().zip(queues.iter_mut()) {
+            let (reply, answer) = oneshot::channel();
+            queue.push(reply);
+            queue.issue(raw, 0);
+            answers.push(answer);
+        }
+        settle(&mut members, &mut queues);
+        for (i, (queue, mut answer)) in queues.iter_mut().zip(answers).enumerate() {
+            queue.release(u64::MAX);
+            assert!(
+                matches!(answer.try_recv(), Ok(Ok(()))),
+                "member {}'s read was never confirmed",
+                i + 1
+            );
         }
     }
 }
