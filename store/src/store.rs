@@ -26,7 +26,7 @@ use crate::backend::{meta, raft_state, Backend, Cf};
 use crate::error::{Error, Result};
 use crate::lease::{self, Lease};
 use crate::mvcc::compact::{compact_physical, hash_kv};
-use crate::mvcc::latest::LatestCache;
+use crate::mvcc::latest::{CachedPoint, LatestCache};
 use crate::mvcc::query::execute_range;
 use crate::mvcc::read::{KvRead, ReadView};
 use crate::mvcc::txn::execute_txn;
@@ -170,7 +170,7 @@ impl Store {
             applied_term: AtomicU64::new(applied_term),
             hub: WatchHub::new(current),
             pending: Mutex::new(Pending::empty(current)),
-            latest: Mutex::new(LatestCache::default()),
+            latest: Mutex::new(LatestCache::new(current)),
             compactor: Mutex::new(CompactorState {
                 scheduled: compacted,
                 finished,
@@ -273,7 +273,60 @@ impl Store {
 
     /// Serves a Range from this member's state.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
-        execute_range(&self.read_view(), req)
+        if let Some(point) = self.cached_point(req) {
+            return execute_range(&point, req);
+        }
+        let view = self.read_view();
+        let response = execute_range(&view, req)?;
+        let newest_of_one_key = req.range_end.is_empty()
+            && req.revision <= 0
+            && !req.keys_only
+            && !req.count_only
+            && req.min_mod_revision == 0
+            && req.max_mod_revision == 0
+            && req.min_create_revision == 0
+            && req.max_create_revision == 0;
+        if newest_of_one_key {
+            self.latest
+                .lock()
+                .expect("latest cache lock poisoned")
+                .fill(
+                    req.key.clone(),
+                    response.kvs.first().cloned(),
+                    view.revision(),
+                );
+        }
+        Ok(response)
+    }
+
+    /// A read of one key answered by the key cache, when it holds the key's newest
+    /// version and that version is no newer than the revision read at. The cache is
+    /// updated before a revision is published, so whatever it holds is at least as new
+    /// as the revision read here. A key the cache knows as deleted is not answered: when
+    /// it was deleted is not known.
+    fn cached_point(&self, req: &RangeRequest) -> Option<CachedPoint> {
+        if !req.range_end.is_empty() {
+            return None;
+        }
+        let (revision, compacted) = {
+            let revisions = self.revisions.read().expect("revision lock poisoned");
+            (revisions.current, revisions.compacted)
+        };
+        let at = if req.revision > 0 {
+            req.revision
+        } else {
+            revision
+        };
+        let kv = self
+            .latest
+            .lock()
+            .expect("latest cache lock poisoned")
+            .get(&req.key)??;
+        (kv.mod_revision <= at).then_some(CachedPoint {
+            revision,
+            compacted,
+            kv,
+        })
     }
 
     /// Serves a txn that writes nothing, from this member's state.
@@ -420,6 +473,7 @@ impl Store {
             for (key, kv) in staged.unwritten.keys {
                 cache.insert(key, kv);
             }
+            cache.written(staged.revision);
         }
         self.mark_applied(index, term);
         if staged.revision != current {
@@ -608,7 +662,7 @@ impl Store {
         self.latest
             .lock()
             .expect("latest cache lock poisoned")
-            .clear();
+            .clear(current);
         drop(pending);
         self.mark_applied(meta.index, meta.term);
         {

@@ -73,6 +73,65 @@ fn reads_at_past_revisions_and_their_errors() {
     assert_eq!(at(&t, 3).unwrap().kvs[0].value, b("2"));
 }
 
+/// Point reads of a key whose newest version the apply thread has cached answer from
+/// that version only where it is the one visible.
+#[test]
+fn point_reads_of_a_cached_key_at_every_revision() {
+    let mut t = TestStore::new();
+    t.put("a", "1"); // 2
+    t.put("b", "1"); // 3
+    t.put("a", "2"); // 4
+    let at = |t: &TestStore, rev| {
+        let mut req = range_req("a", "");
+        req.revision = rev;
+        t.store().range(&req)
+    };
+    let kv = at(&t, 0).unwrap().kvs[0].clone();
+    assert_eq!((kv.value, kv.mod_revision, kv.version), (b("2"), 4, 2));
+    assert_eq!(at(&t, 4).unwrap().kvs[0].value, b("2"));
+    assert_eq!(
+        at(&t, 3).unwrap().kvs[0].value,
+        b("1"),
+        "older than the cached one"
+    );
+    assert!(at(&t, 1).unwrap().kvs.is_empty());
+    assert_eq!(at(&t, 3).unwrap().header.unwrap().revision, 4);
+    assert!(matches!(at(&t, 5), Err(Error::FutureRevision)));
+    assert!(matches!(t.compact(4), Ok(Response::Compaction(_))));
+    assert!(matches!(at(&t, 3), Err(Error::Compacted)));
+    let mut keys_only = range_req("a", "");
+    keys_only.keys_only = true;
+    let kv = t.store().range(&keys_only).unwrap().kvs[0].clone();
+    assert_eq!((kv.key, kv.value), (b("a"), b("")));
+    let mut count_only = range_req("a", "");
+    count_only.count_only = true;
+    let counted = t.store().range(&count_only).unwrap();
+    assert_eq!((counted.count, counted.kvs.len()), (1, 0));
+}
+
+/// After a restart the key cache is empty and point reads fill it; what they leave must
+/// be the whole newest version, whatever the read asked for.
+#[test]
+fn point_reads_after_a_restart_leave_whole_versions_behind() {
+    let mut t = TestStore::new();
+    t.put("a", "1"); // 2
+    t.put("a", "2"); // 3
+    t.reopen();
+    let mut keys_only = range_req("a", "");
+    keys_only.keys_only = true;
+    assert_eq!(t.store().range(&keys_only).unwrap().kvs[0].value, b(""));
+    let mut filtered = range_req("a", "");
+    filtered.min_mod_revision = 4;
+    assert!(t.store().range(&filtered).unwrap().kvs.is_empty());
+    let kv = t.get("a").kvs[0].clone();
+    assert_eq!((kv.value, kv.mod_revision, kv.version), (b("2"), 3, 2));
+    // The apply path reads the same cache.
+    let put = t.put("a", "3");
+    assert_eq!(put.prev_kv, None);
+    let kv = t.get("a").kvs[0].clone();
+    assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 4, 3));
+}
+
 fn abc(t: &mut TestStore) {
     t.put("a", "3"); // 2
     t.put("b", "1"); // 3

@@ -326,7 +326,8 @@ fn run(actions: Vec<Action>) {
                 let req = RangeRequest {
                     key,
                     range_end,
-                    revision,
+                    // Zero (the current revision) is the read that fills the key cache.
+                    revision: if back == 0 { 0 } else { revision },
                     limit,
                     keys_only,
                     count_only,
