@@ -13,7 +13,8 @@ use ballast_store::KeyRange;
 use bytes::Bytes;
 use common::TestStore;
 
-/// A sink that refuses everything until it is opened, like a client that stopped reading.
+/// A sink that refuses everything until it is opened, like a client that stopped reading;
+/// it says so, so the syncer skips its watchers until then (nothing wakes it on opening).
 struct Gate {
     open: AtomicUsize,
     got: Mutex<Vec<WatchMessage>>,
@@ -26,6 +27,10 @@ impl WatchSink for Gate {
         }
         self.got.lock().unwrap().push(message);
         Ok(())
+    }
+
+    fn has_room(&self) -> bool {
+        self.open.load(Ordering::Acquire) != 0
     }
 }
 

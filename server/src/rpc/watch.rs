@@ -60,6 +60,10 @@ impl WatchSink for ChannelSink {
             mpsc::error::TrySendError::Closed(_) => SinkError::Closed,
         })
     }
+
+    fn has_room(&self) -> bool {
+        self.0.capacity() > 0
+    }
 }
 
 /// `hasleader=true` metadata (clientv3.WithRequireLeader): refuse without a leader.

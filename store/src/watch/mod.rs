@@ -26,6 +26,10 @@ use crate::store::Store;
 
 /// How often the syncer looks at unsynced watchers even when nobody woke it.
 pub const WATCH_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// How soon the syncer tries again while watchers wait for room on their stream (etcd
+/// retries its "victims" as often): nothing wakes it when a stream drains, and a watcher
+/// is only as late as this retry.
+pub const WATCH_SYNC_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 /// Events one catch-up message carries at most (a revision is never split, so a single
 /// large revision may exceed it).
 pub const WATCH_EVENTS_PER_RESPONSE_MAX: usize = 1000;
@@ -119,6 +123,11 @@ pub enum SinkError {
 /// Where a watch stream receives messages; a bounded queue in the server.
 pub trait WatchSink: Send + Sync {
     fn try_send(&self, message: WatchMessage) -> Result<(), SinkError>;
+    /// False when a message sent now would find the sink full: the syncer skips its
+    /// watchers this turn instead of reading history for them.
+    fn has_room(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -542,12 +551,13 @@ impl Store {
     /// The syncer thread: catches up unsynced watchers until the store closes.
     pub(crate) fn run_watch_syncer(&self) {
         let hub = self.watch_hub();
+        let mut wait = WATCH_SYNC_INTERVAL;
         loop {
             let mut unsynced: Vec<u64> = {
                 let state = hub.lock();
                 let state = hub
                     .wake
-                    .wait_timeout(state, WATCH_SYNC_INTERVAL)
+                    .wait_timeout(state, wait)
                     .expect("watch hub lock poisoned")
                     .0;
                 if state.stopped {
@@ -573,6 +583,11 @@ impl Store {
                         .is_some_and(|w| w.phase == Phase::Unsynced)
                 });
             }
+            wait = if unsynced.is_empty() {
+                WATCH_SYNC_INTERVAL
+            } else {
+                WATCH_SYNC_RETRY_INTERVAL
+            };
         }
     }
 
@@ -602,6 +617,9 @@ impl Store {
                 let Some(stream) = streams.get(&w.stream) else {
                     continue;
                 };
+                if !stream.sink.has_room() {
+                    continue;
+                }
                 w.phase = Phase::Syncing;
                 group.push(Catching {
                     id,
