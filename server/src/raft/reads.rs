@@ -40,7 +40,12 @@ impl ReadQueue {
             waiting: Vec::new(),
             issued: HashMap::new(),
             confirmed: Vec::new(),
-            next_context: 0,
+            // Counting from the clock, a restarted member never reuses a context of a
+            // round the leader may still hold from before the restart (its answer would
+            // confirm a newer round with an older index).
+            next_context: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos() as u64),
         }
     }
 
@@ -62,7 +67,7 @@ impl ReadQueue {
             return;
         }
         let context = self.next_context;
-        self.next_context += 1;
+        self.next_context = self.next_context.wrapping_add(1);
         let mut ctx = self.member.to_be_bytes().to_vec();
         ctx.extend_from_slice(&context.to_be_bytes());
         raw.read_index(ctx);
@@ -185,9 +190,10 @@ mod tests {
         settle(&mut members, &mut queues);
         assert_eq!(members[0].raft.state, StateRole::Leader);
 
-        // Every member starts its first round, so each counts from the same place.
+        // Every member starts a round with the same counter.
         let mut answers = Vec::new();
         for (raw, queue) in members.iter_mut().zip(queues.iter_mut()) {
+            queue.next_context = 7;
             let (reply, answer) = oneshot::channel();
             queue.push(reply);
             queue.issue(raw, 0);
