@@ -51,26 +51,28 @@ fn deleting_nothing_does_not_bump_the_revision() {
     assert_eq!(t.revision(), 2);
 }
 
+/// Key "a" read at `revision` (0: the current one).
+fn a_at(t: &TestStore, revision: i64) -> ballast_store::Result<RangeResponse> {
+    let mut req = range_req("a", "");
+    req.revision = revision;
+    t.store().range(&req)
+}
+
 #[test]
 fn reads_at_past_revisions_and_their_errors() {
     let mut t = TestStore::new();
     t.put("a", "1"); // 2
     t.put("a", "2"); // 3
     t.delete("a", ""); // 4
-    let at = |t: &TestStore, rev| {
-        let mut req = range_req("a", "");
-        req.revision = rev;
-        t.store().range(&req)
-    };
-    assert_eq!(at(&t, 2).unwrap().kvs[0].value, b("1"));
-    assert_eq!(at(&t, 3).unwrap().kvs[0].value, b("2"));
-    assert!(at(&t, 4).unwrap().kvs.is_empty());
+    assert_eq!(a_at(&t, 2).unwrap().kvs[0].value, b("1"));
+    assert_eq!(a_at(&t, 3).unwrap().kvs[0].value, b("2"));
+    assert!(a_at(&t, 4).unwrap().kvs.is_empty());
     // The header reports the current revision, not the one read at.
-    assert_eq!(at(&t, 2).unwrap().header.unwrap().revision, 4);
-    assert!(matches!(at(&t, 5), Err(Error::FutureRevision)));
+    assert_eq!(a_at(&t, 2).unwrap().header.unwrap().revision, 4);
+    assert!(matches!(a_at(&t, 5), Err(Error::FutureRevision)));
     assert!(matches!(t.compact(3), Ok(Response::Compaction(_))));
-    assert!(matches!(at(&t, 2), Err(Error::Compacted)));
-    assert_eq!(at(&t, 3).unwrap().kvs[0].value, b("2"));
+    assert!(matches!(a_at(&t, 2), Err(Error::Compacted)));
+    assert_eq!(a_at(&t, 3).unwrap().kvs[0].value, b("2"));
 }
 
 /// Point reads of a key whose newest version the apply thread has cached answer from
@@ -81,24 +83,19 @@ fn point_reads_of_a_cached_key_at_every_revision() {
     t.put("a", "1"); // 2
     t.put("b", "1"); // 3
     t.put("a", "2"); // 4
-    let at = |t: &TestStore, rev| {
-        let mut req = range_req("a", "");
-        req.revision = rev;
-        t.store().range(&req)
-    };
-    let kv = at(&t, 0).unwrap().kvs[0].clone();
+    let kv = a_at(&t, 0).unwrap().kvs[0].clone();
     assert_eq!((kv.value, kv.mod_revision, kv.version), (b("2"), 4, 2));
-    assert_eq!(at(&t, 4).unwrap().kvs[0].value, b("2"));
+    assert_eq!(a_at(&t, 4).unwrap().kvs[0].value, b("2"));
     assert_eq!(
-        at(&t, 3).unwrap().kvs[0].value,
+        a_at(&t, 3).unwrap().kvs[0].value,
         b("1"),
         "older than the cached one"
     );
-    assert!(at(&t, 1).unwrap().kvs.is_empty());
-    assert_eq!(at(&t, 3).unwrap().header.unwrap().revision, 4);
-    assert!(matches!(at(&t, 5), Err(Error::FutureRevision)));
+    assert!(a_at(&t, 1).unwrap().kvs.is_empty());
+    assert_eq!(a_at(&t, 3).unwrap().header.unwrap().revision, 4);
+    assert!(matches!(a_at(&t, 5), Err(Error::FutureRevision)));
     assert!(matches!(t.compact(4), Ok(Response::Compaction(_))));
-    assert!(matches!(at(&t, 3), Err(Error::Compacted)));
+    assert!(matches!(a_at(&t, 3), Err(Error::Compacted)));
     let mut keys_only = range_req("a", "");
     keys_only.keys_only = true;
     let kv = t.store().range(&keys_only).unwrap().kvs[0].clone();
