@@ -330,7 +330,14 @@ async fn members_are_added_as_learners_promoted_and_removed() {
         &["member", "promote", &format!("{learner_id:x}")],
     );
     assert!(ok, "{out}{err}");
-    assert!(!learner.status().await.unwrap().is_learner);
+    // The member that answered applied the promotion; the learner applies it when it
+    // hears the commit.
+    let promoted = eventually(WAIT, || {
+        let learner = learner.clone();
+        async move { learner.status().await.is_ok_and(|s| !s.is_learner) }
+    })
+    .await;
+    assert!(promoted, "the learner applied its promotion");
     let (ok, out, _) = ballast_tests::etcdctl(&endpoints, &["member", "list"]);
     assert!(ok);
     assert_eq!(out.lines().count(), 4, "{out}");
@@ -345,38 +352,40 @@ async fn members_are_added_as_learners_promoted_and_removed() {
         Some("etcdserver: can only promote a learner member")
     );
 
-    // Remove a founding member; the three left keep serving.
-    let removed_id = client_of(cluster.nodes[0].endpoint())
+    // Remove the leader, asked of the members that stay: the leader commits its own
+    // removal, and the others must hear that before it stops, or the member that proposed
+    // the change answers "leader changed".
+    let leader = cluster.leader().await;
+    let removed_id = client_of(cluster.nodes[leader].endpoint())
         .await
         .status()
         .await
         .unwrap()
         .header
         .member_id;
-    // Asked of a member that stays: the removed one may stop before it hears its own
-    // removal committed, and then answers "server stopped" (a known gap; etcd answers).
-    let staying = cluster.nodes[1..]
-        .iter()
-        .map(|n| n.endpoint())
-        .collect::<Vec<_>>()
-        .join(",");
-    let (ok, out, err) =
-        ballast_tests::etcdctl(&staying, &["member", "remove", &format!("{removed_id:x}")]);
+    let mut staying = (0..cluster.nodes.len())
+        .filter(|&i| i != leader)
+        .map(|i| cluster.nodes[i].endpoint())
+        .collect::<Vec<_>>();
+    staying.push(joiner.endpoint());
+    let (ok, out, err) = ballast_tests::etcdctl(
+        &staying.join(","),
+        &["member", "remove", &format!("{removed_id:x}")],
+    );
     assert!(ok, "{out}{err}");
     let stopped = eventually(WAIT, || {
-        let running = cluster.nodes[0].log().contains("removed from the cluster");
+        let running = cluster.nodes[leader]
+            .log()
+            .contains("removed from the cluster");
         async move { running }
     })
     .await;
     assert!(stopped, "the removed member stops");
-    cluster.nodes[0].kill9();
-    let rest = Client::connect(
-        [cluster.nodes[1].endpoint(), joiner.endpoint()],
-        ConnectOptions::default(),
-    )
-    .await
-    .unwrap();
-    // If the removed member led, the first write may meet the election ("leader changed").
+    cluster.nodes[leader].kill9();
+    let rest = Client::connect(staying.clone(), ConnectOptions::default())
+        .await
+        .unwrap();
+    // The first write may meet the election of the next leader ("leader changed").
     let written = eventually(WAIT, || {
         let rest = rest.clone();
         async move {
@@ -388,6 +397,35 @@ async fn members_are_added_as_learners_promoted_and_removed() {
     .await;
     assert!(written);
     assert_eq!(rest.member_list().await.unwrap().len(), 3);
+
+    // A member asked to remove itself answers, though it may stop before it applies the
+    // removal (its peers refuse it once they have).
+    let (ok, out, err) = ballast_tests::etcdctl(
+        &staying[0],
+        &[
+            "member",
+            "remove",
+            &format!(
+                "{:x}",
+                client_of(staying[0].clone())
+                    .await
+                    .status()
+                    .await
+                    .unwrap()
+                    .header
+                    .member_id
+            ),
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("removed from cluster"), "{out}");
+    let left = client_of(staying[1].clone()).await;
+    let applied = eventually(WAIT, || {
+        let left = left.clone();
+        async move { left.member_list().await.is_ok_and(|m| m.len() == 2) }
+    })
+    .await;
+    assert!(applied, "the members left applied the removal");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -43,6 +43,13 @@ use crate::peer::PeerTransport;
 /// Mailbox messages handled per turn at most, so ticks are never starved by a flood.
 const MAILBOX_DRAIN_MAX: usize = 1024;
 
+/// How long a member keeps driving raft after applying its own removal (etcd waits the
+/// same). A leader that removed itself has committed the removal, but its followers learn
+/// that only from its next messages; stopping at once would leave the entry for the next
+/// leader to commit, and the members that proposed it would see "leader changed". Peers
+/// refuse a removed member's messages once they apply the removal, which stops it sooner.
+const REMOVED_STOP_DELAY: Duration = Duration::from_secs(1);
+
 pub(super) struct Driver {
     raw: RawNode<LogStore>,
     io: Io,
@@ -67,8 +74,11 @@ struct Io {
     catch_up_entries: u64,
     role: StateRole,
     leader: u64,
-    /// Set when this member has been removed from the cluster: the driver stops.
+    /// Set when this member applied its own removal: the driver stops
+    /// `REMOVED_STOP_DELAY` later.
     removed: bool,
+    /// The request id of a removal of this member proposed here and not yet applied.
+    self_removal: Option<u64>,
 }
 
 impl Driver {
@@ -131,6 +141,7 @@ impl Driver {
                 role: StateRole::Follower,
                 leader: raft::INVALID_ID,
                 removed: false,
+                self_removal: None,
             },
         })
     }
@@ -148,7 +159,14 @@ impl Driver {
         let mut next_tick = Instant::now() + self.io.tick_interval;
         // A lone member campaigned in `new`: become leader now, not after the first tick.
         self.on_ready()?;
-        while !self.io.removed {
+        let mut stop_at = None;
+        loop {
+            if self.io.removed && stop_at.is_none() {
+                stop_at = Some(Instant::now() + REMOVED_STOP_DELAY);
+            }
+            if stop_at.is_some_and(|at| Instant::now() >= at) {
+                break;
+            }
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.io.inbox.recv_timeout(wait) {
                 Ok(msg) => {
@@ -171,7 +189,15 @@ impl Driver {
                 }
             }
             if self.io.transport.told_removed() {
-                self.io.removed = true;
+                // Peers refuse this member once they applied its removal: nothing it
+                // sends would be heard. The removal is committed, so a client that asked
+                // this member for it gets its answer rather than "server stopped".
+                if let Some(id) = self.io.self_removal.take() {
+                    let mut members = self.io.cluster.members();
+                    members.retain(|m| m.id != self.raw.raft.id);
+                    self.io.waits.trigger(id, Ok(Reply::Members(members)));
+                }
+                break;
             }
             for peer in self.io.transport.take_unreachable() {
                 self.raw.report_unreachable(peer);
@@ -220,8 +246,16 @@ impl Driver {
                 if self.raw.raft.has_pending_conf() {
                     // raft-rs would silently turn it into an empty entry.
                     self.io.waits.trigger(id, Err(Error::Unhealthy));
-                } else if let Err(err) = self.raw.propose_conf_change(context, change) {
-                    self.io.waits.trigger(id, Err(self.proposal_error(err)));
+                } else {
+                    let removes_self = change.get_changes().iter().any(|c| {
+                        c.get_change_type() == ConfChangeType::RemoveNode
+                            && c.node_id == self.raw.raft.id
+                    });
+                    match self.raw.propose_conf_change(context, change) {
+                        Ok(()) if removes_self => self.io.self_removal = Some(id),
+                        Ok(()) => {}
+                        Err(err) => self.io.waits.trigger(id, Err(self.proposal_error(err))),
+                    }
                 }
             }
             Msg::Read { reply } => self.io.reads.push(reply),
@@ -495,6 +529,9 @@ impl Io {
             .find(|c| c.get_change_type() == ConfChangeType::RemoveNode)
             .map(|c| c.node_id);
         let outcome = self.apply_members(index, term, members, Some(&conf_state), removed)?;
+        if self.self_removal == Some(context.id) {
+            self.self_removal = None;
+        }
         self.waits.trigger(context.id, outcome);
         Ok(())
     }

@@ -265,7 +265,7 @@ impl Node {
         single.set_change_type(kind);
         single.node_id = node_id;
         change.mut_changes().push(single);
-        let outcome = self.waits.register(id, self.epoch.load(Ordering::Acquire));
+        let outcome = self.waits.register(id, wait::ANY_EPOCH);
         if let Err(err) = self.mailbox.try_send(Msg::ConfChange {
             id,
             change,

@@ -5,7 +5,8 @@
 //! Each waiter remembers the leadership epoch it was registered in. When leadership
 //! changes, waiters from earlier epochs are failed with etcd's "leader changed" so their
 //! clients retry instead of waiting out the timeout; such a write may still have been
-//! committed, which is what Unavailable means to an etcd client.
+//! committed, which is what Unavailable means to an etcd client. Membership changes wait
+//! through leader changes, as etcd's do: removing the leader is itself one.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,6 +16,10 @@ use ballast_store::Response;
 use tokio::sync::oneshot;
 
 use crate::error::Error;
+
+/// The epoch of a waiter that no leader change fails: it waits for its entry to be
+/// applied, the request timeout, or the member to stop.
+pub const ANY_EPOCH: u64 = u64::MAX;
 
 /// What an applied entry produced for its client.
 #[derive(Debug)]
@@ -52,7 +57,7 @@ impl WaitRegistry {
         self.waiters.lock().expect("wait registry lock poisoned")
     }
 
-    /// Registers a waiter in leadership `epoch`; the id must be unique.
+    /// Registers a waiter in leadership `epoch` (or `ANY_EPOCH`); the id must be unique.
     pub fn register(&self, id: u64, epoch: u64) -> oneshot::Receiver<Outcome> {
         let (tx, rx) = oneshot::channel();
         let previous = self.lock().insert(id, Waiter { tx, epoch });
@@ -109,14 +114,17 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn leader_changes_fail_only_older_waiters() {
+    async fn leader_changes_fail_older_waiters_but_not_membership_changes() {
         let waits = WaitRegistry::default();
         let old = waits.register(1, 0);
         let new = waits.register(2, 1);
+        let membership = waits.register(3, ANY_EPOCH);
         waits.fail_before(1, || Error::LeaderChanged);
+        waits.fail_before(2, || Error::LeaderChanged);
         assert!(matches!(old.await.unwrap(), Err(Error::LeaderChanged)));
-        waits.trigger(2, Ok(Reply::Members(Vec::new())));
-        assert!(matches!(new.await.unwrap(), Ok(Reply::Members(_))));
+        assert!(matches!(new.await.unwrap(), Err(Error::LeaderChanged)));
+        waits.trigger(3, Ok(Reply::Members(Vec::new())));
+        assert!(matches!(membership.await.unwrap(), Ok(Reply::Members(_))));
         assert!(waits.is_empty());
     }
 }
