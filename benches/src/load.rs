@@ -40,6 +40,28 @@ pub enum Workload {
     Lease,
 }
 
+impl Workload {
+    /// The name its report carries.
+    pub fn name(&self) -> String {
+        match self {
+            Workload::Put { sequential: true } => "put-sequential".to_string(),
+            Workload::Put { sequential: false } => "put".to_string(),
+            Workload::Range { serializable: true } => "range-serializable".to_string(),
+            Workload::Range {
+                serializable: false,
+            } => "range-linearizable".to_string(),
+            Workload::TxnUpdate => "txn-update".to_string(),
+            Workload::Watch {
+                watchers, slow: 0, ..
+            } => format!("watch-{watchers}"),
+            Workload::Watch { watchers, slow, .. } => {
+                format!("watch-{watchers}-with-{slow}-slow")
+            }
+            Workload::Lease => "lease".to_string(),
+        }
+    }
+}
+
 /// How to run it.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -168,20 +190,7 @@ async fn connections(settings: &Settings) -> Result<Vec<Client>, ballast_client:
 /// Runs a workload and reports.
 pub async fn run(workload: Workload, settings: &Settings) -> Result<Report, ballast_client::Error> {
     let clients = connections(settings).await?;
-    let name = match &workload {
-        Workload::Put { sequential: true } => "put-sequential".to_string(),
-        Workload::Put { sequential: false } => "put".to_string(),
-        Workload::Range { serializable: true } => "range-serializable".to_string(),
-        Workload::Range {
-            serializable: false,
-        } => "range-linearizable".to_string(),
-        Workload::TxnUpdate => "txn-update".to_string(),
-        Workload::Watch {
-            watchers, slow: 0, ..
-        } => format!("watch-{watchers}"),
-        Workload::Watch { watchers, slow, .. } => format!("watch-{watchers}-with-{slow}-slow"),
-        Workload::Lease => "lease".to_string(),
-    };
+    let name = workload.name();
     if matches!(workload, Workload::Range { .. } | Workload::TxnUpdate) {
         populate(&clients[0], settings).await?;
     }

@@ -33,6 +33,8 @@ struct Args {
     many_watchers: usize,
 }
 
+/// Puts per second in the watch workload.
+const WATCH_RATE: u64 = 200;
 /// Puts per second in the many-watchers workloads: each reaches every watcher.
 const MANY_WATCHERS_RATE: u64 = 10;
 /// Slow watchers (one read a second) beside the many.
@@ -97,7 +99,7 @@ async fn workloads(name: &'static str, endpoints: Vec<String>, args: &Args) -> V
         (
             Workload::Watch {
                 watchers: args.watchers,
-                rate: 200,
+                rate: WATCH_RATE,
                 slow: 0,
             },
             Settings {
@@ -215,13 +217,13 @@ async fn main() {
         ballast.disk as f64 / etcd.disk.max(1) as f64
     );
     println!();
-    for line in verdicts(&ballast.reports, &etcd.reports) {
+    for line in verdicts(&ballast.reports, &etcd.reports, &args) {
         println!("{line}");
     }
 }
 
 /// The throughput and latency targets, each marked met or not met.
-fn verdicts(ballast: &[Report], etcd: &[Report]) -> Vec<String> {
+fn verdicts(ballast: &[Report], etcd: &[Report], args: &Args) -> Vec<String> {
     let find = |reports: &[Report], name: &str| {
         reports
             .iter()
@@ -235,19 +237,22 @@ fn verdicts(ballast: &[Report], etcd: &[Report]) -> Vec<String> {
         find(ballast, "range-linearizable"),
         find(etcd, "range-linearizable"),
     );
-    let watch = ballast
-        .iter()
-        .find(|r| r.workload.starts_with("watch-"))
-        .expect("the watch workload ran")
-        .workload
-        .clone();
+    let watch = Workload::Watch {
+        watchers: args.watchers,
+        rate: WATCH_RATE,
+        slow: 0,
+    }
+    .name();
     let (bw, ew) = (find(ballast, &watch), find(etcd, &watch));
-    let many = ballast
-        .iter()
-        .filter(|r| r.workload.starts_with("watch-"))
-        .map(|r| r.workload.clone())
-        .collect::<Vec<_>>();
-    let (calm, with_slow) = (find(ballast, &many[1]), find(ballast, &many[2]));
+    let many = |slow| {
+        Workload::Watch {
+            watchers: args.many_watchers,
+            rate: MANY_WATCHERS_RATE,
+            slow,
+        }
+        .name()
+    };
+    let (calm, with_slow) = (find(ballast, &many(0)), find(ballast, &many(SLOW_WATCHERS)));
     vec![
         format!(
             "target put >= 2x etcd qps, p99 no worse: {:.2}x, p99 {:.2} vs {:.2} ms: {}",

@@ -1,0 +1,77 @@
+//! The load generator against a real `ballast` process: every workload runs, is named as
+//! the comparison table expects, and measures what it did.
+
+use ballast_benches::load::{run, Settings, Workload};
+
+const OPS: u64 = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workload_runs_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = ballast_tests::Node::start(dir.path());
+    let settings = Settings {
+        endpoints: vec![node.endpoint()],
+        clients: 4,
+        connections: 2,
+        key_size: 32,
+        value_size: 256,
+        key_space: 100,
+        total: Some(OPS),
+        duration: None,
+        progress: false,
+    };
+    let watchers = 5;
+    let cases = [
+        (Workload::Put { sequential: false }, "put", OPS),
+        (Workload::Put { sequential: true }, "put-sequential", OPS),
+        (
+            Workload::Range {
+                serializable: false,
+            },
+            "range-linearizable",
+            OPS,
+        ),
+        (
+            Workload::Range { serializable: true },
+            "range-serializable",
+            OPS,
+        ),
+        (Workload::TxnUpdate, "txn-update", OPS),
+        (Workload::Lease, "lease", OPS),
+        // Each put reaches every watcher: one measured event per watcher per put.
+        (
+            Workload::Watch {
+                watchers,
+                rate: 1_000,
+                slow: 0,
+            },
+            "watch-5",
+            OPS,
+        ),
+        (
+            Workload::Watch {
+                watchers,
+                rate: 1_000,
+                slow: 2,
+            },
+            "watch-5-with-2-slow",
+            OPS,
+        ),
+    ];
+    for (workload, name, least) in cases {
+        assert_eq!(workload.name(), name);
+        let report = run(workload, &settings).await.unwrap();
+        assert_eq!(report.workload, name);
+        assert_eq!(report.errors, 0, "{}", report.json());
+        assert!(report.ops >= least, "{}", report.json());
+        assert!(report.qps > 0.0, "{}", report.json());
+        assert!(
+            report.p50_ms > 0.0 && report.p50_ms <= report.p99_ms,
+            "{}",
+            report.json()
+        );
+        assert!(report
+            .json()
+            .starts_with(&format!("{{\"workload\":\"{name}\"")));
+    }
+}
