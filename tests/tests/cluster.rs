@@ -13,6 +13,17 @@ async fn client_of(endpoint: String) -> Client {
         .unwrap()
 }
 
+/// The raft id of the member serving `endpoint`.
+async fn member_id_of(endpoint: String) -> u64 {
+    client_of(endpoint)
+        .await
+        .status()
+        .await
+        .unwrap()
+        .header
+        .member_id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_replicate_and_followers_serve_reads_writes_and_watches() {
     let dir = tempfile::tempdir().unwrap();
@@ -171,25 +182,13 @@ async fn move_leader_with_the_client_and_with_etcdctl() {
     let leader = cluster.leader().await;
     let target = (leader + 1) % 3;
     let to_leader = client_of(cluster.nodes[leader].endpoint()).await;
-    let target_id = client_of(cluster.nodes[target].endpoint())
-        .await
-        .status()
-        .await
-        .unwrap()
-        .header
-        .member_id;
+    let target_id = member_id_of(cluster.nodes[target].endpoint()).await;
     to_leader.move_leader(target_id).await.unwrap();
     assert_eq!(cluster.leader().await, target);
 
     // etcdctl finds the leader itself and moves leadership on.
     let next = (target + 1) % 3;
-    let next_id = client_of(cluster.nodes[next].endpoint())
-        .await
-        .status()
-        .await
-        .unwrap()
-        .header
-        .member_id;
+    let next_id = member_id_of(cluster.nodes[next].endpoint()).await;
     let endpoints = cluster.endpoints().join(",");
     let (ok, out, err) =
         ballast_tests::etcdctl(&endpoints, &["move-leader", &format!("{next_id:x}")]);
@@ -356,13 +355,7 @@ async fn members_are_added_as_learners_promoted_and_removed() {
     // removal, and the others must hear that before it stops, or the member that proposed
     // the change answers "leader changed".
     let leader = cluster.leader().await;
-    let removed_id = client_of(cluster.nodes[leader].endpoint())
-        .await
-        .status()
-        .await
-        .unwrap()
-        .header
-        .member_id;
+    let removed_id = member_id_of(cluster.nodes[leader].endpoint()).await;
     let mut staying = (0..cluster.nodes.len())
         .filter(|&i| i != leader)
         .map(|i| cluster.nodes[i].endpoint())
@@ -405,16 +398,7 @@ async fn members_are_added_as_learners_promoted_and_removed() {
         &[
             "member",
             "remove",
-            &format!(
-                "{:x}",
-                client_of(staying[0].clone())
-                    .await
-                    .status()
-                    .await
-                    .unwrap()
-                    .header
-                    .member_id
-            ),
+            &format!("{:x}", member_id_of(staying[0].clone()).await),
         ],
     );
     assert!(ok, "{out}{err}");

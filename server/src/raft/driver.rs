@@ -74,9 +74,8 @@ struct Io {
     catch_up_entries: u64,
     role: StateRole,
     leader: u64,
-    /// Set when this member applied its own removal: the driver stops
-    /// `REMOVED_STOP_DELAY` later.
-    removed: bool,
+    /// Set when this member applied its own removal: when the driver stops.
+    stop_at: Option<Instant>,
     /// The request id of a removal of this member proposed here and not yet applied.
     self_removal: Option<u64>,
 }
@@ -140,7 +139,7 @@ impl Driver {
                 catch_up_entries: config.catch_up_entries,
                 role: StateRole::Follower,
                 leader: raft::INVALID_ID,
-                removed: false,
+                stop_at: None,
                 self_removal: None,
             },
         })
@@ -159,14 +158,7 @@ impl Driver {
         let mut next_tick = Instant::now() + self.io.tick_interval;
         // A lone member campaigned in `new`: become leader now, not after the first tick.
         self.on_ready()?;
-        let mut stop_at = None;
-        loop {
-            if self.io.removed && stop_at.is_none() {
-                stop_at = Some(Instant::now() + REMOVED_STOP_DELAY);
-            }
-            if stop_at.is_some_and(|at| Instant::now() >= at) {
-                break;
-            }
+        while self.io.stop_at.is_none_or(|at| Instant::now() < at) {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.io.inbox.recv_timeout(wait) {
                 Ok(msg) => {
@@ -517,7 +509,7 @@ impl Io {
                 ConfChangeType::RemoveNode => {
                     members.retain(|m| m.id != single.node_id);
                     if single.node_id == raw.raft.id {
-                        self.removed = true;
+                        self.stop_at = Some(Instant::now() + REMOVED_STOP_DELAY);
                     }
                 }
             }
