@@ -6,6 +6,9 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::level_filters::LevelFilter;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let config = Config::parse();
     let level = match config.log_level {

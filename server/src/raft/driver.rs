@@ -7,9 +7,10 @@
 //! 1. messages a leader may send before persisting;
 //! 2. a snapshot, if raft hands one over: installed before anything else;
 //! 3. new entries and the hard state in one WriteBatch, synced if raft says so;
-//! 4. committed entries applied to the store (only after step 3, so the applied index
+//! 4. messages that must follow persistence (votes, append responses), before the
+//!    apply so the leader's commit does not wait for it;
+//! 5. committed entries applied to the store (only after step 3, so the applied index
 //!    can never pass the persisted commit index);
-//! 5. messages that must follow persistence (votes, append responses);
 //! 6. read states; then `advance`, the light ready's commit index and entries.
 
 use std::collections::HashMap;

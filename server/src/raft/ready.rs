@@ -9,9 +9,9 @@
 //! 2. messages a leader may send before persisting (raft thesis 10.2.1);
 //! 3. a snapshot, if raft hands one over: installed before anything else;
 //! 4. new entries and the hard state persisted, synced if raft says so;
-//! 5. committed entries applied, only after step 4, so the applied index can never pass
+//! 5. messages that must follow persistence (votes, append responses);
+//! 6. committed entries applied, only after step 4, so the applied index can never pass
 //!    the persisted commit index;
-//! 6. messages that must follow persistence (votes, append responses);
 //! 7. read states; then `advance`; the light ready's commit index persisted before its
 //!    committed entries are applied.
 
@@ -62,8 +62,10 @@ pub(crate) fn handle_ready<S: Storage, I: ReadyIo<S>>(
         io.install_snapshot(ready.snapshot())?;
     }
     io.persist(ready.entries(), ready.hs(), ready.must_sync())?;
-    io.apply(raw, ready.take_committed_entries())?;
+    // A follower's append responses go before the apply: the leader's commit waits for
+    // them, not for this member's apply.
     io.send(ready.take_persisted_messages());
+    io.apply(raw, ready.take_committed_entries())?;
     io.read_states(ready.take_read_states());
 
     let mut light = raw.advance(ready);
