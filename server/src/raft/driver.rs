@@ -32,6 +32,7 @@ use raft::eraftpb::{
 use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
 use tokio::sync::watch;
 
+use super::batch::ProposalBatch;
 use super::reads::ReadQueue;
 use super::ready::{self, ReadyIo};
 use super::wait::{Reply, WaitRegistry};
@@ -54,6 +55,8 @@ const REMOVED_STOP_DELAY: Duration = Duration::from_secs(1);
 pub(super) struct Driver {
     raw: RawNode<LogStore>,
     io: Io,
+    /// This turn's proposals, stepped together at the end of the drain.
+    proposals: ProposalBatch,
 }
 
 /// Everything the driver touches besides raft itself: what a Ready acts on.
@@ -122,6 +125,7 @@ impl Driver {
         transport.update(&cluster.members());
         Ok(Driver {
             raw,
+            proposals: ProposalBatch::default(),
             io: Io {
                 log,
                 store,
@@ -181,6 +185,7 @@ impl Driver {
                     Err(TryRecvError::Disconnected) => return Ok(()),
                 }
             }
+            self.step_proposals();
             if self.io.transport.told_removed() {
                 // Peers refuse this member once they applied its removal: nothing it
                 // sends would be heard. The removal is committed, so a client that asked
@@ -227,8 +232,8 @@ impl Driver {
     fn handle(&mut self, msg: Msg) -> bool {
         match msg {
             Msg::Propose { id, data } => {
-                if let Err(err) = self.raw.propose(Vec::new(), data) {
-                    self.io.waits.trigger(id, Err(self.proposal_error(err)));
+                if self.proposals.push(id, data) {
+                    self.step_proposals();
                 }
             }
             Msg::ConfChange {
@@ -236,6 +241,8 @@ impl Driver {
                 change,
                 context,
             } => {
+                // After the proposals that came before it, as it would have been alone.
+                self.step_proposals();
                 if self.raw.raft.has_pending_conf() {
                     // raft-rs would silently turn it into an empty entry.
                     self.io.waits.trigger(id, Err(Error::Unhealthy));
@@ -247,7 +254,7 @@ impl Driver {
                     match self.raw.propose_conf_change(context, change) {
                         Ok(()) if removes_self => self.io.self_removal = Some(id),
                         Ok(()) => {}
-                        Err(err) => self.io.waits.trigger(id, Err(self.proposal_error(err))),
+                        Err(err) => self.io.waits.trigger(id, Err(self.proposal_error(&err))),
                     }
                 }
             }
@@ -257,7 +264,11 @@ impl Driver {
                     tracing::debug!(%err, "raft message not stepped");
                 }
             }
-            Msg::TransferLeader(target) => self.raw.transfer_leader(target),
+            Msg::TransferLeader(target) => {
+                // Proposals that came first go to this leader, not the next.
+                self.step_proposals();
+                self.raw.transfer_leader(target)
+            }
             Msg::Progress { reply } => {
                 let mut matched = HashMap::new();
                 if self.raw.raft.state == StateRole::Leader {
@@ -272,7 +283,21 @@ impl Driver {
         true
     }
 
-    fn proposal_error(&self, err: raft::Error) -> Error {
+    /// Steps the batched proposals into raft as one MsgProp; if raft drops it, every
+    /// proposal in it fails alike.
+    fn step_proposals(&mut self) {
+        if self.proposals.is_empty() {
+            return;
+        }
+        let (ids, message) = self.proposals.take(self.raw.raft.id);
+        if let Err(err) = self.raw.step(message) {
+            for id in ids {
+                self.io.waits.trigger(id, Err(self.proposal_error(&err)));
+            }
+        }
+    }
+
+    fn proposal_error(&self, err: &raft::Error) -> Error {
         match err {
             raft::Error::ProposalDropped if self.raw.raft.leader_id == raft::INVALID_ID => {
                 Error::NoLeader

@@ -7,6 +7,7 @@
 //! follower applies them. A linearizable read asks the driver for a ReadIndex barrier
 //! and reads locally once the store has applied up to it; followers serve them too.
 
+mod batch;
 mod driver;
 mod logger;
 mod reads;
