@@ -16,6 +16,7 @@ use std::rc::Rc;
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, Snapshot};
 use raft::{GetEntriesContext, RaftState, RawNode, ReadState, StateRole, Storage, StorageError};
 
+use super::batch::ProposalBatch;
 use super::ready::{handle_ready, ReadyIo};
 use crate::error::{Error, Result};
 
@@ -345,10 +346,23 @@ fn simulate(seed: u64, ignore_sync: bool) -> std::result::Result<Summary, String
             60..=89 => {
                 let target = rng.below(size) as usize;
                 if let Some(raw) = nodes[target].as_mut() {
-                    next_value += 1;
-                    let mut data = (rng.below(8)).to_be_bytes().to_vec();
-                    data.extend_from_slice(&next_value.to_be_bytes());
-                    let _ = raw.propose(Vec::new(), data);
+                    // Half alone (raft-rs's `propose`), half as the driver steps a
+                    // turn's proposals: several entries in one MsgProp.
+                    let batched = rng.chance(50);
+                    let mut batch = ProposalBatch::default();
+                    for _ in 0..if batched { 1 + rng.below(4) } else { 1 } {
+                        next_value += 1;
+                        let mut data = (rng.below(8)).to_be_bytes().to_vec();
+                        data.extend_from_slice(&next_value.to_be_bytes());
+                        if batched {
+                            batch.push(next_value, data);
+                        } else {
+                            let _ = raw.propose(Vec::new(), data);
+                        }
+                    }
+                    if !batch.is_empty() {
+                        let _ = raw.step(batch.take(ids[target]).1);
+                    }
                 }
             }
             90 => {
