@@ -55,7 +55,8 @@ const REMOVED_STOP_DELAY: Duration = Duration::from_secs(1);
 pub(super) struct Driver {
     raw: RawNode<LogStore>,
     io: Io,
-    /// This turn's proposals, stepped together at the end of the drain.
+    /// This turn's proposals: stepped together at the end of the drain, or sooner when
+    /// the batch is full or a conf change or leader transfer must follow them.
     proposals: ProposalBatch,
 }
 
