@@ -79,6 +79,9 @@ pub struct Settings {
     pub duration: Option<Duration>,
     /// Print a progress line to stderr every second.
     pub progress: bool,
+    /// Server processes whose CPU time the report gives (Linux /proc; none: not
+    /// measured). CPU per operation varies less than throughput on a shared machine.
+    pub server_pids: Vec<u32>,
 }
 
 /// The result of a run.
@@ -94,13 +97,19 @@ pub struct Report {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub client_cpu_seconds: f64,
+    /// CPU time of `Settings::server_pids` during the run, if any were given.
+    pub server_cpu_seconds: Option<f64>,
 }
 
 impl Report {
     /// One JSON line.
     pub fn json(&self) -> String {
+        let server = self
+            .server_cpu_seconds
+            .map(|s| format!(",\"server_cpu_seconds\":{s:.2}"))
+            .unwrap_or_default();
         format!(
-            "{{\"workload\":\"{}\",\"ops\":{},\"errors\":{},\"seconds\":{:.3},\"qps\":{:.1},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"client_cpu_seconds\":{:.2}}}",
+            "{{\"workload\":\"{}\",\"ops\":{},\"errors\":{},\"seconds\":{:.3},\"qps\":{:.1},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"client_cpu_seconds\":{:.2}{}}}",
             self.workload,
             self.ops,
             self.errors,
@@ -110,14 +119,32 @@ impl Report {
             self.p90_ms,
             self.p99_ms,
             self.p999_ms,
-            self.client_cpu_seconds
+            self.client_cpu_seconds,
+            server
         )
+    }
+
+    /// Microseconds of server CPU per operation, if measured.
+    pub fn server_cpu_us_per_op(&self) -> Option<f64> {
+        self.server_cpu_seconds
+            .map(|s| s * 1e6 / self.ops.max(1) as f64)
     }
 }
 
 /// CPU time (user + system) this process has used, in seconds (Linux /proc).
 pub fn process_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_cpu_seconds(&stat)
+}
+
+/// CPU time (user + system) of process `pid`, in seconds; 0 once it is gone.
+pub fn cpu_seconds_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_seconds(&stat)
+}
+
+/// The user + system CPU time in a `/proc/<pid>/stat` line, in seconds.
+fn stat_cpu_seconds(stat: &str) -> f64 {
     // Fields after the command name (which may contain spaces) start after ") ".
     let after = stat.rsplit_once(") ").map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
@@ -129,6 +156,10 @@ pub fn process_cpu_seconds() -> f64 {
     };
     // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after ") ".
     (ticks(11) + ticks(12)) / clock_ticks_per_second()
+}
+
+fn servers_cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter().map(|&pid| cpu_seconds_of(pid)).sum()
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -195,6 +226,7 @@ pub async fn run(workload: Workload, settings: &Settings) -> Result<Report, ball
         populate(&clients[0], settings).await?;
     }
     let cpu_before = process_cpu_seconds();
+    let servers_before = servers_cpu_seconds(&settings.server_pids);
     let progress = Arc::new(Progress {
         done: AtomicU64::new(0),
         errors: AtomicU64::new(0),
@@ -268,6 +300,8 @@ pub async fn run(workload: Workload, settings: &Settings) -> Result<Report, ball
         p99_ms: ms(0.99),
         p999_ms: ms(0.999),
         client_cpu_seconds: process_cpu_seconds() - cpu_before,
+        server_cpu_seconds: (!settings.server_pids.is_empty())
+            .then(|| servers_cpu_seconds(&settings.server_pids) - servers_before),
     })
 }
 
@@ -535,4 +569,29 @@ async fn watch_run(
         r.abort();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_cpu_is_user_plus_system_after_the_command_name() {
+        // A command name with a space and a parenthesis must not shift the fields.
+        let stat = "4242 (ball ast) x) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 130 7 9 20 0 3";
+        assert_eq!(stat_cpu_seconds(stat), 3.8);
+        assert_eq!(stat_cpu_seconds(""), 0.0);
+    }
+
+    #[test]
+    fn cpu_of_a_process_grows_while_it_works() {
+        let before = cpu_seconds_of(std::process::id());
+        let started = Instant::now();
+        let mut spins = 0u64;
+        while cpu_seconds_of(std::process::id()) <= before && started.elapsed().as_secs() < 10 {
+            spins = std::hint::black_box(spins.wrapping_add(1));
+        }
+        assert!(cpu_seconds_of(std::process::id()) > before);
+        assert_eq!(cpu_seconds_of(u32::MAX), 0.0);
+    }
 }

@@ -19,6 +19,7 @@ async fn every_workload_runs_and_reports() {
         total: Some(OPS),
         duration: None,
         progress: false,
+        server_pids: vec![node.pid()],
     };
     let watchers = 5;
     let cases = [
@@ -58,6 +59,7 @@ async fn every_workload_runs_and_reports() {
             OPS,
         ),
     ];
+    let mut server_cpu = 0.0;
     for (workload, name, least) in cases {
         assert_eq!(workload.name(), name);
         let report = run(workload, &settings).await.unwrap();
@@ -73,5 +75,11 @@ async fn every_workload_runs_and_reports() {
         assert!(report
             .json()
             .starts_with(&format!("{{\"workload\":\"{name}\"")));
+        let cpu = report.server_cpu_seconds.expect("a server pid was given");
+        assert!(cpu >= 0.0, "{}", report.json());
+        assert!(report.json().contains("\"server_cpu_seconds\":"));
+        server_cpu += cpu;
     }
+    // Each run may take less than a clock tick of the server's CPU; all of them do not.
+    assert!(server_cpu > 0.0, "the server's CPU time was not measured");
 }

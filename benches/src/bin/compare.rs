@@ -1,5 +1,9 @@
 //! `compare`: a 3-member Ballast cluster and a 3-member etcd cluster on this machine,
-//! the same workloads against each in turn, and a side-by-side table.
+//! the same workloads against each in turn, and a side-by-side table. Beside throughput
+//! and p99 it gives each server's CPU per operation: the members' CPU time (from /proc)
+//! during a workload divided by its operations. On a shared machine that varies less
+//! than throughput, and where both servers are CPU-bound it is what the throughput
+//! ratio follows.
 //!
 //! `cargo run --release -p ballast-benches --bin compare -- --duration 20s`
 //! (or `make bench-compare`).
@@ -58,9 +62,15 @@ struct ServerRun {
     disk: u64,
 }
 
-async fn workloads(name: &'static str, endpoints: Vec<String>, args: &Args) -> Vec<Report> {
+async fn workloads(
+    name: &'static str,
+    endpoints: Vec<String>,
+    server_pids: Vec<u32>,
+    args: &Args,
+) -> Vec<Report> {
     let base = Settings {
         endpoints,
+        server_pids,
         clients: args.clients,
         connections: args.conns,
         key_size: 32,
@@ -156,7 +166,8 @@ async fn main() {
 
     let ballast = {
         let cluster = TestCluster::start(&dir.path().join("ballast"), 3, &[]);
-        let reports = workloads("ballast", cluster.endpoints(), &args).await;
+        let pids = cluster.nodes.iter().map(|n| n.pid()).collect();
+        let reports = workloads("ballast", cluster.endpoints(), pids, &args).await;
         let peak_rss = cluster
             .nodes
             .iter()
@@ -174,7 +185,7 @@ async fn main() {
     let etcd = {
         std::fs::create_dir_all(dir.path().join("etcd")).expect("etcd dir");
         let cluster = EtcdCluster::start(&dir.path().join("etcd"), 3);
-        let reports = workloads("etcd", cluster.endpoints(), &args).await;
+        let reports = workloads("etcd", cluster.endpoints(), cluster.pids(), &args).await;
         let peak_rss = cluster
             .pids()
             .into_iter()
@@ -191,31 +202,38 @@ async fn main() {
     };
 
     println!(
-        "| workload | {} qps | {} qps | ratio | {} p99 ms | {} p99 ms | errors |",
-        ballast.name, etcd.name, ballast.name, etcd.name
+        "| workload | {b} qps | {e} qps | ratio | {b} p99 ms | {e} p99 ms | {b} CPU us/op | {e} CPU us/op | errors |",
+        b = ballast.name,
+        e = etcd.name
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let cpu = |r: &Report| {
+        r.server_cpu_us_per_op()
+            .map_or("-".into(), |us| format!("{us:.0}"))
+    };
     for (b, e) in ballast.reports.iter().zip(&etcd.reports) {
         println!(
-            "| {} | {:.0} | {:.0} | {:.2}x | {:.2} | {:.2} | {} / {} |",
+            "| {} | {:.0} | {:.0} | {:.2}x | {:.2} | {:.2} | {} | {} | {} / {} |",
             b.workload,
             b.qps,
             e.qps,
             b.qps / e.qps.max(1e-9),
             b.p99_ms,
             e.p99_ms,
+            cpu(b),
+            cpu(e),
             b.errors,
             e.errors
         );
     }
     println!(
-        "| peak RSS (largest member) | {} | {} | {:.2}x | | | |",
+        "| peak RSS (largest member) | {} | {} | {:.2}x | | | | | |",
         mib(ballast.peak_rss),
         mib(etcd.peak_rss),
         ballast.peak_rss as f64 / etcd.peak_rss.max(1) as f64
     );
     println!(
-        "| on-disk size (3 members) | {} | {} | {:.2}x | | | |",
+        "| on-disk size (3 members) | {} | {} | {:.2}x | | | | | |",
         mib(ballast.disk),
         mib(etcd.disk),
         ballast.disk as f64 / etcd.disk.max(1) as f64

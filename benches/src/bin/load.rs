@@ -5,6 +5,7 @@
 //! load --endpoints 127.0.0.1:2379 --clients 64 --conns 8 --total 100000 put --value-size 256
 //! load --endpoints 127.0.0.1:2379 --duration 30s range --consistency s
 //! load --endpoints 127.0.0.1:2379 --duration 20s watch --watchers 100 --rate 200
+//! load --endpoints 127.0.0.1:2379 --server-pids $(pgrep -d, ballast) --duration 20s put
 //! ```
 
 use std::time::Duration;
@@ -49,6 +50,10 @@ struct Args {
     /// No progress line on stderr.
     #[arg(long)]
     quiet: bool,
+    /// Comma-separated server process ids: the report adds their CPU time during the
+    /// run (`server_cpu_seconds`).
+    #[arg(long, value_delimiter = ',')]
+    server_pids: Vec<u32>,
     #[command(subcommand)]
     workload: Command,
 }
@@ -143,6 +148,7 @@ async fn main() -> std::process::ExitCode {
         total: args.total,
         duration,
         progress: !args.quiet,
+        server_pids: args.server_pids,
     };
     match run(workload, &settings).await {
         Ok(report) => {
