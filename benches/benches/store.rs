@@ -15,7 +15,7 @@ use ballast_store::keys::{split_version_key, version_key};
 use ballast_store::watch::{Filter, SinkError, WatchMessage, WatchSink};
 use ballast_store::{KeyRange, LogStore, Store};
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use raft::eraftpb::{Entry, HardState};
 
 fn key_encoding(c: &mut Criterion) {
@@ -156,6 +156,30 @@ fn on_disk(c: &mut Criterion) {
     store.close();
 }
 
+/// The raft thread's apply: a batch of puts to random existing keys staged one by one,
+/// then written in one WriteBatch. Every key is in the key cache, as in a steady state.
+fn apply_batch(c: &mut Criterion) {
+    const KEYS: u64 = 100_000;
+    const BATCH: u64 = 32;
+    let (_dir, store) = open();
+    let mut index = 0u64;
+    let mut apply_batch = |store: &Store| {
+        for _ in 0..BATCH {
+            index += 1;
+            store.stage(index, 1, &put(index * 7919, KEYS)).unwrap();
+        }
+        store.commit().unwrap();
+    };
+    for _ in 0..KEYS / BATCH {
+        apply_batch(&store);
+    }
+    let mut group = c.benchmark_group("apply batch");
+    group.throughput(Throughput::Elements(BATCH));
+    group.bench_function("32 puts, 100k keys", |b| b.iter(|| apply_batch(&store)));
+    group.finish();
+    store.close();
+}
+
 struct Counting(AtomicU64);
 
 impl WatchSink for Counting {
@@ -236,6 +260,7 @@ criterion_group!(
     key_encoding,
     apply_and_range,
     on_disk,
+    apply_batch,
     watch_fan_out,
     raft_log_append
 );
