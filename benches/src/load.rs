@@ -133,8 +133,7 @@ impl Report {
 
 /// CPU time (user + system) this process has used, in seconds (Linux /proc).
 pub fn process_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    stat_cpu_seconds(&stat)
+    cpu_seconds_of(std::process::id())
 }
 
 /// CPU time (user + system) of process `pid`, in seconds; 0 once it is gone.
