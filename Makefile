@@ -35,9 +35,10 @@ bench: deps-build
 
 ## bench-compare: 3-member Ballast and 3-member etcd on loopback, same workloads, one table
 BENCH_DURATION ?= 20s
+BENCH_ROUNDS ?= 3
 bench-compare: deps-build deps-test
 	$(CARGO) build --release --workspace --bins
-	./target/release/compare --duration $(BENCH_DURATION)
+	./target/release/compare --duration $(BENCH_DURATION) --rounds $(BENCH_ROUNDS)
 
 ## bench-scale: RSS and restart time after loading BENCH_KEYS keys, Ballast then etcd
 BENCH_KEYS ?= 1000000

@@ -1,9 +1,13 @@
 //! `compare`: a 3-member Ballast cluster and a 3-member etcd cluster on this machine,
-//! the same workloads against each in turn, and a side-by-side table. Beside throughput
-//! and p99 it gives each server's CPU per operation: the members' CPU time (from /proc)
-//! during a workload divided by its operations. On a shared machine that varies less
-//! than throughput, and where both servers are CPU-bound it is what the throughput
-//! ratio follows.
+//! the same workloads against each in turn, and a side-by-side table. Both clusters run
+//! throughout; each workload runs against one and then the other, the first alternating,
+//! in `--rounds` rounds, and the table gives the medians and each round's throughput
+//! ratio (of two runs seconds apart, so the machine's drift weighs on both alike).
+//!
+//! Beside throughput and p99 it gives each server's CPU per operation: the members' CPU
+//! time (from /proc) during a workload divided by its operations. On a shared machine
+//! that varies less than throughput, and where both servers are CPU-bound it is what the
+//! throughput ratio follows.
 //!
 //! `cargo run --release -p ballast-benches --bin compare -- --duration 20s`
 //! (or `make bench-compare`).
@@ -39,6 +43,9 @@ struct Args {
     /// Watchers on one member in the many-watchers workloads.
     #[arg(long, default_value_t = 10_000)]
     many_watchers: usize,
+    /// Times every workload runs against each server; the table gives medians.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
 }
 
 /// Puts per second in the watch workload.
@@ -55,19 +62,16 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("bad duration {text:?} (use e.g. 20s)"))
 }
 
-struct ServerRun {
-    name: &'static str,
-    reports: Vec<Report>,
-    peak_rss: u64,
-    disk: u64,
-}
-
-async fn workloads(
+/// One cluster under test and what its workloads reported, by workload then round.
+struct Side {
     name: &'static str,
     endpoints: Vec<String>,
-    server_pids: Vec<u32>,
-    args: &Args,
-) -> Vec<Report> {
+    pids: Vec<u32>,
+    reports: Vec<Vec<Report>>,
+}
+
+/// The workloads, each with its settings against one cluster, in the order they run.
+fn plan(endpoints: Vec<String>, server_pids: Vec<u32>, args: &Args) -> Vec<(Workload, Settings)> {
     let base = Settings {
         endpoints,
         server_pids,
@@ -85,7 +89,7 @@ async fn workloads(
         key_space: 1_000,
         ..base.clone()
     };
-    let plan = [
+    vec![
         (Workload::Put { sequential: false }, base.clone()),
         (
             Workload::Range {
@@ -145,14 +149,33 @@ async fn workloads(
                 ..base.clone()
             },
         ),
-    ];
-    let mut reports = Vec::new();
-    for (workload, settings) in plan {
-        let report = run(workload, &settings).await.expect("workload runs");
-        eprintln!("{name}: {}", report.json());
-        reports.push(report);
+    ]
+}
+
+/// Runs every workload against both clusters, the two back to back for each workload and
+/// the one going first alternating, so that a machine whose speed drifts during the run
+/// (a shared VM) weighs on both alike.
+async fn run_all(sides: &mut [Side; 2], args: &Args) {
+    let plans = sides
+        .each_ref()
+        .map(|side| plan(side.endpoints.clone(), side.pids.clone(), args));
+    for side in sides.iter_mut() {
+        side.reports = vec![Vec::new(); plans[0].len()];
     }
-    reports
+    for round in 0..args.rounds as usize {
+        for (i, pair) in plans[0].iter().zip(&plans[1]).enumerate() {
+            let both = [pair.0, pair.1];
+            let first = (round + i) % 2;
+            for s in [first, 1 - first] {
+                let (workload, settings) = both[s];
+                let report = run(workload.clone(), settings)
+                    .await
+                    .expect("workload runs");
+                eprintln!("round {} {}: {}", round + 1, sides[s].name, report.json());
+                sides[s].reports[i].push(report);
+            }
+        }
+    }
 }
 
 fn mib(bytes: u64) -> String {
@@ -164,143 +187,248 @@ async fn main() {
     let args = Args::parse();
     let dir = tempfile::tempdir().expect("temp dir");
 
-    let ballast = {
-        let cluster = TestCluster::start(&dir.path().join("ballast"), 3, &[]);
-        let pids = cluster.nodes.iter().map(|n| n.pid()).collect();
-        let reports = workloads("ballast", cluster.endpoints(), pids, &args).await;
-        let peak_rss = cluster
+    let ballast = TestCluster::start(&dir.path().join("ballast"), 3, &[]);
+    std::fs::create_dir_all(dir.path().join("etcd")).expect("etcd dir");
+    let etcd = EtcdCluster::start(&dir.path().join("etcd"), 3);
+    let mut sides = [
+        Side {
+            name: "ballast",
+            endpoints: ballast.endpoints(),
+            pids: ballast.nodes.iter().map(|n| n.pid()).collect(),
+            reports: Vec::new(),
+        },
+        Side {
+            name: "etcd",
+            endpoints: etcd.endpoints(),
+            pids: etcd.pids(),
+            reports: Vec::new(),
+        },
+    ];
+    run_all(&mut sides, &args).await;
+    let peak_rss = sides
+        .each_ref()
+        .map(|side| side.pids.iter().map(|&p| peak_rss_of(p)).max().unwrap_or(0));
+    let disk = [
+        ballast
             .nodes
             .iter()
-            .map(|n| peak_rss_of(n.pid()))
-            .max()
-            .unwrap_or(0);
-        let disk = cluster.nodes.iter().map(|n| disk_usage(&n.dir)).sum();
-        ServerRun {
-            name: "ballast",
-            reports,
-            peak_rss,
-            disk,
-        }
-    };
-    let etcd = {
-        std::fs::create_dir_all(dir.path().join("etcd")).expect("etcd dir");
-        let cluster = EtcdCluster::start(&dir.path().join("etcd"), 3);
-        let reports = workloads("etcd", cluster.endpoints(), cluster.pids(), &args).await;
-        let peak_rss = cluster
-            .pids()
-            .into_iter()
-            .map(peak_rss_of)
-            .max()
-            .unwrap_or(0);
-        let disk = cluster.data_dirs().iter().map(|d| disk_usage(d)).sum();
-        ServerRun {
-            name: "etcd",
-            reports,
-            peak_rss,
-            disk,
-        }
-    };
+            .map(|n| disk_usage(&n.dir))
+            .sum::<u64>(),
+        etcd.data_dirs().iter().map(|d| disk_usage(d)).sum(),
+    ];
+    let [b, e] = &sides;
 
     println!(
-        "| workload | {b} qps | {e} qps | ratio | {b} p99 ms | {e} p99 ms | {b} CPU us/op | {e} CPU us/op | errors |",
-        b = ballast.name,
-        e = etcd.name
+        "| workload | {b} qps | {e} qps | ratio | {b} p99 ms | {e} p99 ms | {b} CPU us/op | {e} CPU us/op | errors | ratio by round |",
+        b = b.name,
+        e = e.name
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    let cpu = |r: &Report| {
-        r.server_cpu_us_per_op()
-            .map_or("-".into(), |us| format!("{us:.0}"))
-    };
-    for (b, e) in ballast.reports.iter().zip(&etcd.reports) {
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let cpu = |us: Option<f64>| us.map_or("-".into(), |us| format!("{us:.0}"));
+    let mut summaries = Vec::new();
+    for (br, er) in b.reports.iter().zip(&e.reports) {
+        let pair = Pair::of(br, er);
         println!(
-            "| {} | {:.0} | {:.0} | {:.2}x | {:.2} | {:.2} | {} | {} | {} / {} |",
-            b.workload,
-            b.qps,
-            e.qps,
-            b.qps / e.qps.max(1e-9),
-            b.p99_ms,
-            e.p99_ms,
-            cpu(b),
-            cpu(e),
-            b.errors,
-            e.errors
+            "| {} | {:.0} | {:.0} | {:.2}x | {:.2} | {:.2} | {} | {} | {} / {} | {} |",
+            pair.workload,
+            pair.qps[0],
+            pair.qps[1],
+            pair.ratio,
+            pair.p99_ms[0],
+            pair.p99_ms[1],
+            cpu(pair.cpu_us_per_op[0]),
+            cpu(pair.cpu_us_per_op[1]),
+            pair.errors[0],
+            pair.errors[1],
+            pair.round_ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" "),
         );
+        summaries.push(pair);
     }
     println!(
-        "| peak RSS (largest member) | {} | {} | {:.2}x | | | | | |",
-        mib(ballast.peak_rss),
-        mib(etcd.peak_rss),
-        ballast.peak_rss as f64 / etcd.peak_rss.max(1) as f64
+        "| peak RSS (largest member) | {} | {} | {:.2}x | | | | | | |",
+        mib(peak_rss[0]),
+        mib(peak_rss[1]),
+        peak_rss[0] as f64 / peak_rss[1].max(1) as f64
     );
     println!(
-        "| on-disk size (3 members) | {} | {} | {:.2}x | | | | | |",
-        mib(ballast.disk),
-        mib(etcd.disk),
-        ballast.disk as f64 / etcd.disk.max(1) as f64
+        "| on-disk size (3 members) | {} | {} | {:.2}x | | | | | | |",
+        mib(disk[0]),
+        mib(disk[1]),
+        disk[0] as f64 / disk[1].max(1) as f64
     );
     println!();
-    for line in verdicts(&ballast.reports, &etcd.reports, &args) {
+    for line in verdicts(&summaries, &args) {
         println!("{line}");
     }
 }
 
-/// The throughput and latency targets, each marked met or not met.
-fn verdicts(ballast: &[Report], etcd: &[Report], args: &Args) -> Vec<String> {
-    let find = |reports: &[Report], name: &str| {
-        reports
+/// One workload on both servers over the rounds: medians of each measure, and the
+/// throughput ratio of each round, where the two ran back to back.
+#[derive(Debug, Clone)]
+struct Pair {
+    workload: String,
+    qps: [f64; 2],
+    p99_ms: [f64; 2],
+    cpu_us_per_op: [Option<f64>; 2],
+    errors: [u64; 2],
+    round_ratios: Vec<f64>,
+    /// Median of the round ratios: a ratio of two runs minutes apart would carry the
+    /// machine's drift between them.
+    ratio: f64,
+}
+
+impl Pair {
+    fn of(ballast: &[Report], etcd: &[Report]) -> Pair {
+        assert_eq!(ballast.len(), etcd.len(), "both ran every round");
+        let sides = [ballast, etcd];
+        let round_ratios: Vec<f64> = ballast
             .iter()
-            .find(|r| r.workload == name)
+            .zip(etcd)
+            .map(|(b, e)| b.qps / e.qps.max(1e-9))
+            .collect();
+        Pair {
+            workload: ballast[0].workload.clone(),
+            qps: sides.map(|r| median(r.iter().map(|r| r.qps))),
+            p99_ms: sides.map(|r| median(r.iter().map(|r| r.p99_ms))),
+            cpu_us_per_op: sides.map(|r| {
+                let measured: Vec<f64> =
+                    r.iter().filter_map(|r| r.server_cpu_us_per_op()).collect();
+                (!measured.is_empty()).then(|| median(measured))
+            }),
+            errors: sides.map(|r| r.iter().map(|r| r.errors).sum()),
+            ratio: median(round_ratios.iter().copied()),
+            round_ratios,
+        }
+    }
+}
+
+/// The middle value (the mean of the middle two for an even count).
+fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.into_iter().collect();
+    assert!(!values.is_empty(), "median of nothing");
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+/// The throughput and latency targets, each marked met or not met, judged on
+/// the medians over the rounds.
+fn verdicts(pairs: &[Pair], args: &Args) -> Vec<String> {
+    let find = |name: &str| {
+        pairs
+            .iter()
+            .find(|p| p.workload == name)
             .cloned()
             .expect("every workload ran")
     };
     let mark = |met: bool| if met { "met" } else { "NOT MET" };
-    let (bp, ep) = (find(ballast, "put"), find(etcd, "put"));
-    let (br, er) = (
-        find(ballast, "range-linearizable"),
-        find(etcd, "range-linearizable"),
-    );
-    let watch = Workload::Watch {
-        watchers: args.watchers,
-        rate: WATCH_RATE,
-        slow: 0,
-    }
-    .name();
-    let (bw, ew) = (find(ballast, &watch), find(etcd, &watch));
-    let many = |slow| {
-        Workload::Watch {
-            watchers: args.many_watchers,
-            rate: MANY_WATCHERS_RATE,
-            slow,
+    let put = find("put");
+    let range = find("range-linearizable");
+    let watch = find(
+        &Workload::Watch {
+            watchers: args.watchers,
+            rate: WATCH_RATE,
+            slow: 0,
         }
-        .name()
+        .name(),
+    );
+    let many = |slow| {
+        find(
+            &Workload::Watch {
+                watchers: args.many_watchers,
+                rate: MANY_WATCHERS_RATE,
+                slow,
+            }
+            .name(),
+        )
     };
-    let (calm, with_slow) = (find(ballast, &many(0)), find(ballast, &many(SLOW_WATCHERS)));
+    let (calm, with_slow) = (many(0), many(SLOW_WATCHERS));
     vec![
         format!(
             "target put >= 2x etcd qps, p99 no worse: {:.2}x, p99 {:.2} vs {:.2} ms: {}",
-            bp.qps / ep.qps,
-            bp.p99_ms,
-            ep.p99_ms,
-            mark(bp.qps >= 2.0 * ep.qps && bp.p99_ms <= ep.p99_ms)
+            put.ratio,
+            put.p99_ms[0],
+            put.p99_ms[1],
+            mark(put.ratio >= 2.0 && put.p99_ms[0] <= put.p99_ms[1])
         ),
         format!(
             "target linearizable range >= 2x etcd qps: {:.2}x: {}",
-            br.qps / er.qps,
-            mark(br.qps >= 2.0 * er.qps)
+            range.ratio,
+            mark(range.ratio >= 2.0)
         ),
         format!(
-            "target {watch} put-to-event p99 no worse: {:.2} vs {:.2} ms: {}",
-            bw.p99_ms,
-            ew.p99_ms,
-            mark(bw.p99_ms <= ew.p99_ms)
+            "target {} put-to-event p99 no worse: {:.2} vs {:.2} ms: {}",
+            watch.workload,
+            watch.p99_ms[0],
+            watch.p99_ms[1],
+            mark(watch.p99_ms[0] <= watch.p99_ms[1])
         ),
         format!(
             "target {} p99 within 2x of {} (slow watchers delay no one): {:.2} vs {:.2} ms: {}",
             with_slow.workload,
             calm.workload,
-            with_slow.p99_ms,
-            calm.p99_ms,
-            mark(with_slow.p99_ms <= 2.0 * calm.p99_ms)
+            with_slow.p99_ms[0],
+            calm.p99_ms[0],
+            mark(with_slow.p99_ms[0] <= 2.0 * calm.p99_ms[0])
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(qps: f64, p99_ms: f64, ops: u64, cpu: Option<f64>) -> Report {
+        Report {
+            workload: "put".into(),
+            ops,
+            errors: 1,
+            seconds: 1.0,
+            qps,
+            p50_ms: 0.0,
+            p90_ms: 0.0,
+            p99_ms,
+            p999_ms: 0.0,
+            client_cpu_seconds: 0.0,
+            server_cpu_seconds: cpu,
+        }
+    }
+
+    #[test]
+    fn median_takes_the_middle_or_the_mean_of_the_middle_two() {
+        assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median([7.0]), 7.0);
+    }
+
+    #[test]
+    fn a_pair_ratio_is_the_median_of_its_rounds_ratios() {
+        // Round 2 ran on a slow machine for both; its own ratio is what counts, not
+        // Ballast's fast round against etcd's slow one.
+        let ballast = [
+            report(200.0, 5.0, 100, Some(0.02)),
+            report(100.0, 9.0, 100, Some(0.04)),
+            report(210.0, 4.0, 100, Some(0.01)),
+        ];
+        let etcd = [
+            report(100.0, 6.0, 100, None),
+            report(50.0, 8.0, 100, None),
+            report(150.0, 3.0, 100, None),
+        ];
+        let pair = Pair::of(&ballast, &etcd);
+        assert_eq!(pair.round_ratios, vec![2.0, 2.0, 1.4]);
+        assert_eq!(pair.ratio, 2.0);
+        assert_eq!(pair.qps, [200.0, 100.0]);
+        assert_eq!(pair.p99_ms, [5.0, 6.0]);
+        assert_eq!(pair.cpu_us_per_op, [Some(200.0), None]);
+        assert_eq!(pair.errors, [3, 3]);
+    }
 }
