@@ -161,6 +161,33 @@ fn servers_cpu_seconds(pids: &[u32]) -> f64 {
     pids.iter().map(|&pid| cpu_seconds_of(pid)).sum()
 }
 
+/// Server CPU, in cores, below which servers count as quiet: an idle 3-member cluster
+/// (heartbeats, timers) takes one to three hundredths of a core.
+pub const QUIET_CORES: f64 = 0.1;
+/// How long the servers' CPU is watched to judge them quiet (ten clock ticks per tenth
+/// of a core).
+pub const QUIET_WINDOW: Duration = Duration::from_secs(1);
+
+/// Waits until the processes `pids` together use less than [`QUIET_CORES`] over a
+/// [`QUIET_WINDOW`], for at most about `limit`; false if they never did. Before a
+/// measured run, so that what a server still does after the last one (flushes,
+/// compactions, garbage collection) does not land in the next run's numbers.
+pub async fn wait_quiet(pids: &[u32], limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let before = servers_cpu_seconds(pids);
+        let started = Instant::now();
+        tokio::time::sleep(QUIET_WINDOW).await;
+        let cores = (servers_cpu_seconds(pids) - before) / started.elapsed().as_secs_f64();
+        if cores < QUIET_CORES {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+    }
+}
+
 fn clock_ticks_per_second() -> f64 {
     // sysconf(_SC_CLK_TCK) is 100 on every Linux we run on.
     100.0
@@ -592,5 +619,36 @@ mod tests {
         }
         assert!(cpu_seconds_of(std::process::id()) > before);
         assert_eq!(cpu_seconds_of(u32::MAX), 0.0);
+    }
+
+    /// A child process, killed when dropped.
+    struct Child(std::process::Child);
+
+    impl Drop for Child {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn child(script: &str) -> Child {
+        Child(
+            std::process::Command::new("sh")
+                .args(["-c", script])
+                .spawn()
+                .expect("sh runs"),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_idle_process_is_quiet_and_a_spinning_one_is_not() {
+        let idle = child("exec sleep 60");
+        assert!(wait_quiet(&[idle.0.id()], Duration::from_secs(5)).await);
+        let busy = child("while :; do :; done");
+        assert!(!wait_quiet(&[busy.0.id()], Duration::from_secs(2)).await);
+        assert!(
+            !wait_quiet(&[idle.0.id(), busy.0.id()], Duration::from_secs(2)).await,
+            "quiet means all of them together"
+        );
     }
 }

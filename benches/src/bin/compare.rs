@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use ballast_benches::load::{run, Report, Settings, Workload};
+use ballast_benches::load::{run, wait_quiet, Report, Settings, Workload};
 use ballast_tests::{disk_usage, peak_rss_of, EtcdCluster, TestCluster};
 use clap::Parser;
 
@@ -54,6 +54,8 @@ const WATCH_RATE: u64 = 200;
 const MANY_WATCHERS_RATE: u64 = 10;
 /// Slow watchers (one read a second) beside the many.
 const SLOW_WATCHERS: usize = 10;
+/// Longest wait for both clusters to go quiet before a run; past it the run starts anyway.
+const SETTLE_MAX: Duration = Duration::from_secs(30);
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     text.trim_end_matches('s')
@@ -154,7 +156,8 @@ fn plan(endpoints: Vec<String>, server_pids: Vec<u32>, args: &Args) -> Vec<(Work
 
 /// Runs every workload against both clusters, the two back to back for each workload and
 /// the one going first alternating, so that a machine whose speed drifts during the run
-/// (a shared VM) weighs on both alike.
+/// (a shared VM) weighs on both alike. Each run starts once both clusters are quiet, so
+/// neither pays for what the other still does after its run.
 async fn run_all(sides: &mut [Side; 2], args: &Args) {
     let plans = sides
         .each_ref()
@@ -167,6 +170,14 @@ async fn run_all(sides: &mut [Side; 2], args: &Args) {
             let both = [pair.0, pair.1];
             let first = (round + i) % 2;
             for s in [first, 1 - first] {
+                for side in sides.iter() {
+                    if !wait_quiet(&side.pids, SETTLE_MAX).await {
+                        eprintln!(
+                            "{} still busy after {SETTLE_MAX:?}; running anyway",
+                            side.name
+                        );
+                    }
+                }
                 let (workload, settings) = both[s];
                 let report = run(workload.clone(), settings)
                     .await
