@@ -164,11 +164,12 @@ fn apply_batch(c: &mut Criterion) {
     let (_dir, store) = open();
     let mut index = 0u64;
     let mut apply_batch = |store: &Store| {
+        let mut batch = store.apply_batch();
         for _ in 0..BATCH {
             index += 1;
-            store.stage(index, 1, &put(index * 7919, KEYS)).unwrap();
+            batch.apply(index, 1, &put(index * 7919, KEYS)).unwrap();
         }
-        store.commit().unwrap();
+        batch.write().unwrap();
     };
     for _ in 0..KEYS / BATCH {
         apply_batch(&store);

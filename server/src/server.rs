@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ballast_proto::ballast::internal::raft_request::Request as RaftOp;
 use ballast_proto::ballast::transport::raft_transport_server::RaftTransportServer;
 use ballast_proto::etcdserverpb::cluster_server::ClusterServer;
 use ballast_proto::etcdserverpb::kv_server::KvServer;
@@ -293,7 +292,7 @@ async fn publish_attributes(
         };
         tokio::select! {
             _ = shared.shutdown.cancelled() => return Ok(()),
-            published = shared.node.propose_reply(RaftOp::MemberAttributes(attributes)) => {
+            published = shared.node.propose(attributes) => {
                 if let Err(err) = published {
                     tracing::debug!(%err, "publishing member attributes failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -315,10 +314,7 @@ async fn expire_leases(shared: Arc<Shared>) -> std::result::Result<(), tonic::tr
             let shared = shared.clone();
             tokio::spawn(async move {
                 tracing::debug!(lease = id, "lease expired; revoking");
-                let result = shared
-                    .node
-                    .propose(RaftOp::LeaseRevoke(LeaseRevokeRequest { id }))
-                    .await;
+                let result = shared.node.propose(LeaseRevokeRequest { id }).await;
                 match result {
                     Ok(_) | Err(Error::Store(ballast_store::Error::LeaseNotFound)) => {}
                     Err(err) => {

@@ -34,6 +34,9 @@ pub enum Error {
     /// LeaseGrant with an id that is already in use.
     #[error("lease already exists")]
     LeaseExists,
+    /// MemberUpdate of a member id that is not in the cluster.
+    #[error("member not found")]
+    MemberNotFound,
     /// Internal to applying: an entry read history that earlier entries of its apply
     /// batch wrote but RocksDB does not hold yet. The batch is written and the entry
     /// applied again; it never reaches a client.

@@ -1,4 +1,4 @@
-//! Byte layouts of the keys in the `kv` and `rev` column families.
+//! Byte layouts of the keys in the `kv`, `rev`, `lease` and `lease_keys` column families.
 //!
 //! `kv` holds every version of every user key, keyed so that RocksDB's byte order is
 //! (user key ascending, revision descending):
@@ -14,6 +14,9 @@
 //! one seek to `prefix ++ !R`.
 //!
 //! `rev` is keyed by (main, sub) revision, both u64 big-endian: the history in commit order.
+//!
+//! `lease` is keyed by lease id (i64 big-endian); `lease_keys` by lease id ++ user key, so
+//! the keys a lease holds are one prefix scan.
 
 /// Bytes after the escaped user key that end it.
 const TERMINATOR: [u8; 2] = [0x00, 0x01];
@@ -120,6 +123,19 @@ pub fn split_rev_key(key: &[u8]) -> (i64, i64) {
     let main = u64::from_be_bytes(key[..8].try_into().expect("8 bytes"));
     let sub = u64::from_be_bytes(key[8..].try_into().expect("8 bytes"));
     (main as i64, sub as i64)
+}
+
+/// The `lease` key of lease `id`, also the prefix of its `lease_keys` entries.
+pub(crate) fn lease_key(id: i64) -> [u8; 8] {
+    id.to_be_bytes()
+}
+
+/// The `lease_keys` entry recording that lease `id` holds `key`.
+pub(crate) fn lease_key_entry(id: i64, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + key.len());
+    out.extend_from_slice(&lease_key(id));
+    out.extend_from_slice(key);
+    out
 }
 
 #[cfg(test)]

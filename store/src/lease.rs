@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use crate::backend::Cf;
 use crate::error::{Error, Result};
+use crate::keys::lease_key;
 use crate::mvcc::read::ReadView;
 use crate::mvcc::write::WriteTxn;
 use crate::record::LeaseRecord;
@@ -15,18 +16,6 @@ use crate::record::LeaseRecord;
 pub struct Lease {
     pub id: i64,
     pub ttl: i64,
-}
-
-fn lease_key(id: i64) -> [u8; 8] {
-    id.to_be_bytes()
-}
-
-/// The `lease_keys` entry recording that lease `id` holds `key`.
-pub(crate) fn lease_key_entry(id: i64, key: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + key.len());
-    out.extend_from_slice(&lease_key(id));
-    out.extend_from_slice(key);
-    out
 }
 
 /// Creates a lease; its TTL was already clamped by the server.

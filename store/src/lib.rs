@@ -2,7 +2,7 @@
 //! and the raft log, all in one RocksDB.
 //!
 //! Synchronous Rust: no async runtime. The server's raft driver is the only writer
-//! ([`Store::apply`]); the gRPC services read through [`Store::read_view`] and friends;
+//! ([`Store::apply_batch`]); the gRPC services read through [`Store::read_view`] and friends;
 //! watchers receive events through the [`watch::WatchHub`].
 
 pub mod backend;
@@ -10,6 +10,7 @@ pub mod error;
 pub mod keys;
 pub mod lease;
 pub mod mvcc;
+pub mod proposal;
 pub mod raft_log;
 pub mod range;
 pub mod record;
@@ -20,6 +21,9 @@ pub mod watch;
 pub use error::{Error, Result};
 pub use lease::Lease;
 pub use mvcc::read::{KvRead, ReadView};
+pub use proposal::{Proposal, Response};
 pub use raft_log::LogStore;
 pub use range::KeyRange;
-pub use store::{Applied, Response, Revisions, Store, INITIAL_REVISION};
+pub use store::{
+    Applied, ApplyBatch, Effect, Revisions, Store, APPLY_BATCH_BYTES_MAX, INITIAL_REVISION,
+};

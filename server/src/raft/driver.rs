@@ -19,10 +19,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ballast_proto::ballast::internal::raft_request::Request;
 use ballast_proto::ballast::internal::{MemberChange, RaftRequest};
-use ballast_proto::etcdserverpb::Member;
-use ballast_store::{Error as StoreError, LogStore, Response, Store};
+use ballast_store::{Effect, Error as StoreError, LogStore, Response, Store};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{
@@ -35,7 +33,7 @@ use tokio::sync::watch;
 use super::batch::ProposalBatch;
 use super::reads::ReadQueue;
 use super::ready::{self, ReadyIo};
-use super::wait::{Reply, WaitRegistry};
+use super::wait::WaitRegistry;
 use super::{Msg, NodeConfig, NodeParts, RaftStatus};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
@@ -194,7 +192,7 @@ impl Driver {
                 if let Some(id) = self.io.self_removal.take() {
                     let mut members = self.io.cluster.members();
                     members.retain(|m| m.id != self.raw.raft.id);
-                    self.io.waits.trigger(id, Ok(Reply::Members(members)));
+                    self.io.waits.trigger(id, Ok(Response::Members(members)));
                 }
                 break;
             }
@@ -378,180 +376,88 @@ impl Io {
         Ok(())
     }
 
-    /// Applies committed entries: the store stages them into one batch and writes it once
-    /// at the end; only then are their proposers answered.
+    /// Applies committed entries in one apply batch; only once it is written are their
+    /// proposers answered.
     fn apply_entries(&mut self, raw: &mut RawNode<LogStore>, entries: Vec<Entry>) -> Result<()> {
         let mut replies = Vec::new();
+        let store = self.store.clone();
+        let mut batch = store.apply_batch();
         for entry in entries {
-            if entry.index <= self.store.applied_index() {
+            let (index, term) = (entry.index, entry.term);
+            if index <= self.store.applied_index() {
                 continue;
             }
-            match entry.get_entry_type() {
+            let (id, applied) = match entry.get_entry_type() {
+                // A new leader's empty entry.
                 EntryType::EntryNormal if entry.data.is_empty() => {
-                    // A new leader's empty entry.
-                    self.store.stage_noop(entry.index, entry.term)
+                    batch.skip(index, term);
+                    continue;
                 }
                 EntryType::EntryNormal => {
-                    let (id, outcome) = self.apply_request(&entry, &mut replies)?;
-                    replies.push((id, outcome));
+                    let request = RaftRequest::decode(&entry.data[..]).map_err(|e| {
+                        Error::Fatal(format!("raft entry {index} does not decode: {e}"))
+                    })?;
+                    let applied = batch.apply(index, term, &request).map_err(fatal)?;
+                    (request.id, applied)
                 }
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    self.commit(&mut replies)?;
-                    self.apply_conf_change(raw, &entry)?
+                EntryType::EntryConfChange => {
+                    // Ballast only ever proposes ConfChangeV2.
+                    return Err(Error::Fatal(format!("entry {index} is a v1 conf change")));
                 }
-            }
+                EntryType::EntryConfChangeV2 => {
+                    let change = ConfChangeV2::parse_from_bytes(&entry.data)
+                        .map_err(|e| Error::Fatal(format!("conf change {index}: {e}")))?;
+                    let context = MemberChange::decode(&entry.context[..])
+                        .map_err(|e| Error::Fatal(format!("conf change {index} context: {e}")))?;
+                    let conf_state = match raw.apply_conf_change(&change) {
+                        Ok(conf_state) => conf_state,
+                        Err(err) => {
+                            tracing::warn!(%err, index, "refused a configuration change");
+                            batch.skip(index, term);
+                            replies.push((context.id, Err(Error::Unhealthy)));
+                            continue;
+                        }
+                    };
+                    tracing::info!(index, voters = ?conf_state.voters, learners = ?conf_state.learners, "membership changed");
+                    let member = context.member.unwrap_or_default();
+                    let applied = batch
+                        .apply_conf_change(index, term, &change, &member, &conf_state)
+                        .map_err(fatal)?;
+                    self.log.note_conf_state(&conf_state);
+                    if self.self_removal == Some(context.id) {
+                        self.self_removal = None;
+                    }
+                    (context.id, applied)
+                }
+            };
+            self.follow_up(raw.raft.id, &applied.effect)?;
+            replies.push((id, applied.response.map_err(Error::Store)));
         }
-        self.commit(&mut replies)
-    }
-
-    /// Writes the staged entries, then answers their proposers.
-    fn commit(&mut self, replies: &mut Vec<(u64, Result<Reply>)>) -> Result<()> {
-        self.store.commit().map_err(fatal)?;
-        for (id, outcome) in replies.drain(..) {
+        batch.write().map_err(fatal)?;
+        for (id, outcome) in replies {
             self.waits.trigger(id, outcome);
         }
         Ok(())
     }
 
-    /// Applies one request entry; returns its proposal id and outcome, for the caller
-    /// to answer once the entry is written.
-    fn apply_request(
-        &mut self,
-        entry: &Entry,
-        replies: &mut Vec<(u64, Result<Reply>)>,
-    ) -> Result<(u64, Result<Reply>)> {
-        let (index, term) = (entry.index, entry.term);
-        let request = RaftRequest::decode(&entry.data[..])
-            .map_err(|e| Error::Fatal(format!("raft entry {index} does not decode: {e}")))?;
-        if matches!(
-            request.request,
-            Some(Request::MemberAttributes(_) | Request::MemberUpdate(_))
-        ) {
-            self.commit(replies)?;
-        }
-        let outcome = match &request.request {
-            Some(Request::MemberAttributes(attributes)) => {
-                let mut members = self.cluster.members();
-                if let Some(member) = members.iter_mut().find(|m| m.id == attributes.id) {
-                    member.name = attributes.name.clone();
-                    member.client_urls = attributes.client_urls.clone();
-                }
-                self.apply_members(index, term, members, None, None)?
-            }
-            Some(Request::MemberUpdate(update)) => {
-                let mut members = self.cluster.members();
-                match members.iter_mut().find(|m| m.id == update.id) {
-                    Some(member) => {
-                        member.peer_urls = update.peer_urls.clone();
-                        self.apply_members(index, term, members, None, None)?
-                    }
-                    None => {
-                        self.store.record_applied(index, term).map_err(fatal)?;
-                        Err(Error::MemberNotFound)
-                    }
-                }
-            }
-            _ => {
-                let applied = self.store.stage(index, term, &request).map_err(fatal)?;
-                match (&request.request, &applied.response) {
-                    (Some(Request::LeaseGrant(_)), Ok(Response::LeaseGrant(granted))) => {
-                        self.lessor.granted(granted.id, granted.ttl)
-                    }
-                    (
-                        Some(Request::LeaseRevoke(revoke)),
-                        Ok(_) | Err(StoreError::LeaseNotFound),
-                    ) => self.lessor.revoked(revoke.id),
-                    _ => {}
-                }
-                applied.response.map(Reply::Store).map_err(Error::Store)
-            }
-        };
-        Ok((request.id, outcome))
-    }
-
-    /// Persists a new member list (and conf state) and makes it live.
-    fn apply_members(
-        &mut self,
-        index: u64,
-        term: u64,
-        members: Vec<Member>,
-        conf_state: Option<&raft::eraftpb::ConfState>,
-        removed: Option<u64>,
-    ) -> Result<Result<Reply>> {
-        self.store
-            .apply_membership(index, term, &members, conf_state, removed)
-            .map_err(fatal)?;
-        if removed.is_some() {
-            self.cluster
-                .set_removed(self.store.removed_members().map_err(fatal)?);
-        }
-        if let Some(conf_state) = conf_state {
-            self.log.note_conf_state(conf_state);
-        }
-        self.transport.update(&members);
-        self.cluster.set_members(members.clone());
-        Ok(Ok(Reply::Members(members)))
-    }
-
-    fn apply_conf_change(&mut self, raw: &mut RawNode<LogStore>, entry: &Entry) -> Result<()> {
-        let (index, term) = (entry.index, entry.term);
-        if entry.get_entry_type() == EntryType::EntryConfChange {
-            // Ballast only ever proposes ConfChangeV2.
-            return Err(Error::Fatal(format!("entry {index} is a v1 conf change")));
-        }
-        let change = ConfChangeV2::parse_from_bytes(&entry.data)
-            .map_err(|e| Error::Fatal(format!("conf change {index}: {e}")))?;
-        let context = MemberChange::decode(&entry.context[..])
-            .map_err(|e| Error::Fatal(format!("conf change {index} context: {e}")))?;
-        let conf_state = match raw.apply_conf_change(&change) {
-            Ok(conf_state) => conf_state,
-            Err(err) => {
-                tracing::warn!(%err, index, "refused a configuration change");
-                self.store.record_applied(index, term).map_err(fatal)?;
-                self.waits.trigger(context.id, Err(Error::Unhealthy));
-                return Ok(());
-            }
-        };
-        let mut members = self.cluster.members();
-        let member = context.member.clone().unwrap_or_default();
-        for single in change.get_changes() {
-            match single.get_change_type() {
-                ConfChangeType::AddNode => {
-                    match members.iter_mut().find(|m| m.id == single.node_id) {
-                        Some(existing) => existing.is_learner = false,
-                        None => members.push(Member {
-                            is_learner: false,
-                            ..member.clone()
-                        }),
-                    }
-                }
-                ConfChangeType::AddLearnerNode => {
-                    if !members.iter().any(|m| m.id == single.node_id) {
-                        members.push(Member {
-                            is_learner: true,
-                            ..member.clone()
-                        });
-                    }
-                }
-                ConfChangeType::RemoveNode => {
-                    members.retain(|m| m.id != single.node_id);
-                    if single.node_id == raw.raft.id {
+    /// Brings the state the store does not hold in line with an applied entry.
+    fn follow_up(&mut self, local: u64, effect: &Effect) -> Result<()> {
+        match effect {
+            Effect::None => {}
+            Effect::LeaseGranted { id, ttl } => self.lessor.granted(*id, *ttl),
+            Effect::LeaseRevoked(id) => self.lessor.revoked(*id),
+            Effect::Members { members, removed } => {
+                if let Some(removed) = removed {
+                    self.cluster
+                        .set_removed(self.store.removed_members().map_err(fatal)?);
+                    if *removed == local {
                         self.stop_at = Some(Instant::now() + REMOVED_STOP_DELAY);
                     }
                 }
+                self.transport.update(members);
+                self.cluster.set_members(members.clone());
             }
         }
-        tracing::info!(index, voters = ?conf_state.voters, learners = ?conf_state.learners, "membership changed");
-        let removed = change
-            .get_changes()
-            .iter()
-            .find(|c| c.get_change_type() == ConfChangeType::RemoveNode)
-            .map(|c| c.node_id);
-        let outcome = self.apply_members(index, term, members, Some(&conf_state), removed)?;
-        if self.self_removal == Some(context.id) {
-            self.self_removal = None;
-        }
-        self.waits.trigger(context.id, outcome);
         Ok(())
     }
 

@@ -23,10 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ballast_proto::ballast::internal::raft_request::Request;
 use ballast_proto::ballast::internal::{MemberChange, RaftRequest};
 use ballast_proto::etcdserverpb::Member;
-use ballast_store::{LogStore, Response, Store};
+use ballast_store::{LogStore, Proposal, Response, Store};
 use prost::Message as _;
 use raft::eraftpb::{ConfChangeType, ConfChangeV2, Message as RaftMessage};
 use tokio::sync::{oneshot, watch};
@@ -37,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::idgen::IdGenerator;
 use crate::lessor::Lessor;
 use crate::peer::PeerTransport;
-use wait::{Reply, WaitRegistry};
+use wait::WaitRegistry;
 
 /// Messages the driver's mailbox holds at most. A full mailbox refuses new requests with
 /// etcd's "too many requests" instead of queueing without bound.
@@ -208,7 +207,7 @@ impl Node {
     }
 
     /// Waits for the outcome registered under `id`, within the request timeout.
-    async fn wait(&self, id: u64, outcome: oneshot::Receiver<wait::Outcome>) -> Result<Reply> {
+    async fn wait(&self, id: u64, outcome: oneshot::Receiver<wait::Outcome>) -> Result<Response> {
         match tokio::time::timeout(self.config.request_timeout, outcome).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Err(Error::Stopped),
@@ -219,22 +218,13 @@ impl Node {
         }
     }
 
-    /// Proposes a request and waits until it is applied; returns the outcome.
-    pub async fn propose(&self, request: Request) -> Result<Response> {
-        match self.propose_reply(request).await? {
-            Reply::Store(response) => Ok(response),
-            Reply::Members(_) => Err(Error::Fatal(
-                "a store request got a membership reply".into(),
-            )),
-        }
-    }
-
-    /// Proposes a request and waits for whatever it produces.
-    pub async fn propose_reply(&self, request: Request) -> Result<Reply> {
+    /// Proposes a request and waits until it is applied; returns its response, of the
+    /// kind the request's [`Proposal`] impl names.
+    pub async fn propose<P: Proposal>(&self, proposal: P) -> Result<P::Response> {
         let id = self.ids.next();
         let data = RaftRequest {
             id,
-            request: Some(request),
+            request: Some(proposal.into_request()),
         }
         .encode_to_vec();
         if data.len() > self.config.max_request_bytes {
@@ -245,7 +235,9 @@ impl Node {
             self.waits.cancel(id);
             return Err(mailbox_error(err));
         }
-        self.wait(id, outcome).await
+        let response = self.wait(id, outcome).await?;
+        Ok(P::unwrap(response)
+            .expect("the apply dispatch answers each request with its own response kind"))
     }
 
     /// Proposes a raft configuration change for `member`; returns the members after it.
@@ -276,8 +268,8 @@ impl Node {
             return Err(mailbox_error(err));
         }
         match self.wait(id, outcome).await? {
-            Reply::Members(members) => Ok(members),
-            Reply::Store(_) => Err(Error::Fatal("a membership change got a store reply".into())),
+            Response::Members(members) => Ok(members),
+            other => unreachable!("a conf change is answered with members, not {other:?}"),
         }
     }
 

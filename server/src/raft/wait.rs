@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use ballast_proto::etcdserverpb::Member;
 use ballast_store::Response;
 use tokio::sync::oneshot;
 
@@ -21,17 +20,8 @@ use crate::error::Error;
 /// applied, the request timeout, or the member to stop.
 pub const ANY_EPOCH: u64 = u64::MAX;
 
-/// What an applied entry produced for its client.
-#[derive(Debug)]
-pub enum Reply {
-    /// A KV, lease or compaction request.
-    Store(Response),
-    /// A membership change: the members after it.
-    Members(Vec<Member>),
-}
-
-/// What a waiting client receives.
-pub type Outcome = Result<Reply, Error>;
+/// What a waiting client receives: the applied entry's response, or why there is none.
+pub type Outcome = Result<Response, Error>;
 
 struct Waiter {
     tx: oneshot::Sender<Outcome>,
@@ -123,8 +113,11 @@ mod tests {
         waits.fail_before(2, || Error::LeaderChanged);
         assert!(matches!(old.await.unwrap(), Err(Error::LeaderChanged)));
         assert!(matches!(new.await.unwrap(), Err(Error::LeaderChanged)));
-        waits.trigger(3, Ok(Reply::Members(Vec::new())));
-        assert!(matches!(membership.await.unwrap(), Ok(Reply::Members(_))));
+        waits.trigger(3, Ok(Response::Members(Vec::new())));
+        assert!(matches!(
+            membership.await.unwrap(),
+            Ok(Response::Members(_))
+        ));
         assert!(waits.is_empty());
     }
 }

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use ballast_proto::ballast::internal::raft_request::Request as RaftOp;
 use ballast_proto::etcdserverpb::cluster_client::ClusterClient;
 use ballast_proto::etcdserverpb::cluster_server::Cluster;
 use ballast_proto::etcdserverpb::{
@@ -18,7 +17,6 @@ use tonic::{Request, Response, Status};
 use super::Shared;
 use crate::cluster::new_member_id;
 use crate::error::Error;
-use crate::raft::wait::Reply;
 
 /// Learners a cluster may have at once (etcd's maxLearners).
 pub const LEARNERS_MAX: usize = 1;
@@ -135,15 +133,7 @@ impl Cluster for ClusterService {
         let req = request.into_inner();
         self.member(req.id)?;
         self.check_peer_urls(&req.peer_urls, Some(req.id))?;
-        let members = match self
-            .shared
-            .node
-            .propose_reply(RaftOp::MemberUpdate(req))
-            .await?
-        {
-            Reply::Members(members) => members,
-            Reply::Store(_) => return Err(Status::internal("etcdserver: unexpected apply result")),
-        };
+        let members = self.shared.node.propose(req).await?;
         Ok(Response::new(MemberUpdateResponse {
             header: self.header(),
             members,

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ballast_proto::ballast::internal::raft_request::Request as RaftOp;
 use ballast_proto::etcdserverpb::kv_server::Kv;
 use ballast_proto::etcdserverpb::request_op::Request as TxnOp;
 use ballast_proto::etcdserverpb::{
@@ -11,7 +10,6 @@ use ballast_proto::etcdserverpb::{
     PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use ballast_store::mvcc::txn::{check_delete, check_put, check_range, check_txn, is_read_only};
-use ballast_store::Response as Applied;
 use tonic::{Request, Response, Status};
 
 use super::Shared;
@@ -63,13 +61,7 @@ impl Kv for KvService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let req = request.into_inner();
         check_put(&req).map_err(Error::Store)?;
-        let mut resp = self
-            .shared
-            .propose(RaftOp::Put(req), |a| match a {
-                Applied::Put(r) => Some(r),
-                _ => None,
-            })
-            .await?;
+        let mut resp = self.shared.node.propose(req).await?;
         self.shared.complete(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -80,13 +72,7 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = request.into_inner();
         check_delete(&req).map_err(Error::Store)?;
-        let mut resp = self
-            .shared
-            .propose(RaftOp::DeleteRange(req), |a| match a {
-                Applied::DeleteRange(r) => Some(r),
-                _ => None,
-            })
-            .await?;
+        let mut resp = self.shared.node.propose(req).await?;
         self.shared.complete(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -103,12 +89,7 @@ impl Kv for KvService {
                 .txn_read_only(&req)
                 .map_err(Error::Store)?
         } else {
-            self.shared
-                .propose(RaftOp::Txn(req), |a| match a {
-                    Applied::Txn(r) => Some(r),
-                    _ => None,
-                })
-                .await?
+            self.shared.node.propose(req).await?
         };
         self.shared.complete(&mut resp.header);
         Ok(Response::new(resp))
@@ -120,13 +101,7 @@ impl Kv for KvService {
     ) -> Result<Response<CompactionResponse>, Status> {
         let req = request.into_inner();
         let (revision, physical) = (req.revision, req.physical);
-        let mut resp = self
-            .shared
-            .propose(RaftOp::Compaction(req), |a| match a {
-                Applied::Compaction(r) => Some(r),
-                _ => None,
-            })
-            .await?;
+        let mut resp = self.shared.node.propose(req).await?;
         if physical {
             let store = self.shared.store.clone();
             let done = tokio::task::spawn_blocking(move || {

@@ -5,14 +5,12 @@
 
 use std::sync::Arc;
 
-use ballast_proto::ballast::internal::raft_request::Request as RaftOp;
 use ballast_proto::etcdserverpb::lease_server::Lease;
 use ballast_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
     LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
     LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
-use ballast_store::Response as Applied;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
@@ -133,13 +131,7 @@ impl Lease for LeaseService {
         if req.id == 0 {
             req.id = self.shared.node.ids().next_positive();
         }
-        let mut resp = self
-            .shared
-            .propose(RaftOp::LeaseGrant(req), |a| match a {
-                Applied::LeaseGrant(r) => Some(r),
-                _ => None,
-            })
-            .await?;
+        let mut resp = self.shared.node.propose(req).await?;
         self.shared.complete(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -149,13 +141,7 @@ impl Lease for LeaseService {
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let req = request.into_inner();
-        let mut resp = self
-            .shared
-            .propose(RaftOp::LeaseRevoke(req), |a| match a {
-                Applied::LeaseRevoke(r) => Some(r),
-                _ => None,
-            })
-            .await?;
+        let mut resp = self.shared.node.propose(req).await?;
         self.shared.complete(&mut resp.header);
         Ok(Response::new(resp))
     }

@@ -10,9 +10,8 @@ pub mod watch;
 
 use std::sync::Arc;
 
-use ballast_proto::ballast::internal::raft_request::Request as RaftOp;
 use ballast_proto::etcdserverpb::ResponseHeader;
-use ballast_store::{Response as Applied, Store};
+use ballast_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
@@ -49,18 +48,6 @@ impl Shared {
     pub fn complete(&self, header: &mut Option<ResponseHeader>) {
         let revision = header.as_ref().map_or(0, |h| h.revision);
         *header = Some(self.header(revision));
-    }
-
-    /// Proposes a request through raft and returns its response, picked out of the
-    /// apply outcome by `pick` (which names the variant the request produces).
-    pub async fn propose<T>(
-        &self,
-        request: RaftOp,
-        pick: impl FnOnce(Applied) -> Option<T>,
-    ) -> Result<T, tonic::Status> {
-        let applied = self.node.propose(request).await?;
-        // A mismatch is a bug: every request kind has exactly one response kind.
-        pick(applied).ok_or_else(|| tonic::Status::internal("etcdserver: unexpected apply result"))
     }
 
     /// The current store revision.

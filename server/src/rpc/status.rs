@@ -45,6 +45,7 @@ impl From<Error> for Status {
                 StoreError::LeaseNotFound => {
                     status(NotFound, "etcdserver: requested lease not found")
                 }
+                StoreError::MemberNotFound => status(NotFound, "etcdserver: member not found"),
                 StoreError::LeaseExists => {
                     status(FailedPrecondition, "etcdserver: lease already exists")
                 }

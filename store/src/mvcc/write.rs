@@ -20,8 +20,7 @@ use rocksdb::WriteBatch;
 
 use crate::backend::{Backend, Cf};
 use crate::error::{Error, Result};
-use crate::keys::{rev_key, version_key};
-use crate::lease::lease_key_entry;
+use crate::keys::{lease_key_entry, rev_key, version_key};
 use crate::mvcc::latest::LatestCache;
 use crate::mvcc::read::{KvRead, ReadView};
 use crate::range::{KeyRange, RangeEnd};

@@ -9,9 +9,12 @@
 //! never a lost event and never a delay for the others.
 //!
 //! Phases: Pending (created, its `created` response not yet sent) -> Unsynced <-> Syncing
-//! (being caught up, hub lock released) -> Synced -> Unsynced (sink full) ...
+//! (being caught up, hub lock released) -> Synced -> Unsynced (sink full) ... The hub
+//! alone moves a watcher between phases; the syncer (`syncer.rs`) asks it to, and reads
+//! history through [`History`], so the hub knows nothing of the store.
 
 mod replay;
+mod syncer;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -19,10 +22,10 @@ use std::time::Duration;
 
 use ballast_proto::mvccpb::{event::EventType, Event};
 
-use crate::error::Error;
 use crate::range::KeyRange;
 use crate::record::{Change, ChangeKind};
-use crate::store::Store;
+
+pub use syncer::{History, Syncer};
 
 /// How often the syncer looks at unsynced watchers even when nobody woke it.
 pub const WATCH_SYNC_INTERVAL: Duration = Duration::from_millis(100);
@@ -232,7 +235,7 @@ impl WatchHub {
 
     /// Creates a watcher that receives events from `start` (0 = the next revision).
     /// Returns it with the published revision, for the `created` response. The watcher
-    /// receives nothing until [`Store::watch_activate`] is called, so the caller can send
+    /// receives nothing until it is activated ([`Syncer::activate`]), so the caller can send
     /// its `created` response first.
     pub fn watch(
         &self,
@@ -385,13 +388,114 @@ impl WatchHub {
     }
 
     /// Ends the syncer thread.
-    fn stop(&self) {
+    pub(crate) fn stop(&self) {
         self.lock().stopped = true;
         self.wake.notify_all();
     }
+
+    /// Pending -> Unsynced: the watcher's `created` response is out. False if it is gone
+    /// or was activated before.
+    fn activate(&self, watcher: WatcherId) -> bool {
+        let mut state = self.lock();
+        match state.watchers.get_mut(&watcher.0) {
+            Some(w) if w.phase == Phase::Pending => {
+                w.phase = Phase::Unsynced;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Waits until woken or `timeout` passed; the unsynced watchers then, or None once
+    /// the hub stopped.
+    fn wait_for_unsynced(&self, timeout: Duration) -> Option<Vec<u64>> {
+        let state = self.lock();
+        let state = self
+            .wake
+            .wait_timeout(state, timeout)
+            .expect("watch hub lock poisoned")
+            .0;
+        if state.stopped {
+            return None;
+        }
+        Some(
+            state
+                .watchers
+                .iter()
+                .filter(|(_, w)| w.phase == Phase::Unsynced)
+                .map(|(&id, _)| id)
+                .collect(),
+        )
+    }
+
+    /// Keeps the ids of `ids` that are still unsynced.
+    fn retain_unsynced(&self, ids: &mut Vec<u64>) {
+        let state = self.lock();
+        ids.retain(|id| {
+            state
+                .watchers
+                .get(id)
+                .is_some_and(|w| w.phase == Phase::Unsynced)
+        });
+    }
+
+    /// Unsynced -> Syncing for one watcher behind the published revision; one that has
+    /// caught up meanwhile becomes Synced instead (None).
+    fn begin_catch_up(&self, id: u64) -> Option<CatchUp> {
+        let mut state = self.lock();
+        let published = state.published;
+        let HubState {
+            streams, watchers, ..
+        } = &mut *state;
+        let w = unsynced_behind(watchers, id, published)?;
+        let stream = streams.get(&w.stream)?;
+        Some(CatchUp::take(id, w, stream, published))
+    }
+
+    /// Unsynced -> Syncing for the watchers of `ids` that are behind, not behind the
+    /// compaction point and whose stream has room: one group catch-up. Returns the group
+    /// and, apart, those behind `compacted` (each must be told alone).
+    fn begin_group_catch_up(&self, ids: &[u64], compacted: i64) -> (Vec<CatchUp>, Vec<u64>) {
+        let mut state = self.lock();
+        let published = state.published;
+        let HubState {
+            streams, watchers, ..
+        } = &mut *state;
+        let mut group = Vec::new();
+        let mut alone = Vec::new();
+        for &id in ids {
+            let Some(w) = unsynced_behind(watchers, id, published) else {
+                continue;
+            };
+            if w.next < compacted {
+                alone.push(id);
+                continue;
+            }
+            let Some(stream) = streams.get(&w.stream) else {
+                continue;
+            };
+            if !stream.sink.has_room() {
+                continue;
+            }
+            group.push(CatchUp::take(id, w, stream, published));
+        }
+        (group, alone)
+    }
+
+    /// Syncing -> Unsynced with the watcher's new next revision (it becomes Synced on
+    /// its next turn once caught up). Returns whether it moved forward.
+    fn end_catch_up(&self, id: u64, next: i64) -> bool {
+        let mut state = self.lock();
+        let Some(w) = state.watchers.get_mut(&id) else {
+            return false;
+        };
+        let moved = next > w.next;
+        w.next = next;
+        w.phase = Phase::Unsynced;
+        moved
+    }
 }
 
-/// An unsynced watcher taken for a group catch-up.
 /// The watcher `id` if it is unsynced and behind `published`; one that has caught up
 /// meanwhile is marked synced instead.
 fn unsynced_behind(
@@ -410,281 +514,29 @@ fn unsynced_behind(
     Some(w)
 }
 
-struct Catching {
+/// A watcher taken out of the hub (phase Syncing) to be caught up from history.
+struct CatchUp {
     id: u64,
     watch_id: i64,
     filter: Filter,
+    /// The first revision it has not been sent.
     next: i64,
+    /// The published revision when it was taken: it is caught up to here at most.
+    to: i64,
     sink: Arc<dyn WatchSink>,
 }
 
-/// What a group catch-up did for one watcher.
-enum Delivery {
-    /// The watcher's next revision after the round.
-    Kept(i64),
-    /// Its stream is gone.
-    Closed,
-}
-
-impl Catching {
-    /// Sends this watcher its part of `events` (the history up to `last`, read from a
-    /// revision at or below its own `next`).
-    fn deliver(&self, events: &[Event], last: i64) -> Delivery {
-        if self.next > last {
-            return Delivery::Kept(self.next);
+impl CatchUp {
+    /// Takes watcher `id` out for a catch-up up to `published`: Unsynced -> Syncing.
+    fn take(id: u64, w: &mut Watcher, stream: &Stream, published: i64) -> CatchUp {
+        w.phase = Phase::Syncing;
+        CatchUp {
+            id,
+            watch_id: w.watch_id,
+            filter: w.filter.clone(),
+            next: w.next,
+            to: published,
+            sink: stream.sink.clone(),
         }
-        let mine: Vec<Event> = events
-            .iter()
-            .filter(|e| replay::mod_revision(e) >= self.next && self.filter.wants_event(e))
-            .map(|e| self.filter.shape(e))
-            .collect();
-        let Some(revision) = mine.last().map(replay::mod_revision) else {
-            return Delivery::Kept(last + 1);
-        };
-        match self.sink.try_send(WatchMessage::Events {
-            watch_id: self.watch_id,
-            revision,
-            events: mine,
-        }) {
-            Ok(()) => Delivery::Kept(last + 1),
-            Err(SinkError::Full) => Delivery::Kept(self.next),
-            Err(SinkError::Closed) => Delivery::Closed,
-        }
-    }
-}
-
-impl Store {
-    /// Lets a new watcher receive events, catching it up from history first if it starts
-    /// in the past.
-    pub fn watch_activate(&self, watcher: WatcherId) {
-        {
-            let mut state = self.watch_hub().lock();
-            match state.watchers.get_mut(&watcher.0) {
-                Some(w) if w.phase == Phase::Pending => w.phase = Phase::Unsynced,
-                _ => return,
-            }
-        }
-        self.sync_watcher(watcher.0);
-    }
-
-    /// Catches one unsynced watcher up, as far as its sink takes messages.
-    fn sync_watcher(&self, id: u64) {
-        let hub = self.watch_hub();
-        for _ in 0..WATCH_SYNC_MESSAGES_PER_TURN {
-            let (filter, from, to, sink, watch_id) = {
-                let mut state = hub.lock();
-                let published = state.published;
-                let HubState {
-                    streams, watchers, ..
-                } = &mut *state;
-                let Some(w) = unsynced_behind(watchers, id, published) else {
-                    return;
-                };
-                let Some(stream) = streams.get(&w.stream) else {
-                    return;
-                };
-                w.phase = Phase::Syncing;
-                (
-                    w.filter.clone(),
-                    w.next,
-                    published,
-                    stream.sink.clone(),
-                    w.watch_id,
-                )
-            };
-
-            let view = self.read_view();
-            let outcome =
-                replay::read_events(&view, &filter, from, to, WATCH_EVENTS_PER_RESPONSE_MAX);
-            drop(view);
-            let (next, delivered) = match outcome {
-                Ok((events, last)) if events.is_empty() => (last + 1, true),
-                Ok((events, last)) => {
-                    let revision = events
-                        .last()
-                        .and_then(|e| e.kv.as_ref())
-                        .map_or(last, |kv| kv.mod_revision);
-                    match sink.try_send(WatchMessage::Events {
-                        watch_id,
-                        revision,
-                        events,
-                    }) {
-                        Ok(()) => (last + 1, true),
-                        Err(SinkError::Full) => (from, false),
-                        Err(SinkError::Closed) => {
-                            hub.cancel(WatcherId(id));
-                            return;
-                        }
-                    }
-                }
-                Err(Error::Compacted) => {
-                    let compact_revision = self.revisions().compacted;
-                    match sink.try_send(WatchMessage::Compacted {
-                        watch_id,
-                        compact_revision,
-                    }) {
-                        // Retried on the next turn: the cancel must reach the client.
-                        Err(SinkError::Full) => (from, false),
-                        Ok(()) | Err(SinkError::Closed) => {
-                            hub.cancel(WatcherId(id));
-                            return;
-                        }
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(%err, "watch catch-up failed; will retry");
-                    (from, false)
-                }
-            };
-            let mut state = hub.lock();
-            let Some(w) = state.watchers.get_mut(&id) else {
-                return;
-            };
-            w.next = next;
-            w.phase = Phase::Unsynced;
-            if !delivered {
-                return;
-            }
-        }
-    }
-
-    /// The syncer thread: catches up unsynced watchers until the store closes.
-    pub(crate) fn run_watch_syncer(&self) {
-        let hub = self.watch_hub();
-        let mut wait = WATCH_SYNC_INTERVAL;
-        loop {
-            let mut unsynced: Vec<u64> = {
-                let state = hub.lock();
-                let state = hub
-                    .wake
-                    .wait_timeout(state, wait)
-                    .expect("watch hub lock poisoned")
-                    .0;
-                if state.stopped {
-                    return;
-                }
-                state
-                    .watchers
-                    .iter()
-                    .filter(|(_, w)| w.phase == Phase::Unsynced)
-                    .map(|(&id, _)| id)
-                    .collect()
-            };
-            // Rounds until everyone is caught up or no one took anything.
-            for _ in 0..WATCH_SYNC_MESSAGES_PER_TURN {
-                if unsynced.is_empty() || !self.sync_group(&unsynced) {
-                    break;
-                }
-                let state = hub.lock();
-                unsynced.retain(|id| {
-                    state
-                        .watchers
-                        .get(id)
-                        .is_some_and(|w| w.phase == Phase::Unsynced)
-                });
-            }
-            wait = if unsynced.is_empty() {
-                WATCH_SYNC_INTERVAL
-            } else {
-                WATCH_SYNC_RETRY_INTERVAL
-            };
-        }
-    }
-
-    /// Catches up many unsynced watchers with one read of the history, as etcd's
-    /// syncWatchers does: thousands of watchers that fell behind together cost one read,
-    /// not one each. Watchers behind the compaction point go one by one (each is told).
-    /// Returns whether any watcher moved forward.
-    fn sync_group(&self, ids: &[u64]) -> bool {
-        let hub = self.watch_hub();
-        let compacted = self.revisions().compacted;
-        let mut alone = Vec::new();
-        let (group, published) = {
-            let mut state = hub.lock();
-            let published = state.published;
-            let HubState {
-                streams, watchers, ..
-            } = &mut *state;
-            let mut group = Vec::new();
-            for &id in ids {
-                let Some(w) = unsynced_behind(watchers, id, published) else {
-                    continue;
-                };
-                if w.next < compacted {
-                    alone.push(id);
-                    continue;
-                }
-                let Some(stream) = streams.get(&w.stream) else {
-                    continue;
-                };
-                if !stream.sink.has_room() {
-                    continue;
-                }
-                w.phase = Phase::Syncing;
-                group.push(Catching {
-                    id,
-                    watch_id: w.watch_id,
-                    filter: w.filter.clone(),
-                    next: w.next,
-                    sink: stream.sink.clone(),
-                });
-            }
-            (group, published)
-        };
-        for id in alone {
-            self.sync_watcher(id);
-        }
-        let Some(from) = group.iter().map(|c| c.next).min() else {
-            return false;
-        };
-        let read = {
-            let view = self.read_view();
-            replay::read_changes(
-                &view,
-                &|change| group.iter().any(|c| c.filter.wants(change)),
-                group.iter().any(|c| c.filter.prev_kv),
-                from,
-                published,
-                WATCH_SYNC_EVENTS_MAX,
-            )
-        };
-        let mut outcomes = Vec::with_capacity(group.len());
-        match read {
-            Ok((events, last)) => {
-                for catching in &group {
-                    outcomes.push((catching.id, catching.deliver(&events, last)));
-                }
-            }
-            Err(err) => {
-                // A compaction raced the read: the next round sends these one by one.
-                tracing::debug!(%err, "group catch-up failed; will retry");
-                outcomes.extend(group.iter().map(|c| (c.id, Delivery::Kept(c.next))));
-            }
-        }
-        let mut closed = Vec::new();
-        let mut moved = false;
-        {
-            let mut state = hub.lock();
-            for (id, delivery) in outcomes {
-                match delivery {
-                    Delivery::Closed => closed.push(id),
-                    Delivery::Kept(next) => {
-                        if let Some(w) = state.watchers.get_mut(&id) {
-                            moved |= next > w.next;
-                            w.next = next;
-                            w.phase = Phase::Unsynced;
-                        }
-                    }
-                }
-            }
-        }
-        for id in closed {
-            hub.cancel(WatcherId(id));
-        }
-        moved
-    }
-
-    pub(crate) fn stop_watch_syncer(&self) {
-        self.watch_hub().stop();
     }
 }

@@ -51,7 +51,8 @@ impl TestStore {
             request: Some(request),
         };
         let applied = if self.staging {
-            self.store().stage(self.index, 1, &request)
+            // Left staged: the next batch's write (`commit`) writes it.
+            self.store().apply_batch().apply(self.index, 1, &request)
         } else {
             self.store().apply(self.index, 1, &request)
         };
@@ -60,7 +61,7 @@ impl TestStore {
 
     /// Writes what was staged.
     pub fn commit(&mut self) {
-        self.store().commit().unwrap();
+        self.store().apply_batch().write().unwrap();
     }
 
     pub fn put(&mut self, key: &str, value: &str) -> PutResponse {
