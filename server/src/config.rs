@@ -7,14 +7,10 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-/// etcd's `--max-request-bytes` default: 1.5 MiB.
-pub const REQUEST_BYTES_MAX_DEFAULT: u32 = 1572864;
+use crate::limits::{REQUEST_BYTES_LIMIT, REQUEST_BYTES_MAX_DEFAULT};
+
 /// etcd's `--max-txn-ops` default.
 pub const TXN_OPS_MAX_DEFAULT: usize = 128;
-/// gRPC may receive this much more than `--max-request-bytes` (etcd's grpcOverheadBytes),
-/// so a request just over the limit gets etcd's "request is too large", not a transport
-/// error.
-pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Whether this node founds a cluster or joins an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -172,6 +168,13 @@ impl Config {
                 self.election_timeout, self.heartbeat_interval
             )));
         }
+        if self.max_request_bytes as usize > REQUEST_BYTES_LIMIT {
+            return Err(ConfigError(format!(
+                "--max-request-bytes[{}] must be at most {}: a request must fit in one peer message",
+                self.max_request_bytes,
+                REQUEST_BYTES_LIMIT
+            )));
+        }
         if self.max_txn_ops == 0 {
             return Err(ConfigError("--max-txn-ops must be positive".into()));
         }
@@ -289,6 +292,11 @@ mod tests {
         let c = parse(&["--election-timeout", "200", "--heartbeat-interval", "100"]);
         assert!(c.validate().is_err());
         let c = parse(&["--listen-client-urls", "https://127.0.0.1:2379"]);
+        assert!(c.validate().is_err());
+        let limit = crate::limits::REQUEST_BYTES_LIMIT;
+        let c = parse(&["--max-request-bytes", &limit.to_string()]);
+        c.validate().unwrap();
+        let c = parse(&["--max-request-bytes", &(limit + 1).to_string()]);
         assert!(c.validate().is_err());
     }
 

@@ -10,29 +10,29 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
-use crate::rpc::Shared;
+use crate::node::Node;
 use crate::{CLUSTER_VERSION, ETCD_VERSION};
 
 /// How long `/health` waits for a linearizable read barrier before reporting unhealthy.
 const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The HTTP routes, to be merged with the gRPC ones.
-pub fn routes(shared: Arc<Shared>) -> Router {
+pub fn routes(node: Arc<Node>) -> Router {
     let mut router = Router::new()
         .route("/health", get(health))
         .route("/version", get(version))
         .route("/metrics", get(metrics));
-    if shared.config.experimental_test_hooks {
+    if node.config.experimental_test_hooks {
         router = router.route("/debug/block-peer", get(block_peer));
     }
-    router.with_state(shared)
+    router.with_state(node)
 }
 
 /// Test hook: `/debug/block-peer?peer=<id in hex>&on=<true|false>` drops all raft
 /// traffic between this member and that peer, both ways: a partition without touching
 /// the network.
 async fn block_peer(
-    State(shared): State<Arc<Shared>>,
+    State(node): State<Arc<Node>>,
     request: axum::extract::Request,
 ) -> impl IntoResponse {
     let query = request.uri().query().unwrap_or_default();
@@ -47,7 +47,7 @@ async fn block_peer(
     }
     match peer {
         Some(peer) => {
-            shared.transport.set_blocked(peer, on);
+            node.transport.set_blocked(peer, on);
             tracing::warn!(
                 peer = format!("{peer:x}"),
                 on,
@@ -81,11 +81,11 @@ fn json(status: StatusCode, body: String) -> impl IntoResponse {
 }
 
 /// Healthy when there is a leader and a linearizable read barrier completes.
-async fn health(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let reason = if !shared.node.status().has_leader() {
+async fn health(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    let reason = if !node.raft.status().has_leader() {
         Some("RAFT NO LEADER".to_string())
     } else {
-        match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, shared.node.read_barrier()).await {
+        match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, node.raft.read_barrier()).await {
             Ok(Ok(())) => None,
             Ok(Err(err)) => Some(err.to_string()),
             Err(_) => Some("timed out".to_string()),
@@ -120,9 +120,9 @@ fn resident_bytes() -> u64 {
 }
 
 /// A few gauges in Prometheus text format, under etcd's metric names.
-async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let raft = shared.node.status();
-    let backend = shared.store.backend();
+async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    let raft = node.raft.status();
+    let backend = node.store.backend();
     let body = format!(
         "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n\
          # TYPE etcd_server_has_leader gauge\netcd_server_has_leader {}\n\
@@ -133,7 +133,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         u8::from(raft.has_leader()),
         u8::from(raft.is_leader()),
         backend.size_bytes(),
-        shared.revision(),
+        node.revision(),
     );
     (
         StatusCode::OK,

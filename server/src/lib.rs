@@ -1,21 +1,24 @@
 //! A Ballast node: the raft driver over the store, the etcd v3 gRPC services and HTTP
 //! endpoints on the client port, and the configuration that ties them together.
 //!
-//! The data path of a write: `rpc::kv` validates and proposes through `raft::Node`; the
-//! driver commits it through raft, applies it to the store, and the waiting handler
-//! answers. Reads go through a ReadIndex barrier, then straight to the store.
+//! The data path of a write: `rpc::kv` validates and proposes through the member's
+//! [`node::Node`] to `raft::Raft`; the driver commits it through raft, the store applies
+//! it, and the waiting handler answers. Reads go through a ReadIndex barrier, then
+//! straight to the store. `docs/architecture.md` walks the whole path file by file.
 
-mod authority;
-pub mod cluster;
+pub(crate) mod cluster;
 pub mod config;
 pub mod error;
-pub mod http;
-pub mod idgen;
-pub mod lessor;
-pub mod peer;
-pub mod raft;
-pub mod rpc;
+pub(crate) mod http;
+pub(crate) mod idgen;
+pub(crate) mod lessor;
+pub(crate) mod limits;
+pub(crate) mod node;
+pub(crate) mod peer;
+pub(crate) mod raft;
+pub(crate) mod rpc;
 mod server;
+pub(crate) mod url_authority;
 
 pub use config::Config;
 pub use error::{Error, Result};

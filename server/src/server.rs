@@ -12,7 +12,6 @@ use ballast_proto::etcdserverpb::kv_server::KvServer;
 use ballast_proto::etcdserverpb::lease_server::LeaseServer;
 use ballast_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use ballast_proto::etcdserverpb::watch_server::WatchServer;
-use ballast_proto::etcdserverpb::LeaseRevokeRequest;
 use ballast_proto::etcdserverpb::Member;
 use ballast_store::{LogStore, Store};
 use tokio::net::TcpListener;
@@ -22,25 +21,24 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
-use crate::authority::AuthorityFix;
 use crate::cluster::{Bootstrap, Cluster};
-use crate::config::{socket_addrs, Config, GRPC_OVERHEAD_BYTES};
+use crate::config::{socket_addrs, Config};
 use crate::error::{Error, Result};
 use crate::lessor::Lessor;
-use crate::peer::service::PeerService;
-use crate::peer::{PeerTransport, PEER_MESSAGE_BYTES_MAX};
-use crate::raft::{Node, NodeConfig, NodeParts};
+use crate::limits::GRPC_OVERHEAD_BYTES;
+use crate::limits::PEER_MESSAGE_BYTES_MAX;
+use crate::node::expire_leases;
+use crate::node::Node;
+use crate::peer::PeerTransport;
+use crate::raft::{Raft, RaftConfig, RaftParts};
 use crate::rpc::cluster::ClusterService;
 use crate::rpc::kv::KvService;
 use crate::rpc::lease::LeaseService;
 use crate::rpc::maintenance::MaintenanceService;
+use crate::rpc::peer::PeerService;
 use crate::rpc::watch::WatchService;
-use crate::rpc::Shared;
+use crate::url_authority::AuthorityFix;
 
-/// How often the leader looks for expired leases.
-const LEASE_EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(500);
-/// Expired leases revoked per check at most (etcd revokes at most 1000 per second).
-const LEASE_REVOKES_PER_CHECK_MAX: usize = 500;
 /// How long open client connections may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Server-side HTTP/2 keep-alive pings (etcd's --grpc-keepalive-interval is 2 h, with a
@@ -85,8 +83,8 @@ async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -
         cluster.cluster_id,
         tokio::runtime::Handle::current(),
     );
-    let node = Node::start(
-        NodeConfig {
+    let raft = Raft::start(
+        RaftConfig {
             id: cluster.local_id,
             heartbeat_interval: Duration::from_millis(config.heartbeat_interval),
             election_ticks: config.election_ticks(),
@@ -95,7 +93,7 @@ async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -
             snapshot_count: config.snapshot_count,
             catch_up_entries: config.experimental_snapshot_catchup_entries,
         },
-        NodeParts {
+        RaftParts {
             store: store.clone(),
             log,
             lessor: lessor.clone(),
@@ -110,10 +108,10 @@ async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -
         cluster_id = format!("{:x}", cluster.cluster_id),
         "starting member"
     );
-    let shared = Arc::new(Shared {
+    let node = Arc::new(Node {
         config,
         store,
-        node: node.clone(),
+        raft: raft.clone(),
         lessor,
         cluster,
         transport,
@@ -121,7 +119,7 @@ async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -
     });
 
     let mut servers = JoinSet::new();
-    let started = start_servers(&shared, &mut servers).await;
+    let started = start_servers(&node, &mut servers).await;
     if started.is_err() {
         // Whatever did start must stop before the store closes.
         shutdown.cancel();
@@ -160,9 +158,9 @@ async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -
             }
         }
     }
-    drop(shared);
+    drop(node);
     tracing::info!("client servers stopped; stopping raft");
-    let stopped = tokio::task::spawn_blocking(move || node.stop())
+    let stopped = tokio::task::spawn_blocking(move || raft.stop())
         .await
         .map_err(|e| Error::Fatal(e.to_string()))?;
     started.and(result).and(stopped)
@@ -172,16 +170,16 @@ type ServerSet = JoinSet<std::result::Result<(), tonic::transport::Error>>;
 
 /// Serves peers, waits for a leader, then serves clients and runs the lease expiry and
 /// attribute publishing tasks, all in `servers`.
-async fn start_servers(shared: &Arc<Shared>, servers: &mut ServerSet) -> Result<()> {
-    let shutdown = shared.shutdown.clone();
-    let node = shared.node.clone();
+async fn start_servers(node: &Arc<Node>, servers: &mut ServerSet) -> Result<()> {
+    let shutdown = node.shutdown.clone();
+    let raft = node.raft.clone();
     // Peers first: electing a leader needs them.
-    for listener in bind(&shared.config.listen_peer_urls).await? {
+    for listener in bind(&node.config.listen_peer_urls).await? {
         let address = listener.local_addr()?;
         tracing::info!(%address, "listening for peers");
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let stop = shutdown.clone();
-        let service = RaftTransportServer::new(PeerService::new(shared.clone()))
+        let service = RaftTransportServer::new(PeerService::new(node.clone()))
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
         let server = tonic::transport::Server::builder()
@@ -192,15 +190,15 @@ async fn start_servers(shared: &Arc<Shared>, servers: &mut ServerSet) -> Result<
 
     // Like etcd, serve clients only once the member has a leader: before that every
     // request would fail anyway.
-    let mut status = node.watch_status();
+    let mut status = raft.watch_status();
     tokio::select! {
         _ = shutdown.cancelled() => {}
         waited = status.wait_for(|s| s.has_leader()) => {
             waited.map_err(|_| Error::Fatal("raft driver stopped before electing a leader".into()))?;
         }
     }
-    let listeners = bind(&shared.config.listen_client_urls).await?;
-    let routes = routes(shared);
+    let listeners = bind(&node.config.listen_client_urls).await?;
+    let routes = routes(node);
     for listener in listeners {
         let address = listener.local_addr()?;
         tracing::info!(%address, "ready to serve client requests");
@@ -216,8 +214,8 @@ async fn start_servers(shared: &Arc<Shared>, servers: &mut ServerSet) -> Result<
             .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
         servers.spawn(server);
     }
-    servers.spawn(expire_leases(shared.clone()));
-    servers.spawn(publish_attributes(shared.clone()));
+    servers.spawn(expire_leases(node.clone()));
+    servers.spawn(publish_attributes(node.clone()));
 
     Ok(())
 }
@@ -245,84 +243,56 @@ async fn bind(urls: &[String]) -> Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
-fn routes(shared: &Arc<Shared>) -> Routes {
-    let decode_max = shared.config.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+fn routes(node: &Arc<Node>) -> Routes {
+    let decode_max = node.config.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
     let grpc = Routes::new(
-        KvServer::new(KvService::new(shared.clone())).max_decoding_message_size(decode_max),
+        KvServer::new(KvService::new(node.clone())).max_decoding_message_size(decode_max),
     )
     .add_service(
-        WatchServer::new(WatchService::new(shared.clone())).max_decoding_message_size(decode_max),
+        WatchServer::new(WatchService::new(node.clone())).max_decoding_message_size(decode_max),
     )
     .add_service(
-        LeaseServer::new(LeaseService::new(shared.clone())).max_decoding_message_size(decode_max),
+        LeaseServer::new(LeaseService::new(node.clone())).max_decoding_message_size(decode_max),
     )
     .add_service(
-        ClusterServer::new(ClusterService::new(shared.clone()))
-            .max_decoding_message_size(decode_max),
+        ClusterServer::new(ClusterService::new(node.clone())).max_decoding_message_size(decode_max),
     )
     .add_service(
-        MaintenanceServer::new(MaintenanceService::new(shared.clone()))
+        MaintenanceServer::new(MaintenanceService::new(node.clone()))
             .max_decoding_message_size(decode_max),
     );
     let router = grpc
         .into_axum_router()
-        .merge(crate::http::routes(shared.clone()))
+        .merge(crate::http::routes(node.clone()))
         .fallback(crate::http::fallback);
     Routes::from(router)
 }
 
 /// Announces this member's name and client URLs through raft (etcd's "publish"), so
 /// every member lists them; retried until it goes through.
-async fn publish_attributes(
-    shared: Arc<Shared>,
-) -> std::result::Result<(), tonic::transport::Error> {
-    let local = shared.cluster.local_id;
+async fn publish_attributes(node: Arc<Node>) -> std::result::Result<(), tonic::transport::Error> {
+    let local = node.cluster.local_id;
     loop {
-        let current = shared.cluster.member(local).unwrap_or_default();
-        if current.name == shared.config.name
-            && current.client_urls == shared.config.advertise_client_urls
+        let current = node.cluster.member(local).unwrap_or_default();
+        if current.name == node.config.name
+            && current.client_urls == node.config.advertise_client_urls
         {
             return Ok(());
         }
         let attributes = Member {
             id: local,
-            name: shared.config.name.clone(),
-            client_urls: shared.config.advertise_client_urls.clone(),
+            name: node.config.name.clone(),
+            client_urls: node.config.advertise_client_urls.clone(),
             ..current
         };
         tokio::select! {
-            _ = shared.shutdown.cancelled() => return Ok(()),
-            published = shared.node.propose(attributes) => {
+            _ = node.shutdown.cancelled() => return Ok(()),
+            published = node.raft.propose(attributes) => {
                 if let Err(err) = published {
                     tracing::debug!(%err, "publishing member attributes failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
-        }
-    }
-}
-
-/// The leader revokes expired leases through raft; followers do nothing.
-async fn expire_leases(shared: Arc<Shared>) -> std::result::Result<(), tonic::transport::Error> {
-    let mut every = tokio::time::interval(LEASE_EXPIRY_CHECK_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = shared.shutdown.cancelled() => return Ok(()),
-            _ = every.tick() => {}
-        }
-        for id in shared.lessor.take_expired(LEASE_REVOKES_PER_CHECK_MAX) {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                tracing::debug!(lease = id, "lease expired; revoking");
-                let result = shared.node.propose(LeaseRevokeRequest { id }).await;
-                match result {
-                    Ok(_) | Err(Error::Store(ballast_store::Error::LeaseNotFound)) => {}
-                    Err(err) => {
-                        tracing::warn!(lease = id, %err, "revoking an expired lease failed; will retry");
-                        shared.lessor.revoke_failed(id);
-                    }
-                }
-            });
         }
     }
 }

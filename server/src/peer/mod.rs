@@ -6,11 +6,10 @@
 //! driver or the other peers. The task batches what is queued onto one long-lived
 //! stream and reconnects with backoff when it breaks.
 //!
-//! Incoming, `service` steps every message of every batch into the local raft node,
-//! after checking that it comes from the same cluster.
+//! Incoming messages are the peer gRPC service's (`rpc::peer`), which steps them into
+//! the local raft node after checking that they come from the same cluster.
 
-pub mod service;
-pub mod snapshot;
+pub(crate) mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,12 +25,12 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::limits::{PEER_BATCH_BYTES_MAX, PEER_MESSAGE_BYTES_MAX};
+
 /// Raft messages queued for one peer at most; more are dropped (raft retransmits).
 pub const PEER_QUEUE_CAPACITY: usize = 4096;
 /// Messages sent in one batch at most.
 pub const PEER_BATCH_MESSAGES_MAX: usize = 256;
-/// Bytes of messages in one batch at most (a batch is one gRPC message).
-pub const PEER_BATCH_BYTES_MAX: usize = 4 << 20;
 /// Batches in flight on a peer stream.
 const PEER_STREAM_CAPACITY: usize = 16;
 /// Wait before reconnecting to a peer; doubled up to the max.
@@ -41,9 +40,6 @@ const PEER_RECONNECT_MAX: Duration = Duration::from_secs(1);
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// What a member answers a removed member's messages with; the removed member stops.
 pub const MEMBER_REMOVED: &str = "the member has been permanently removed from the cluster";
-
-/// Largest gRPC message a peer connection carries (batches, snapshot chunks).
-pub const PEER_MESSAGE_BYTES_MAX: usize = 64 << 20;
 
 struct Peer {
     urls: Vec<String>,
@@ -110,14 +106,6 @@ impl PeerTransport {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Peer>> {
         self.peers.lock().expect("peer map lock poisoned")
-    }
-
-    pub fn cluster_id(&self) -> u64 {
-        self.cluster_id
-    }
-
-    pub fn local_id(&self) -> u64 {
-        self.local_id
     }
 
     /// Starts, restarts or stops peer tasks to match `members`.

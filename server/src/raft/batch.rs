@@ -8,9 +8,7 @@
 
 use raft::eraftpb::{Entry, Message, MessageType};
 
-/// Bytes of proposal data in one batch before it is stepped, so a turn's forwarded
-/// proposals stay one modest peer message (a single larger proposal still goes alone).
-pub const PROPOSAL_BATCH_BYTES_MAX: usize = 1 << 20;
+use crate::limits::PROPOSAL_BATCH_BYTES_MAX;
 
 /// Proposals waiting to be stepped into raft, with the request ids that wait on them.
 #[derive(Debug, Default)]

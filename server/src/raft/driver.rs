@@ -34,10 +34,13 @@ use super::batch::ProposalBatch;
 use super::reads::ReadQueue;
 use super::ready::{self, ReadyIo};
 use super::wait::WaitRegistry;
-use super::{Msg, NodeConfig, NodeParts, RaftStatus};
+use super::{
+    Msg, RaftConfig, RaftParts, RaftStatus, RAFT_HEARTBEAT_TICKS, RAFT_INFLIGHT_APPENDS_MAX,
+};
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::lessor::Lessor;
+use crate::limits::RAFT_MESSAGE_BYTES_MAX;
 use crate::peer::PeerTransport;
 
 /// Mailbox messages handled per turn at most, so ticks are never starved by a flood.
@@ -85,14 +88,14 @@ struct Io {
 
 impl Driver {
     pub(super) fn new(
-        config: &NodeConfig,
-        parts: NodeParts,
+        config: &RaftConfig,
+        parts: RaftParts,
         waits: Arc<WaitRegistry>,
         epoch: Arc<AtomicU64>,
         inbox: Receiver<Msg>,
         status: watch::Sender<RaftStatus>,
     ) -> Result<Driver> {
-        let NodeParts {
+        let RaftParts {
             store,
             log,
             lessor,
@@ -102,12 +105,12 @@ impl Driver {
         let raft_config = raft::Config {
             id: config.id,
             election_tick: config.election_ticks,
-            heartbeat_tick: 1,
+            heartbeat_tick: RAFT_HEARTBEAT_TICKS,
             applied: store.applied_index(),
             pre_vote: true,
             check_quorum: true,
-            max_size_per_msg: 1 << 20,
-            max_inflight_msgs: 256,
+            max_size_per_msg: RAFT_MESSAGE_BYTES_MAX as u64,
+            max_inflight_msgs: RAFT_INFLIGHT_APPENDS_MAX,
             ..Default::default()
         };
         raft_config

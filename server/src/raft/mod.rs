@@ -1,6 +1,6 @@
 //! The raft node: one thread owns raft-rs's `RawNode` and the write path of the store.
 //!
-//! Clients reach it through the [`Node`] handle: a proposal is registered in the wait
+//! Clients reach it through the [`Raft`] handle: a proposal is registered in the wait
 //! registry by request id, handed to the driver through a bounded mailbox, committed
 //! through raft, applied to the store by the driver, and its outcome handed back by id.
 //! A follower's proposals travel to the leader inside raft and are answered when the
@@ -42,9 +42,16 @@ use wait::WaitRegistry;
 /// etcd's "too many requests" instead of queueing without bound.
 pub const RAFT_MAILBOX_CAPACITY: usize = 4096;
 
+/// Ticks between a leader's heartbeats: one tick is one `--heartbeat-interval`, as in etcd.
+pub const RAFT_HEARTBEAT_TICKS: usize = 1;
+/// Appends sent to one follower and not yet acknowledged, at most (etcd's
+/// maxInflightMsgs): enough to keep a follower busy over a slow link, bounded so a follower
+/// that stopped answering costs a bounded queue.
+pub const RAFT_INFLIGHT_APPENDS_MAX: usize = 256;
+
 /// What the node needs to know from the configuration.
 #[derive(Debug, Clone)]
-pub struct NodeConfig {
+pub struct RaftConfig {
     pub id: u64,
     pub heartbeat_interval: Duration,
     pub election_ticks: usize,
@@ -99,8 +106,8 @@ enum Msg {
 }
 
 /// Handle to the raft node.
-pub struct Node {
-    config: NodeConfig,
+pub struct Raft {
+    config: RaftConfig,
     mailbox: SyncSender<Msg>,
     waits: Arc<WaitRegistry>,
     ids: IdGenerator,
@@ -110,9 +117,9 @@ pub struct Node {
     thread: Mutex<Option<JoinHandle<Result<()>>>>,
 }
 
-impl std::fmt::Debug for Node {
+impl std::fmt::Debug for Raft {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node")
+        f.debug_struct("Raft")
             .field("config", &self.config)
             .field("status", &*self.status.borrow())
             .finish()
@@ -121,7 +128,7 @@ impl std::fmt::Debug for Node {
 
 /// What the driver works with besides raft itself.
 #[derive(Debug)]
-pub struct NodeParts {
+pub struct RaftParts {
     pub store: Arc<Store>,
     pub log: LogStore,
     pub lessor: Arc<Lessor>,
@@ -129,15 +136,15 @@ pub struct NodeParts {
     pub transport: Arc<PeerTransport>,
 }
 
-impl Node {
+impl Raft {
     /// Starts the driver thread. If the driver fails, or this member is removed from the
     /// cluster, it cancels `stop` so the server shuts down instead of serving from a
     /// store that stopped applying.
     pub fn start(
-        config: NodeConfig,
-        parts: NodeParts,
+        config: RaftConfig,
+        parts: RaftParts,
         stop: CancellationToken,
-    ) -> Result<Arc<Node>> {
+    ) -> Result<Arc<Raft>> {
         let (mailbox, inbox) = sync_channel(RAFT_MAILBOX_CAPACITY);
         let waits = Arc::new(WaitRegistry::default());
         let epoch = Arc::new(AtomicU64::new(0));
@@ -168,7 +175,7 @@ impl Node {
                 stop.cancel();
                 result
             })?;
-        Ok(Arc::new(Node {
+        Ok(Arc::new(Raft {
             ids: IdGenerator::new(config.id),
             config,
             mailbox,
@@ -177,10 +184,6 @@ impl Node {
             epoch,
             thread: Mutex::new(Some(thread)),
         }))
-    }
-
-    pub fn id(&self) -> u64 {
-        self.config.id
     }
 
     pub fn status(&self) -> RaftStatus {
@@ -194,10 +197,6 @@ impl Node {
 
     pub fn ids(&self) -> &IdGenerator {
         &self.ids
-    }
-
-    pub fn config(&self) -> &NodeConfig {
-        &self.config
     }
 
     /// Hands a raft message from a peer to the driver; dropped if the mailbox is full

@@ -14,9 +14,9 @@ use ballast_proto::etcdserverpb::{
 use raft::eraftpb::ConfChangeType;
 use tonic::{Request, Response, Status};
 
-use super::Shared;
 use crate::cluster::new_member_id;
 use crate::error::Error;
+use crate::node::Node;
 
 /// Learners a cluster may have at once (etcd's maxLearners).
 pub const LEARNERS_MAX: usize = 1;
@@ -26,20 +26,20 @@ const LEARNER_READY_SHARE: f64 = 0.9;
 /// The Cluster service.
 #[derive(Debug, Clone)]
 pub struct ClusterService {
-    shared: Arc<Shared>,
+    node: Arc<Node>,
 }
 
 impl ClusterService {
-    pub fn new(shared: Arc<Shared>) -> Self {
-        ClusterService { shared }
+    pub fn new(node: Arc<Node>) -> Self {
+        ClusterService { node }
     }
 
     fn header(&self) -> Option<ballast_proto::etcdserverpb::ResponseHeader> {
-        Some(self.shared.header(self.shared.revision()))
+        Some(self.node.header(self.node.revision()))
     }
 
     fn member(&self, id: u64) -> Result<Member, Status> {
-        self.shared
+        self.node
             .cluster
             .member(id)
             .ok_or_else(|| Error::MemberNotFound.into())
@@ -61,7 +61,7 @@ impl ClusterService {
             return Err(Error::InvalidPeerUrls.into());
         }
         let taken = self
-            .shared
+            .node
             .cluster
             .members()
             .iter()
@@ -82,12 +82,12 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberAddResponse>, Status> {
         let req = request.into_inner();
         self.check_peer_urls(&req.peer_urls, None)?;
-        let members = self.shared.cluster.members();
+        let members = self.node.cluster.members();
         if req.is_learner && members.iter().filter(|m| m.is_learner).count() >= LEARNERS_MAX {
             return Err(Error::TooManyLearners.into());
         }
         let member = Member {
-            id: new_member_id(&req.peer_urls, self.shared.cluster.cluster_id),
+            id: new_member_id(&req.peer_urls, self.node.cluster.cluster_id),
             name: String::new(),
             peer_urls: req.peer_urls,
             client_urls: Vec::new(),
@@ -99,8 +99,8 @@ impl Cluster for ClusterService {
             ConfChangeType::AddNode
         };
         let members = self
-            .shared
             .node
+            .raft
             .propose_conf_change(kind, member.clone())
             .await?;
         Ok(Response::new(MemberAddResponse {
@@ -116,8 +116,8 @@ impl Cluster for ClusterService {
     ) -> Result<Response<MemberRemoveResponse>, Status> {
         let member = self.member(request.into_inner().id)?;
         let members = self
-            .shared
             .node
+            .raft
             .propose_conf_change(ConfChangeType::RemoveNode, member)
             .await?;
         Ok(Response::new(MemberRemoveResponse {
@@ -133,7 +133,7 @@ impl Cluster for ClusterService {
         let req = request.into_inner();
         self.member(req.id)?;
         self.check_peer_urls(&req.peer_urls, Some(req.id))?;
-        let members = self.shared.node.propose(req).await?;
+        let members = self.node.raft.propose(req).await?;
         Ok(Response::new(MemberUpdateResponse {
             header: self.header(),
             members,
@@ -145,11 +145,11 @@ impl Cluster for ClusterService {
         request: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
         if request.into_inner().linearizable {
-            self.shared.node.read_barrier().await?;
+            self.node.raft.read_barrier().await?;
         }
         Ok(Response::new(MemberListResponse {
             header: self.header(),
-            members: self.shared.cluster.members(),
+            members: self.node.cluster.members(),
         }))
     }
 
@@ -162,11 +162,11 @@ impl Cluster for ClusterService {
         if !member.is_learner {
             return Err(Error::NotLearner.into());
         }
-        let status = self.shared.node.status();
+        let status = self.node.raft.status();
         if !status.is_leader() {
             // Only the leader knows how far the learner is: ask it.
             let leader = self
-                .shared
+                .node
                 .cluster
                 .member(status.leader)
                 .ok_or(Error::NoLeader)?;
@@ -176,15 +176,15 @@ impl Cluster for ClusterService {
                 .map_err(|_| Status::from(Error::NoLeader))?;
             return client.member_promote(req).await;
         }
-        let progress = self.shared.node.progress().await?;
+        let progress = self.node.raft.progress().await?;
         let leader_match = progress.get(&status.id).copied().unwrap_or(0);
         let learner_match = progress.get(&req.id).copied().unwrap_or(0);
         if (learner_match as f64) < (leader_match as f64) * LEARNER_READY_SHARE {
             return Err(Error::LearnerNotReady.into());
         }
         let members = self
-            .shared
             .node
+            .raft
             .propose_conf_change(ConfChangeType::AddNode, member)
             .await?;
         Ok(Response::new(MemberPromoteResponse {

@@ -12,8 +12,8 @@ use ballast_proto::etcdserverpb::{
 use ballast_store::mvcc::txn::{check_delete, check_put, check_range, check_txn, is_read_only};
 use tonic::{Request, Response, Status};
 
-use super::Shared;
 use crate::error::Error;
+use crate::node::Node;
 
 /// How long a physical compaction may take before Compact answers anyway.
 const PHYSICAL_COMPACTION_WAIT: Duration = Duration::from_secs(60);
@@ -21,12 +21,12 @@ const PHYSICAL_COMPACTION_WAIT: Duration = Duration::from_secs(60);
 /// The KV service.
 #[derive(Debug, Clone)]
 pub struct KvService {
-    shared: Arc<Shared>,
+    node: Arc<Node>,
 }
 
 impl KvService {
-    pub fn new(shared: Arc<Shared>) -> Self {
-        KvService { shared }
+    pub fn new(node: Arc<Node>) -> Self {
+        KvService { node }
     }
 }
 
@@ -51,18 +51,18 @@ impl Kv for KvService {
         let req = request.into_inner();
         check_range(&req).map_err(Error::Store)?;
         if !req.serializable {
-            self.shared.node.read_barrier().await?;
+            self.node.raft.read_barrier().await?;
         }
-        let mut resp = self.shared.store.range(&req).map_err(Error::Store)?;
-        self.shared.complete(&mut resp.header);
+        let mut resp = self.node.store.range(&req).map_err(Error::Store)?;
+        self.node.complete(&mut resp.header);
         Ok(Response::new(resp))
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let req = request.into_inner();
         check_put(&req).map_err(Error::Store)?;
-        let mut resp = self.shared.node.propose(req).await?;
-        self.shared.complete(&mut resp.header);
+        let mut resp = self.node.raft.propose(req).await?;
+        self.node.complete(&mut resp.header);
         Ok(Response::new(resp))
     }
 
@@ -72,26 +72,23 @@ impl Kv for KvService {
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let req = request.into_inner();
         check_delete(&req).map_err(Error::Store)?;
-        let mut resp = self.shared.node.propose(req).await?;
-        self.shared.complete(&mut resp.header);
+        let mut resp = self.node.raft.propose(req).await?;
+        self.node.complete(&mut resp.header);
         Ok(Response::new(resp))
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let req = request.into_inner();
-        check_txn(&req, self.shared.config.max_txn_ops).map_err(Error::Store)?;
+        check_txn(&req, self.node.config.max_txn_ops).map_err(Error::Store)?;
         let mut resp = if is_read_only(&req) {
             if !is_serializable(&req) {
-                self.shared.node.read_barrier().await?;
+                self.node.raft.read_barrier().await?;
             }
-            self.shared
-                .store
-                .txn_read_only(&req)
-                .map_err(Error::Store)?
+            self.node.store.txn_read_only(&req).map_err(Error::Store)?
         } else {
-            self.shared.node.propose(req).await?
+            self.node.raft.propose(req).await?
         };
-        self.shared.complete(&mut resp.header);
+        self.node.complete(&mut resp.header);
         Ok(Response::new(resp))
     }
 
@@ -101,9 +98,9 @@ impl Kv for KvService {
     ) -> Result<Response<CompactionResponse>, Status> {
         let req = request.into_inner();
         let (revision, physical) = (req.revision, req.physical);
-        let mut resp = self.shared.node.propose(req).await?;
+        let mut resp = self.node.raft.propose(req).await?;
         if physical {
-            let store = self.shared.store.clone();
+            let store = self.node.store.clone();
             let done = tokio::task::spawn_blocking(move || {
                 store.wait_compacted(revision, PHYSICAL_COMPACTION_WAIT)
             })
@@ -113,7 +110,7 @@ impl Kv for KvService {
                 return Err(Error::Timeout.into());
             }
         }
-        self.shared.complete(&mut resp.header);
+        self.node.complete(&mut resp.header);
         Ok(Response::new(resp))
     }
 }

@@ -11,19 +11,19 @@ use ballast_proto::etcdserverpb::{
 };
 use tonic::{Request, Response, Status};
 
-use super::Shared;
 use crate::error::Error;
+use crate::node::Node;
 use crate::{CLUSTER_VERSION, ETCD_VERSION};
 
 /// The Maintenance service.
 #[derive(Debug, Clone)]
 pub struct MaintenanceService {
-    shared: Arc<Shared>,
+    node: Arc<Node>,
 }
 
 impl MaintenanceService {
-    pub fn new(shared: Arc<Shared>) -> Self {
-        MaintenanceService { shared }
+    pub fn new(node: Arc<Node>) -> Self {
+        MaintenanceService { node }
     }
 }
 
@@ -39,10 +39,10 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
-        let raft = self.shared.node.status();
-        let backend = self.shared.store.backend();
+        let raft = self.node.raft.status();
+        let backend = self.node.store.backend();
         Ok(Response::new(StatusResponse {
-            header: Some(self.shared.header(self.shared.revision())),
+            header: Some(self.node.header(self.node.revision())),
             version: ETCD_VERSION.to_string(),
             db_size: backend.size_bytes() as i64,
             leader: raft.leader,
@@ -51,7 +51,7 @@ impl Maintenance for MaintenanceService {
             raft_applied_index: raft.applied,
             errors: Vec::new(),
             db_size_in_use: backend.live_bytes() as i64,
-            is_learner: self.shared.cluster.is_learner(raft.id),
+            is_learner: self.node.cluster.is_learner(raft.id),
             storage_version: CLUSTER_VERSION.to_string(),
             db_size_quota: 0,
             downgrade_info: None,
@@ -66,7 +66,7 @@ impl Maintenance for MaintenanceService {
         let req = request.into_inner();
         match AlarmAction::try_from(req.action) {
             Ok(_) => Ok(Response::new(AlarmResponse {
-                header: Some(self.shared.header(self.shared.revision())),
+                header: Some(self.node.header(self.node.revision())),
                 alarms: Vec::new(),
             })),
             Err(_) => Err(Status::invalid_argument("etcdserver: unknown alarm action")),
@@ -77,20 +77,20 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        let store = self.shared.store.clone();
+        let store = self.node.store.clone();
         blocking(move || store.backend().compact_all()).await?;
         Ok(Response::new(DefragmentResponse {
-            header: Some(self.shared.header(self.shared.revision())),
+            header: Some(self.node.header(self.node.revision())),
         }))
     }
 
     async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let store = self.shared.store.clone();
+        let store = self.node.store.clone();
         let (hash, _, revision) = blocking(move || store.hash_kv(0))
             .await?
             .map_err(Error::Store)?;
         Ok(Response::new(HashResponse {
-            header: Some(self.shared.header(revision)),
+            header: Some(self.node.header(revision)),
             hash,
         }))
     }
@@ -100,12 +100,12 @@ impl Maintenance for MaintenanceService {
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         let revision = request.into_inner().revision;
-        let store = self.shared.store.clone();
+        let store = self.node.store.clone();
         let (hash, compact_revision, hash_revision) = blocking(move || store.hash_kv(revision))
             .await?
             .map_err(Error::Store)?;
         Ok(Response::new(HashKvResponse {
-            header: Some(self.shared.header(self.shared.revision())),
+            header: Some(self.node.header(self.node.revision())),
             hash,
             compact_revision,
             hash_revision,
@@ -117,12 +117,12 @@ impl Maintenance for MaintenanceService {
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         let target = request.into_inner().target_id;
-        let raft = self.shared.node.status();
+        let raft = self.node.raft.status();
         if !raft.is_leader() {
             return Err(Error::NotLeader.into());
         }
         let votes = self
-            .shared
+            .node
             .cluster
             .member(target)
             .is_some_and(|m| !m.is_learner);
@@ -130,10 +130,10 @@ impl Maintenance for MaintenanceService {
             return Err(Error::BadLeaderTransferee.into());
         }
         if target != raft.id {
-            self.shared.node.transfer_leader(target).await?;
+            self.node.raft.transfer_leader(target).await?;
         }
         Ok(Response::new(MoveLeaderResponse {
-            header: Some(self.shared.header(self.shared.revision())),
+            header: Some(self.node.header(self.node.revision())),
         }))
     }
 }

@@ -95,37 +95,6 @@ impl From<Error> for Status {
     }
 }
 
-/// The text etcd puts in a watch cancel_reason: the gRPC error rendered as Go does.
-pub fn cancel_reason(status: &Status) -> String {
-    format!(
-        "rpc error: code = {} desc = {}",
-        go_code_name(status.code()),
-        status.message()
-    )
-}
-
-fn go_code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "Canceled",
-        Code::Unknown => "Unknown",
-        Code::InvalidArgument => "InvalidArgument",
-        Code::DeadlineExceeded => "DeadlineExceeded",
-        Code::NotFound => "NotFound",
-        Code::AlreadyExists => "AlreadyExists",
-        Code::PermissionDenied => "PermissionDenied",
-        Code::ResourceExhausted => "ResourceExhausted",
-        Code::FailedPrecondition => "FailedPrecondition",
-        Code::Aborted => "Aborted",
-        Code::OutOfRange => "OutOfRange",
-        Code::Unimplemented => "Unimplemented",
-        Code::Internal => "Internal",
-        Code::Unavailable => "Unavailable",
-        Code::DataLoss => "DataLoss",
-        Code::Unauthenticated => "Unauthenticated",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,9 +119,5 @@ mod tests {
         );
         let s = Status::from(Error::NoLeader);
         assert_eq!(s.code(), Code::Unavailable);
-        assert_eq!(
-            cancel_reason(&Status::permission_denied("etcdserver: permission denied")),
-            "rpc error: code = PermissionDenied desc = etcdserver: permission denied"
-        );
     }
 }

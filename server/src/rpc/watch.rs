@@ -22,9 +22,9 @@ use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::status::DUPLICATE_WATCH_ID;
-use super::Shared;
-use crate::config::GRPC_OVERHEAD_BYTES;
 use crate::error::Error;
+use crate::limits::GRPC_OVERHEAD_BYTES;
+use crate::node::Node;
 
 /// Hub messages queued for one stream (etcd's per-stream channel holds 128). When it is
 /// full the hub moves the stream's watchers aside and catches them up later.
@@ -41,12 +41,12 @@ const ALL_WATCHERS: i64 = -1;
 /// The Watch service.
 #[derive(Debug, Clone)]
 pub struct WatchService {
-    shared: Arc<Shared>,
+    node: Arc<Node>,
 }
 
 impl WatchService {
-    pub fn new(shared: Arc<Shared>) -> Self {
-        WatchService { shared }
+    pub fn new(node: Arc<Node>) -> Self {
+        WatchService { node }
     }
 }
 
@@ -79,19 +79,19 @@ impl Watch for WatchService {
         &self,
         request: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<BoxStream<WatchResponse>>, Status> {
-        if requires_leader(request.metadata()) && !self.shared.node.status().has_leader() {
+        if requires_leader(request.metadata()) && !self.node.raft.status().has_leader() {
             return Err(Error::NoLeader.into());
         }
         let inbound = request.into_inner();
         let (out, out_rx) = mpsc::channel(WATCH_STREAM_OUTPUT_CAPACITY);
         let (events_tx, events) = mpsc::channel(WATCH_STREAM_EVENTS_CAPACITY);
         let stream = self
-            .shared
+            .node
             .store
             .watch_hub()
             .open_stream(Arc::new(ChannelSink(events_tx)));
         let session = Session {
-            shared: self.shared.clone(),
+            node: self.node.clone(),
             stream,
             watchers: HashMap::new(),
             next_id: 0,
@@ -110,7 +110,7 @@ struct WatcherState {
 }
 
 struct Session {
-    shared: Arc<Shared>,
+    node: Arc<Node>,
     stream: StreamId,
     watchers: HashMap<i64, WatcherState>,
     next_id: i64,
@@ -127,11 +127,8 @@ impl Session {
         mut inbound: Streaming<WatchRequest>,
         mut events: mpsc::Receiver<WatchMessage>,
     ) {
-        let shutdown = self.shared.shutdown.clone();
-        let every = self
-            .shared
-            .config
-            .experimental_watch_progress_notify_interval;
+        let shutdown = self.node.shutdown.clone();
+        let every = self.node.config.experimental_watch_progress_notify_interval;
         let mut progress = interval_at(Instant::now() + every, every);
         progress.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut retry = interval_at(Instant::now(), PROGRESS_RETRY_INTERVAL);
@@ -153,7 +150,7 @@ impl Session {
                     Ok(())
                 }
                 _ = retry.tick(), if self.progress_pending => {
-                    self.progress_pending = !self.shared.store.watch_hub().request_progress(self.stream);
+                    self.progress_pending = !self.node.store.watch_hub().request_progress(self.stream);
                     Ok(())
                 }
             };
@@ -161,7 +158,7 @@ impl Session {
                 break;
             }
         }
-        self.shared.store.watch_hub().close_stream(self.stream);
+        self.node.store.watch_hub().close_stream(self.stream);
     }
 
     async fn send(&self, response: WatchResponse) -> Result<(), Closed> {
@@ -174,10 +171,10 @@ impl Session {
             Some(RequestUnion::CancelRequest(cancel)) => {
                 // An unknown id gets no response, as in etcd.
                 if let Some(watcher) = self.watchers.remove(&cancel.watch_id) {
-                    self.shared.store.watch_hub().cancel(watcher.hub_id);
-                    let revision = self.shared.store.watch_hub().published();
+                    self.node.store.watch_hub().cancel(watcher.hub_id);
+                    let revision = self.node.store.watch_hub().published();
                     self.send(WatchResponse {
-                        header: Some(self.shared.header(revision)),
+                        header: Some(self.node.header(revision)),
                         watch_id: cancel.watch_id,
                         canceled: true,
                         ..Default::default()
@@ -187,7 +184,7 @@ impl Session {
                 Ok(())
             }
             Some(RequestUnion::ProgressRequest(_)) => {
-                if !self.shared.store.watch_hub().request_progress(self.stream) {
+                if !self.node.store.watch_hub().request_progress(self.stream) {
                     self.progress_pending = true;
                 }
                 Ok(())
@@ -198,7 +195,7 @@ impl Session {
 
     async fn refuse(&self, reason: String) -> Result<(), Closed> {
         self.send(WatchResponse {
-            header: Some(self.shared.header(self.shared.revision())),
+            header: Some(self.node.header(self.node.revision())),
             watch_id: ALL_WATCHERS,
             created: true,
             canceled: true,
@@ -246,7 +243,7 @@ impl Session {
             no_delete,
             prev_kv: create.prev_kv,
         };
-        let hub = self.shared.store.watch_hub();
+        let hub = self.node.store.watch_hub();
         let (hub_id, published) = hub.watch(self.stream, watch_id, filter, create.start_revision);
         self.watchers.insert(
             watch_id,
@@ -257,14 +254,14 @@ impl Session {
             },
         );
         self.send(WatchResponse {
-            header: Some(self.shared.header(published)),
+            header: Some(self.node.header(published)),
             watch_id,
             created: true,
             ..Default::default()
         })
         .await?;
         // Catching up from history reads the store: keep it off the async workers.
-        let store = self.shared.store.clone();
+        let store = self.node.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.watch_activate(hub_id)).await;
         Ok(())
     }
@@ -280,13 +277,13 @@ impl Session {
                     return Ok(()); // canceled meanwhile
                 };
                 let response = WatchResponse {
-                    header: Some(self.shared.header(revision)),
+                    header: Some(self.node.header(revision)),
                     watch_id,
                     events,
                     ..Default::default()
                 };
                 if watcher.fragment {
-                    let limit = self.shared.config.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+                    let limit = self.node.config.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
                     for part in fragments(response, limit) {
                         self.send(part).await?;
                     }
@@ -303,7 +300,7 @@ impl Session {
                     return Ok(());
                 }
                 self.send(WatchResponse {
-                    header: Some(self.shared.header(0)),
+                    header: Some(self.node.header(0)),
                     watch_id,
                     canceled: true,
                     compact_revision,
@@ -316,7 +313,7 @@ impl Session {
                     return Ok(());
                 }
                 self.send(WatchResponse {
-                    header: Some(self.shared.header(revision)),
+                    header: Some(self.node.header(revision)),
                     watch_id,
                     ..Default::default()
                 })
@@ -333,7 +330,7 @@ impl Session {
             .map(|w| w.hub_id)
             .collect();
         if !ids.is_empty() {
-            self.shared
+            self.node
                 .store
                 .watch_hub()
                 .notify_progress(self.stream, &ids);

@@ -1,4 +1,5 @@
-//! Client connections whose requests name a whole URL as their `:authority`.
+//! An HTTP/2 `:authority` rewriter for grpc-go clients that name a whole URL as the
+//! authority of their requests.
 //!
 //! etcdctl 3.4 dials a member's client URL itself for `endpoint status`, `endpoint hashkv`
 //! and `defrag` (always so with `--cluster`, which takes the URLs from the member list),

@@ -1,4 +1,7 @@
-//! The peer gRPC service: what other members send to this one.
+//! The peer gRPC service: what other members send to this one (raft messages,
+//! snapshots, membership for a joining member, forwarded lease keep-alives).
+
+mod snapshot;
 
 use std::sync::Arc;
 
@@ -13,31 +16,30 @@ use protobuf::Message as _;
 use raft::eraftpb::Message as RaftMessage;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::node::{local_renew, local_time_to_live, Node};
 use crate::peer::MEMBER_REMOVED;
-use crate::rpc::lease::{local_renew, local_time_to_live};
-use crate::rpc::Shared;
 
 /// The service other members call.
 #[derive(Debug, Clone)]
 pub struct PeerService {
-    shared: Arc<Shared>,
+    node: Arc<Node>,
 }
 
 impl PeerService {
-    pub fn new(shared: Arc<Shared>) -> Self {
-        PeerService { shared }
+    pub fn new(node: Arc<Node>) -> Self {
+        PeerService { node }
     }
 
     fn check_cluster(&self, cluster_id: u64) -> Result<(), Status> {
-        if cluster_id != self.shared.cluster.cluster_id {
+        if cluster_id != self.node.cluster.cluster_id {
             tracing::warn!(
                 theirs = format!("{cluster_id:x}"),
-                ours = format!("{:x}", self.shared.cluster.cluster_id),
+                ours = format!("{:x}", self.node.cluster.cluster_id),
                 "refused a peer of another cluster (cluster ID mismatch)"
             );
             return Err(Status::failed_precondition(format!(
                 "cluster ID mismatch: this member is in cluster {:x}, the sender in {cluster_id:x}",
-                self.shared.cluster.cluster_id
+                self.node.cluster.cluster_id
             )));
         }
         Ok(())
@@ -53,21 +55,21 @@ impl RaftTransport for PeerService {
         let mut batches = request.into_inner();
         loop {
             let batch = tokio::select! {
-                _ = self.shared.shutdown.cancelled() => break,
+                _ = self.node.shutdown.cancelled() => break,
                 batch = batches.message() => batch?,
             };
             let Some(batch) = batch else { break };
             self.check_cluster(batch.cluster_id)?;
-            if self.shared.cluster.is_removed(batch.from) {
+            if self.node.cluster.is_removed(batch.from) {
                 return Err(Status::failed_precondition(MEMBER_REMOVED));
             }
-            if self.shared.transport.is_blocked(batch.from) {
+            if self.node.transport.is_blocked(batch.from) {
                 continue;
             }
             for bytes in batch.messages {
                 let message = RaftMessage::parse_from_bytes(&bytes)
                     .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
-                self.shared.node.step(message);
+                self.node.raft.step(message);
             }
         }
         Ok(Response::new(SendDone {}))
@@ -77,7 +79,7 @@ impl RaftTransport for PeerService {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SnapshotDone>, Status> {
-        crate::peer::snapshot::receive(&self.shared, request.into_inner()).await?;
+        snapshot::receive(&self.node, request.into_inner()).await?;
         Ok(Response::new(SnapshotDone {}))
     }
 
@@ -86,8 +88,8 @@ impl RaftTransport for PeerService {
         _request: Request<MembershipRequest>,
     ) -> Result<Response<MembershipResponse>, Status> {
         Ok(Response::new(MembershipResponse {
-            cluster_id: self.shared.cluster.cluster_id,
-            members: self.shared.cluster.members(),
+            cluster_id: self.node.cluster.cluster_id,
+            members: self.node.cluster.members(),
         }))
     }
 
@@ -96,7 +98,7 @@ impl RaftTransport for PeerService {
         request: Request<LeaseKeepAliveRequest>,
     ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
         let id = request.into_inner().id;
-        Ok(Response::new(local_renew(&self.shared, id).await?))
+        Ok(Response::new(local_renew(&self.node, id).await?))
     }
 
     async fn lease_time_to_live(
@@ -104,7 +106,7 @@ impl RaftTransport for PeerService {
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         Ok(Response::new(
-            local_time_to_live(&self.shared, request.into_inner()).await?,
+            local_time_to_live(&self.node, request.into_inner()).await?,
         ))
     }
 }

@@ -1,0 +1,59 @@
+//! The member's context: its configuration, store, raft handle, lessor, cluster view and
+//! peer transport, and the response header every answer carries. Beside it, what the
+//! member does with leases beyond the lessor's deadlines: answering keep-alives and
+//! time-to-live queries on the leader (`leases`), revoking expired leases (`expiry`).
+
+mod expiry;
+mod leases;
+
+pub(crate) use expiry::expire_leases;
+pub(crate) use leases::{local_renew, local_time_to_live, renew, time_to_live};
+
+use std::sync::Arc;
+
+use ballast_proto::etcdserverpb::ResponseHeader;
+use ballast_store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::lessor::Lessor;
+use crate::peer::PeerTransport;
+use crate::raft::Raft;
+
+/// This member: what every gRPC service, the peer service and the HTTP endpoints work
+/// with. Built once at start (`server.rs`) and shared behind an `Arc`.
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub(crate) config: Config,
+    pub(crate) store: Arc<Store>,
+    pub(crate) raft: Arc<Raft>,
+    pub(crate) lessor: Arc<Lessor>,
+    pub(crate) cluster: Arc<Cluster>,
+    pub(crate) transport: Arc<PeerTransport>,
+    /// Cancelled when the server shuts down; every stream ends on it.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Node {
+    /// A response header for this member at `revision`.
+    pub(crate) fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster.cluster_id,
+            member_id: self.cluster.local_id,
+            revision,
+            raft_term: self.raft.status().term,
+        }
+    }
+
+    /// Completes a header the store filled with a revision.
+    pub(crate) fn complete(&self, header: &mut Option<ResponseHeader>) {
+        let revision = header.as_ref().map_or(0, |h| h.revision);
+        *header = Some(self.header(revision));
+    }
+
+    /// The current store revision.
+    pub(crate) fn revision(&self) -> i64 {
+        self.store.revisions().current
+    }
+}
