@@ -215,20 +215,6 @@ struct Progress {
     stop: AtomicBool,
 }
 
-/// A small xorshift generator per worker: reproducible, and no shared state.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, bound: u64) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound.max(1)
-    }
-}
-
 /// Opens the connections, spread over the endpoints as etcd's `benchmark` spreads them:
 /// connection i starts on endpoint i (mod their number) and fails over to the others.
 async fn connections(settings: &Settings) -> Result<Vec<Client>, ballast_client::Error> {
@@ -390,7 +376,8 @@ async fn worker(
     histogram: Arc<Mutex<Histogram<u64>>>,
     deadline: Option<Instant>,
 ) {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1).wrapping_mul(0x1000_0001));
+    // Seeded per worker: reproducible, and no shared state.
+    let mut rng = fastrand::Rng::with_seed(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1));
     let value = vec![b'v'; settings.value_size];
     let mut local = new_histogram();
     let mut sequence = id as u64;
@@ -402,7 +389,7 @@ async fn worker(
                     sequence += settings.clients as u64;
                     sequence % settings.key_space.max(1)
                 } else {
-                    rng.below(settings.key_space)
+                    rng.u64(..settings.key_space.max(1))
                 };
                 client
                     .put(key(i, settings.key_size), &value, PutOptions::new())
@@ -416,14 +403,14 @@ async fn worker(
                 }
                 client
                     .get(
-                        key(rng.below(settings.key_space), settings.key_size),
+                        key(rng.u64(..settings.key_space.max(1)), settings.key_size),
                         options,
                     )
                     .await
                     .map(drop)
             }
             Workload::TxnUpdate => {
-                let k = key(rng.below(settings.key_space), settings.key_size);
+                let k = key(rng.u64(..settings.key_space.max(1)), settings.key_size);
                 match client.get(&k, GetOptions::new().with_serializable()).await {
                     Ok(current) => {
                         let revision = current.kvs.first().map_or(0, |kv| kv.mod_revision);

@@ -76,7 +76,6 @@ async fn every_workload_runs_and_reports() {
             .json()
             .starts_with(&format!("{{\"workload\":\"{name}\"")));
         let cpu = report.server_cpu_seconds.expect("a server pid was given");
-        assert!(cpu >= 0.0, "{}", report.json());
         assert!(report.json().contains("\"server_cpu_seconds\":"));
         server_cpu += cpu;
     }

@@ -8,10 +8,21 @@ use ballast_client::{
     Client, ConnectOptions, Election, GetOptions, LeaseState, Mutex, PutOptions, Session, Txn,
     TxnOp, WatchOptions, WatchStream,
 };
-use ballast_tests::{free_port, Node};
+use ballast_tests::{eventually, free_port, Node, WAIT};
 use futures::StreamExt;
 
-const WAIT: Duration = Duration::from_secs(15);
+/// Waits until `count` keys exist under `prefix`: a lock or election contender has
+/// registered its key and is waiting for the ones before it.
+async fn wait_for_contenders(client: &Client, prefix: &str, count: usize) {
+    let registered = eventually(WAIT, || async {
+        client
+            .get(prefix, GetOptions::new().with_prefix())
+            .await
+            .is_ok_and(|r| r.kvs.len() == count)
+    })
+    .await;
+    assert!(registered, "{count} contenders under {prefix}");
+}
 
 async fn revisions(stream: &mut WatchStream, count: usize) -> Vec<i64> {
     let mut seen = Vec::new();
@@ -118,7 +129,7 @@ async fn mutex_excludes_fences_and_hands_over() {
         b.lock().await.unwrap();
         b
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for_contenders(&client, "jobs/", 2).await;
     assert!(!waiter.is_finished(), "b waits while a holds the lock");
     // A write fenced on ownership goes through for the holder only.
     let fenced = client
@@ -184,8 +195,11 @@ async fn mutex_and_etcdctl_lock_exclude_each_other() {
         ours.lock().await.unwrap();
         ours
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!waiter.is_finished());
+    wait_for_contenders(&client, "shared/", 2).await;
+    assert!(
+        !waiter.is_finished(),
+        "our Mutex waits while etcdctl holds the lock"
+    );
     // SIGINT: etcdctl releases the lock and exits.
     Command::new("kill")
         .args(["-INT", &holder.id().to_string()])
@@ -200,7 +214,7 @@ async fn mutex_and_etcdctl_lock_exclude_each_other() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for_contenders(&client, "shared/", 2).await;
     assert!(
         contender.try_wait().unwrap().is_none(),
         "etcdctl waits for our lock"
@@ -210,6 +224,17 @@ async fn mutex_and_etcdctl_lock_exclude_each_other() {
         .await
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("etcdctl-got-it"));
+}
+
+/// The next line `etcdctl elect -l` printed; kills it and fails if none comes in time.
+async fn next_line(lines: &mut tokio::sync::mpsc::Receiver<String>, pid: u32) -> String {
+    match tokio::time::timeout(WAIT, lines.recv()).await {
+        Ok(Some(line)) => line,
+        Ok(None) | Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("etcdctl elect -l printed no more lines");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,22 +261,25 @@ async fn election_is_seen_by_etcdctl_elect_and_observers() {
         .spawn()
         .unwrap();
     let listener_pid = listener.id();
-    let lines = tokio::task::spawn_blocking(move || {
+    // Its lines arrive one by one: we proclaim only once it has printed the first leader,
+    // so it is observing when the value changes.
+    let (line_tx, mut line_rx) = tokio::sync::mpsc::channel::<String>(8);
+    let reader = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
         let mut listener = listener;
-        let mut lines = Vec::new();
-        let reader = std::io::BufReader::new(listener.stdout.take().unwrap());
-        for line in reader.lines() {
-            lines.push(line.unwrap());
-            if lines.len() == 4 {
+        let stdout = std::io::BufReader::new(listener.stdout.take().unwrap());
+        for line in stdout.lines().take(4) {
+            if line_tx.blocking_send(line.unwrap()).is_err() {
                 break;
             }
         }
         let _ = listener.kill();
         let _ = listener.wait();
-        lines
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut lines = Vec::new();
+    for _ in 0..2 {
+        lines.push(next_line(&mut line_rx, listener_pid).await);
+    }
     election.proclaim("rust-2").await.unwrap();
     let seen = tokio::time::timeout(WAIT, observer.next())
         .await
@@ -259,16 +287,10 @@ async fn election_is_seen_by_etcdctl_elect_and_observers() {
         .unwrap()
         .unwrap();
     assert_eq!(seen.value_str().unwrap(), "rust-2");
-    let lines = match tokio::time::timeout(WAIT, lines).await {
-        Ok(lines) => lines.unwrap(),
-        Err(_) => {
-            Command::new("kill")
-                .arg(listener_pid.to_string())
-                .status()
-                .unwrap();
-            panic!("etcdctl elect -l printed nothing");
-        }
-    };
+    for _ in 0..2 {
+        lines.push(next_line(&mut line_rx, listener_pid).await);
+    }
+    tokio::time::timeout(WAIT, reader).await.unwrap().unwrap();
     let key = String::from_utf8(leader.key.to_vec()).unwrap();
     assert_eq!(lines, [key.clone(), "rust-1".into(), key, "rust-2".into()]);
 
@@ -279,8 +301,8 @@ async fn election_is_seen_by_etcdctl_elect_and_observers() {
         rival.campaign("rival").await.unwrap();
         rival
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!campaign.is_finished());
+    wait_for_contenders(&client, "leader-of/", 2).await;
+    assert!(!campaign.is_finished(), "the rival waits while we lead");
     assert_eq!(
         election
             .leader()

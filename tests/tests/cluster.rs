@@ -3,9 +3,7 @@
 use std::time::Duration;
 
 use ballast_client::{Client, ConnectOptions, GetOptions, PutOptions, WatchOptions};
-use ballast_tests::{eventually, TestCluster};
-
-const WAIT: Duration = Duration::from_secs(20);
+use ballast_tests::{eventually, TestCluster, WAIT};
 
 async fn client_of(endpoint: String) -> Client {
     Client::connect([endpoint], ConnectOptions::default())

@@ -13,7 +13,7 @@ use ballast_client::{
     TxnOpResponse,
 };
 use ballast_tests::linearizability::{check, Input, Operation, Output, Verdict};
-use ballast_tests::{eventually, http_get, Rng, TestCluster};
+use ballast_tests::{eventually, http_get, TestCluster, WAIT};
 
 /// Concurrent clients of the workload.
 const WORKERS: usize = 4;
@@ -21,7 +21,6 @@ const WORKERS: usize = 4;
 const KEYS: [&str; 2] = ["x", "y"];
 /// Each worker's operations at most, to keep the history checkable.
 const OPS_PER_WORKER_MAX: usize = 150;
-const WAIT: Duration = Duration::from_secs(30);
 
 struct Recorder {
     start: Instant,
@@ -41,16 +40,16 @@ async fn worker(
     stop: Arc<AtomicBool>,
     seed: u64,
 ) {
-    let mut rng = Rng::new(seed ^ id as u64);
+    let mut rng = fastrand::Rng::with_seed(seed ^ id as u64);
     let mut last_seen = [0i64; KEYS.len()];
     for seq in 0..OPS_PER_WORKER_MAX {
         if stop.load(Ordering::Relaxed) {
             return;
         }
-        let k = rng.below(KEYS.len() as u64) as usize;
+        let k = rng.usize(..KEYS.len());
         let key = KEYS[k];
         let call = recorder.now();
-        let (input, output) = match rng.below(10) {
+        let (input, output) = match rng.u64(..10) {
             0..=3 => {
                 let value = format!("w{id}-{seq}");
                 let result = client.put(key, &value, PutOptions::new()).await;

@@ -5,10 +5,8 @@ use std::time::Duration;
 use ballast_client::{
     DeleteOptions, Error, EventKind, PutOptions, WatchOptions, WatchResponse, WatchStream,
 };
-use ballast_tests::Node;
+use ballast_tests::{Node, WAIT};
 use tokio_stream::StreamExt as _;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 async fn next(stream: &mut WatchStream) -> WatchResponse {
     tokio::time::timeout(WAIT, stream.message())

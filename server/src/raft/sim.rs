@@ -29,27 +29,9 @@ const TICK_EVERY: u64 = 5;
 /// Election timeout in ticks (heartbeat is one tick).
 const ELECTION_TICKS: usize = 10;
 
-/// xorshift64*: small, fast, and the same everywhere.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
+/// True `percent` times in a hundred.
+fn chance(rng: &mut fastrand::Rng, percent: u64) -> bool {
+    rng.u64(..100) < percent
 }
 
 /// What a node has written: its raft log and state, and its state machine.
@@ -300,8 +282,8 @@ struct Summary {
 
 /// Outcome of one seed: what it did, or the violation it found.
 fn simulate(seed: u64, ignore_sync: bool) -> std::result::Result<Summary, String> {
-    let mut rng = Rng::new(seed);
-    let size = if rng.chance(50) { 3 } else { 5 };
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let size = if chance(&mut rng, 50) { 3 } else { 5 };
     let ids: Vec<u64> = (1..=size).collect();
     let disks: Vec<Rc<RefCell<SimDisk>>> = ids
         .iter()
@@ -323,7 +305,7 @@ fn simulate(seed: u64, ignore_sync: bool) -> std::result::Result<Summary, String
     let (mut now, mut sequence, mut next_value) = (0u64, 0u64, 0u64);
 
     for _ in 0..STEPS {
-        match rng.below(100) {
+        match rng.u64(..100) {
             0..=59 => {
                 now += 1;
                 while let Some(Reverse((at, _, key))) = network.peek().copied() {
@@ -344,15 +326,15 @@ fn simulate(seed: u64, ignore_sync: bool) -> std::result::Result<Summary, String
                 }
             }
             60..=89 => {
-                let target = rng.below(size) as usize;
+                let target = rng.u64(..size) as usize;
                 if let Some(raw) = nodes[target].as_mut() {
                     // Half alone (raft-rs's `propose`), half as the driver steps a
                     // turn's proposals: several entries in one MsgProp.
-                    let batched = rng.chance(50);
+                    let batched = chance(&mut rng, 50);
                     let mut batch = ProposalBatch::default();
-                    for _ in 0..if batched { 1 + rng.below(4) } else { 1 } {
+                    for _ in 0..if batched { 1 + rng.u64(..4) } else { 1 } {
                         next_value += 1;
-                        let mut data = (rng.below(8)).to_be_bytes().to_vec();
+                        let mut data = (rng.u64(..8)).to_be_bytes().to_vec();
                         data.extend_from_slice(&next_value.to_be_bytes());
                         if batched {
                             batch.push(next_value, data);
@@ -366,19 +348,19 @@ fn simulate(seed: u64, ignore_sync: bool) -> std::result::Result<Summary, String
                 }
             }
             90 => {
-                let target = rng.below(size) as usize;
+                let target = rng.u64(..size) as usize;
                 if nodes[target].take().is_some() {
                     disks[target].borrow_mut().crash();
                 }
             }
             91..=94 => {
-                let target = rng.below(size) as usize;
+                let target = rng.u64(..size) as usize;
                 if nodes[target].is_none() {
                     nodes[target] = Some(new_raw(ids[target], SimStorage(disks[target].clone())));
                 }
             }
             95..=96 => {
-                let (a, b) = (1 + rng.below(size), 1 + rng.below(size));
+                let (a, b) = (1 + rng.u64(..size), 1 + rng.u64(..size));
                 if a != b {
                     blocked.insert((a, b));
                     blocked.insert((b, a));
@@ -400,13 +382,13 @@ fn simulate(seed: u64, ignore_sync: bool) -> std::result::Result<Summary, String
             while handle_ready(raw, &mut io).map_err(|e| e.to_string())? {}
         }
         for message in outbox {
-            if blocked.contains(&(message.from, message.to)) || rng.chance(5) {
+            if blocked.contains(&(message.from, message.to)) || chance(&mut rng, 5) {
                 continue; // partitioned or lost
             }
-            let copies = if rng.chance(2) { 2 } else { 1 };
+            let copies = if chance(&mut rng, 2) { 2 } else { 1 };
             for _ in 0..copies {
                 sequence += 1;
-                let at = now + 1 + rng.below(20);
+                let at = now + 1 + rng.u64(..20);
                 in_flight.insert(sequence as usize, message.clone());
                 network.push(Reverse((at, sequence, sequence as usize)));
             }

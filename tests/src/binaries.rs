@@ -1,0 +1,54 @@
+//! The binaries under test, built once per test process in the test's own profile.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Path of the `ballast` binary, built once per test process in the test's own profile.
+pub fn ballast_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        // Tests run from target/<profile>/deps/, tools from target/<profile>/.
+        let exe = std::env::current_exe().expect("executable path");
+        let mut profile_dir = exe.parent().expect("target/<profile>/...").to_path_buf();
+        if profile_dir.ends_with("deps") {
+            profile_dir.pop();
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args([
+            "build",
+            "--quiet",
+            "-p",
+            "ballast-server",
+            "--bin",
+            "ballast",
+        ]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "building ballast failed");
+        profile_dir.join("ballast")
+    })
+}
+
+/// Directory of ballast-client's example binaries, built once per test process.
+pub fn client_examples_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let binary = ballast_binary();
+        let profile_dir = binary.parent().expect("target/<profile>");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--workspace", "--examples"]);
+        if profile_dir.ends_with("release") {
+            build.arg("--release");
+        }
+        assert!(
+            build.status().expect("run cargo build").success(),
+            "building the examples failed"
+        );
+        profile_dir.join("examples")
+    })
+}

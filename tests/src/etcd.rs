@@ -1,0 +1,196 @@
+//! Real etcd processes (Debian's etcd-server), alone or as a cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::flags::member_flags;
+use crate::{free_port, WAIT};
+
+/// A real etcd (Debian's etcd-server) on loopback, for side-by-side measurements and for
+/// holding our client to the reference server.
+#[derive(Debug)]
+pub struct Etcd {
+    pub dir: PathBuf,
+    pub port: u16,
+    /// Extra flags, e.g. TLS files or `--auth-token-ttl`.
+    pub extra_args: Vec<String>,
+    /// Serve clients over https.
+    pub https: bool,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Etcd {
+    /// Starts a single-member etcd in `dir`; waits until it answers.
+    pub fn start(dir: &Path) -> Etcd {
+        Etcd::start_with(dir, &[], false)
+    }
+
+    /// Starts etcd with extra flags, over https if `https` (the flags must name the
+    /// certificate and key).
+    pub fn start_with(dir: &Path, extra_args: &[&str], https: bool) -> Etcd {
+        let mut etcd = Etcd {
+            dir: dir.to_path_buf(),
+            port: 0,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            https,
+            child: None,
+            log: dir.with_extension("etcd.log"),
+        };
+        etcd.launch();
+        etcd
+    }
+
+    fn launch(&mut self) {
+        self.port = free_port();
+        let peer = free_port();
+        let scheme = if self.https { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{}", self.port);
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(&self.log).expect("create etcd log");
+        let child = Command::new("etcd")
+            .args(["--name", "etcd", "--data-dir"])
+            .arg(&self.dir)
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("etcd={peer_url}")])
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd is installed (Debian package etcd-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if log.contains("ready to serve client requests") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "etcd did not start:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts etcd again on its data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "restart of a running etcd");
+        self.launch();
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A cluster of real etcd processes (Debian's etcd-server) on loopback.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    pub members: Vec<(Child, u16, PathBuf)>,
+}
+
+impl EtcdCluster {
+    /// Starts `size` members and waits until each serves.
+    pub fn start(dir: &Path, size: usize) -> EtcdCluster {
+        std::fs::create_dir_all(dir).expect("cluster directory");
+        let clients: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let peers: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let initial = (0..size)
+            .map(|i| format!("e{i}=http://127.0.0.1:{}", peers[i]))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::new();
+        for i in 0..size {
+            let data = dir.join(format!("e{i}"));
+            let log = std::fs::File::create(data.with_extension("log")).expect("etcd log");
+            let client = format!("http://127.0.0.1:{}", clients[i]);
+            let peer = format!("http://127.0.0.1:{}", peers[i]);
+            let child = Command::new("etcd")
+                .args(member_flags(
+                    &format!("e{i}"),
+                    &data,
+                    &client,
+                    &peer,
+                    &initial,
+                    "new",
+                ))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("etcd is installed (Debian package etcd-server)");
+            members.push((child, clients[i], data));
+        }
+        let deadline = Instant::now() + WAIT;
+        for (_, _, data) in &members {
+            loop {
+                let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+                if log.contains("ready to serve client requests") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "etcd member did not start:\n{log}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        EtcdCluster { members }
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|(_, port, _)| format!("127.0.0.1:{port}"))
+            .collect()
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.members
+            .iter()
+            .map(|(child, _, _)| child.id())
+            .collect()
+    }
+
+    pub fn data_dirs(&self) -> Vec<PathBuf> {
+        self.members
+            .iter()
+            .map(|(_, _, data)| data.clone())
+            .collect()
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for (child, _, _) in &mut self.members {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
