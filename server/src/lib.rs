@@ -13,6 +13,7 @@ pub(crate) mod http;
 pub(crate) mod idgen;
 pub(crate) mod lessor;
 pub(crate) mod limits;
+pub mod listeners;
 pub(crate) mod node;
 pub(crate) mod peer;
 pub(crate) mod raft;
@@ -22,6 +23,7 @@ pub(crate) mod url_authority;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use listeners::Listeners;
 pub use server::run;
 
 /// The etcd version Ballast reports (Status, /version). Clients enable features by it:

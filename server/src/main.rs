@@ -1,7 +1,8 @@
-//! `ballast`: parse the flags, set up logging, run the node until SIGINT or SIGTERM.
+//! `ballast`: parse the flags, set up logging, bind (or inherit) the listeners, run the
+//! node until SIGINT or SIGTERM.
 
 use ballast_server::config::LogLevel;
-use ballast_server::Config;
+use ballast_server::{Config, Listeners};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::level_filters::LevelFilter;
@@ -32,10 +33,18 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Bound before the node starts: a port that is taken fails the start at once.
+    let listeners = match Listeners::from_env(&config) {
+        Ok(listeners) => listeners,
+        Err(err) => {
+            tracing::error!(%err, "cannot listen");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let shutdown = CancellationToken::new();
     let result = runtime.block_on(async {
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        ballast_server::run(config, shutdown).await
+        ballast_server::run(config, listeners, shutdown).await
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,7 +2,6 @@
 //! gRPC and HTTP on every client URL, expire leases, and on shutdown take it all down in
 //! reverse order so that every answered write is in the store when RocksDB closes.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,11 +21,12 @@ use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
 use crate::cluster::{Bootstrap, Cluster};
-use crate::config::{socket_addrs, Config};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lessor::Lessor;
 use crate::limits::GRPC_OVERHEAD_BYTES;
 use crate::limits::PEER_MESSAGE_BYTES_MAX;
+use crate::listeners::Listeners;
 use crate::node::expire_leases;
 use crate::node::Node;
 use crate::peer::PeerTransport;
@@ -46,8 +46,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2 * 3600);
 const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Runs a node until `shutdown` is cancelled (or the node fails), then stops it cleanly.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+/// Runs a node on `listeners` until `shutdown` is cancelled (or the node fails), then
+/// stops it cleanly. Peers are served at once, clients once the member has a leader
+/// (connections made before wait in the sockets' backlog, as etcd's do).
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<()> {
     config.validate().map_err(|e| Error::Config(e.0))?;
     let data_dir = config.data_dir();
     std::fs::create_dir_all(&data_dir)?;
@@ -55,7 +57,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     let store = tokio::task::spawn_blocking(move || Store::open(&db_dir))
         .await
         .map_err(|e| Error::Fatal(e.to_string()))??;
-    let result = serve(config, store.clone(), shutdown).await;
+    let result = serve(config, listeners, store.clone(), shutdown).await;
     let store_for_close = store.clone();
     tokio::task::spawn_blocking(move || store_for_close.close())
         .await
@@ -65,7 +67,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     result
 }
 
-async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -> Result<()> {
+async fn serve(
+    config: Config,
+    listeners: Listeners,
+    store: Arc<Store>,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let Bootstrap {
         cluster,
         founding_voters,
@@ -119,7 +126,7 @@ async fn serve(config: Config, store: Arc<Store>, shutdown: CancellationToken) -
     });
 
     let mut servers = JoinSet::new();
-    let started = start_servers(&node, &mut servers).await;
+    let started = start_servers(&node, listeners, &mut servers).await;
     if started.is_err() {
         // Whatever did start must stop before the store closes.
         shutdown.cancel();
@@ -170,11 +177,16 @@ type ServerSet = JoinSet<std::result::Result<(), tonic::transport::Error>>;
 
 /// Serves peers, waits for a leader, then serves clients and runs the lease expiry and
 /// attribute publishing tasks, all in `servers`.
-async fn start_servers(node: &Arc<Node>, servers: &mut ServerSet) -> Result<()> {
+async fn start_servers(
+    node: &Arc<Node>,
+    listeners: Listeners,
+    servers: &mut ServerSet,
+) -> Result<()> {
     let shutdown = node.shutdown.clone();
     let raft = node.raft.clone();
     // Peers first: electing a leader needs them.
-    for listener in bind(&node.config.listen_peer_urls).await? {
+    for listener in listeners.peer {
+        let listener = TcpListener::from_std(listener)?;
         let address = listener.local_addr()?;
         tracing::info!(%address, "listening for peers");
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -197,9 +209,9 @@ async fn start_servers(node: &Arc<Node>, servers: &mut ServerSet) -> Result<()> 
             waited.map_err(|_| Error::Fatal("raft driver stopped before electing a leader".into()))?;
         }
     }
-    let listeners = bind(&node.config.listen_client_urls).await?;
     let routes = routes(node);
-    for listener in listeners {
+    for listener in listeners.client {
+        let listener = TcpListener::from_std(listener)?;
         let address = listener.local_addr()?;
         tracing::info!(%address, "ready to serve client requests");
         let incoming = TcpIncoming::from(listener)
@@ -218,29 +230,6 @@ async fn start_servers(node: &Arc<Node>, servers: &mut ServerSet) -> Result<()> 
     servers.spawn(publish_attributes(node.clone()));
 
     Ok(())
-}
-
-/// Binds every client URL; etcd's defaults name `localhost`, which is bound once.
-async fn bind(urls: &[String]) -> Result<Vec<TcpListener>> {
-    let mut bound: Vec<SocketAddr> = Vec::new();
-    let mut listeners = Vec::new();
-    for url in urls {
-        let addrs = socket_addrs(url).map_err(|e| Error::Config(e.0))?;
-        let addr = addrs
-            .iter()
-            .find(|a| a.is_ipv4())
-            .copied()
-            .unwrap_or(addrs[0]);
-        if bound.contains(&addr) {
-            continue;
-        }
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::Config(format!("listen on {url}: {e}")))?;
-        bound.push(addr);
-        listeners.push(listener);
-    }
-    Ok(listeners)
 }
 
 fn routes(node: &Arc<Node>) -> Routes {

@@ -1,11 +1,12 @@
 //! A cluster of `ballast` processes on loopback.
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ballast_client::{Client, ConnectOptions};
 
-use crate::{free_port, Node, WAIT};
+use crate::{bind_port, port_of, Node, WAIT};
 
 /// A cluster of `ballast` processes on loopback.
 #[derive(Debug)]
@@ -18,17 +19,21 @@ impl TestCluster {
     /// Starts `size` members named n0, n1, ... and waits until every one serves.
     pub fn start(dir: &Path, size: usize, extra_args: &[&str]) -> TestCluster {
         std::fs::create_dir_all(dir).expect("cluster directory");
-        let peer_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
-        let initial = (0..size)
-            .map(|i| format!("n{i}=http://127.0.0.1:{}", peer_ports[i]))
+        let peers: Vec<TcpListener> = (0..size).map(|_| bind_port()).collect();
+        let initial = peers
+            .iter()
+            .enumerate()
+            .map(|(i, peer)| format!("n{i}=http://127.0.0.1:{}", port_of(peer)))
             .collect::<Vec<_>>()
             .join(",");
-        let mut nodes: Vec<Node> = (0..size)
-            .map(|i| {
+        let mut nodes: Vec<Node> = peers
+            .into_iter()
+            .enumerate()
+            .map(|(i, peer)| {
                 Node::new(
                     &dir.join(format!("n{i}")),
                     &format!("n{i}"),
-                    peer_ports[i],
+                    peer,
                     Some(initial.clone()),
                     extra_args,
                 )

@@ -2,9 +2,9 @@
 //! `ballast-client` and `etcdctl`, kill and restart them. One module per concern;
 //! everything is re-exported here.
 //!
-//! Nodes listen on ports picked free just before start; a start that loses the race
-//! for its port is retried on another. Waits are on conditions (the node's "ready" log
-//! line, a revision reached), never fixed sleeps.
+//! A node's sockets are bound here and inherited by the process, so no other process can
+//! take its ports before it listens. Waits are on conditions (`/health` answering, a
+//! revision reached), never fixed sleeps.
 
 mod binaries;
 mod cluster;
@@ -24,6 +24,6 @@ pub use etcd::{Etcd, EtcdCluster};
 pub use etcdctl::{etcdctl, etcdctl_stdin};
 pub use http::http_get;
 pub use node::Node;
-pub use ports::free_port;
+pub use ports::{bind_port, free_port, port_of};
 pub use process::{disk_usage, peak_rss_of, rss_of};
 pub use wait::{eventually, WAIT};

@@ -1,17 +1,21 @@
 //! One `ballast` process with its own data directory: start, kill, restart.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use ballast_client::{Client, ConnectOptions};
+use command_fds::{CommandFdExt, FdMapping};
 
 use crate::flags::member_flags;
-use crate::{ballast_binary, free_port, rss_of, WAIT};
+use crate::{ballast_binary, bind_port, port_of, rss_of, WAIT};
 
-/// Starts retried when the picked port was taken meanwhile.
-const START_ATTEMPTS: usize = 5;
+/// The first file descriptor a child inherits sockets on (systemd's `SD_LISTEN_FDS_START`).
+const LISTEN_FDS_START: i32 = 3;
+/// How long one readiness probe waits for `/health` to answer.
+const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A `ballast` process with its own data directory.
 #[derive(Debug)]
@@ -28,6 +32,8 @@ pub struct Node {
     pub cluster_state: String,
     pub extra_args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// The peer socket the next start inherits, bound before it.
+    peer_listener: Option<TcpListener>,
     child: Option<Child>,
     log: PathBuf,
     starts: usize,
@@ -41,16 +47,17 @@ impl Node {
 
     /// Starts a single-member node with extra flags.
     pub fn start_with(dir: &Path, extra_args: &[&str]) -> Node {
-        let mut node = Node::new(dir, "node", free_port(), None, extra_args);
-        node.launch();
+        let mut node = Node::new(dir, "node", bind_port(), None, extra_args);
+        node.launch(None);
         node
     }
 
-    /// A node not started yet, for clusters.
+    /// A node not started yet, for clusters: its peer socket is bound already
+    /// ([`bind_port`]), so its peer URL can go into `--initial-cluster`.
     pub fn new(
         dir: &Path,
         name: &str,
-        peer_port: u16,
+        peer: TcpListener,
         initial_cluster: Option<String>,
         extra_args: &[&str],
     ) -> Node {
@@ -58,7 +65,8 @@ impl Node {
             dir: dir.to_path_buf(),
             name: name.to_string(),
             port: 0,
-            peer_port,
+            peer_port: port_of(&peer),
+            peer_listener: Some(peer),
             initial_cluster,
             cluster_state: "new".into(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -98,70 +106,80 @@ impl Node {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn launch(&mut self) {
-        self.launch_on(None);
-    }
-
-    /// Starts the process and waits for it; on `port` if given (once), else on a fresh
-    /// free port.
-    fn launch_on(&mut self, mut port: Option<u16>) {
-        for _ in 0..START_ATTEMPTS {
-            self.port = port.take().unwrap_or_else(free_port);
-            self.spawn();
-            match self.wait_ready() {
-                Ok(()) => return,
-                Err(log) if log.contains("Address already in use") && self.starts == 1 => {
-                    // Only a first start may move its peer port: it is not known yet.
-                    self.peer_port = free_port();
-                    self.starts = 0;
-                    continue;
-                }
-                Err(log) if log.contains("Address already in use") => continue,
-                Err(log) => panic!("ballast did not start:\n{log}"),
-            }
+    /// Starts the process (on the client port `port`, else a new one) and waits until it
+    /// serves.
+    fn launch(&mut self, port: Option<u16>) {
+        self.port = port.unwrap_or(0);
+        self.spawn();
+        if let Err(log) = self.wait_ready() {
+            panic!("ballast did not start:\n{log}");
         }
-        panic!("ballast could not find a free port in {START_ATTEMPTS} attempts");
     }
 
     /// Starts the process without waiting for it to serve (cluster members need each
-    /// other to elect a leader first). Picks a client port if none is set.
+    /// other to elect a leader first). Its sockets are bound here and inherited: the
+    /// client port on a new port unless one is set, the peer port on the member's own
+    /// (bound again after a restart; the member's identity, so it must not move).
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "spawn of a running node");
-        if self.port == 0 {
-            self.port = free_port();
-        }
+        let client = if self.port == 0 {
+            bind_port()
+        } else {
+            TcpListener::bind(("127.0.0.1", self.port))
+                .unwrap_or_else(|e| panic!("client port {} taken meanwhile: {e}", self.port))
+        };
+        self.port = port_of(&client);
+        let peer = self.peer_listener.take().unwrap_or_else(|| {
+            TcpListener::bind(("127.0.0.1", self.peer_port))
+                .unwrap_or_else(|e| panic!("peer port {} taken while down: {e}", self.peer_port))
+        });
         self.starts += 1;
         self.log = self.dir.with_extension(format!("log.{}", self.starts));
         let log = std::fs::File::create(&self.log).expect("create log file");
         let url = self.url();
-        let peer = self.peer_url();
+        let peer_url = self.peer_url();
         let initial = self
             .initial_cluster
             .clone()
-            .unwrap_or_else(|| format!("{}={peer}", self.name));
+            .unwrap_or_else(|| format!("{}={peer_url}", self.name));
+        let sockets: Vec<OwnedFd> = vec![client.into(), peer.into()];
+        let count = sockets.len();
+        let mappings = sockets
+            .into_iter()
+            .zip(LISTEN_FDS_START..)
+            .map(|(parent_fd, child_fd)| FdMapping {
+                parent_fd,
+                child_fd,
+            })
+            .collect();
         let mut command = Command::new(ballast_binary());
         command
             .args(member_flags(
                 &self.name,
                 &self.dir,
                 &url,
-                &peer,
+                &peer_url,
                 &initial,
                 &self.cluster_state,
             ))
             .args(&self.extra_args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("LISTEN_FDS", count.to_string())
             .stdout(Stdio::null())
             .stderr(log);
+        command
+            .fd_mappings(mappings)
+            .expect("hand the sockets to ballast");
+        // Our copies close when `command` is dropped: the child holds the sockets alone,
+        // so a killed member's ports refuse connections as a dead process's would.
         self.child = Some(command.spawn().expect("spawn ballast"));
     }
 
-    /// Waits until the node serves clients (it has a leader).
+    /// Waits until the node serves clients (it has a leader): its `/health` answers.
     pub fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + WAIT;
         loop {
-            let log = self.log();
-            if log.contains("ready to serve client requests") {
+            if self.health_probe() {
                 return Ok(());
             }
             if let Some(status) = self
@@ -172,13 +190,32 @@ impl Node {
                 .expect("poll child")
             {
                 self.child = None;
-                return Err(format!("exited with {status}:\n{log}"));
+                return Err(format!("exited with {status}:\n{}", self.log()));
             }
             if Instant::now() > deadline {
-                return Err(format!("not ready after {WAIT:?}:\n{log}"));
+                return Err(format!("not ready after {WAIT:?}:\n{}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// One GET of `/health`; true if it answered healthy. Before the member has a leader
+    /// the request waits in the socket's backlog, so each probe is bounded.
+    fn health_probe(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut socket) =
+            std::net::TcpStream::connect_timeout(&self.address(), HEALTH_PROBE_TIMEOUT)
+        else {
+            return false;
+        };
+        let _ = socket.set_read_timeout(Some(HEALTH_PROBE_TIMEOUT));
+        let request = "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        if socket.write_all(request.as_bytes()).is_err() {
+            return false;
+        }
+        let mut response = String::new();
+        let _ = socket.read_to_string(&mut response);
+        response.starts_with("HTTP/1.1 200") && response.contains("\"health\":\"true\"")
     }
 
     /// Sends a signal to the process (e.g. "STOP", "CONT").
@@ -212,7 +249,7 @@ impl Node {
     /// Starts the node again on its data directory (on a new client port).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart of a running node");
-        self.launch();
+        self.launch(None);
     }
 
     /// Starts the node again without waiting (for members of a cluster that may need
@@ -228,8 +265,7 @@ impl Node {
     pub fn restart_same_port(&mut self) {
         assert!(self.child.is_none(), "restart of a running node");
         let port = self.port;
-        self.launch_on(Some(port));
-        assert_eq!(self.port, port, "the old port was taken");
+        self.launch(Some(port));
     }
 
     /// A client connected to this node.

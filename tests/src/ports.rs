@@ -1,6 +1,23 @@
-//! Free loopback ports for processes that must be told their port before they start.
+//! Loopback ports: bound here and handed to a `ballast` process (so nothing can take
+//! them in between), or picked free for processes that must be told a port (etcd).
 
 use std::net::TcpListener;
+
+/// A listening socket on a loopback port below the ephemeral range, for a process to
+/// inherit. Binding it here, before the process starts, leaves no window in which
+/// another process could take the port.
+pub fn bind_port() -> TcpListener {
+    loop {
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", free_port())) {
+            return listener;
+        }
+    }
+}
+
+/// The port of a bound socket.
+pub fn port_of(listener: &TcpListener) -> u16 {
+    listener.local_addr().expect("bound socket").port()
+}
 
 /// The lowest port handed out; below it sit well-known services.
 const PORT_FLOOR: u16 = 10_000;

@@ -274,8 +274,8 @@ async fn members_are_added_as_learners_promoted_and_removed() {
     let endpoints = cluster.endpoints().join(",");
 
     // etcdctl adds the new member as a learner; it joins with --initial-cluster-state existing.
-    let peer_port = ballast_tests::free_port();
-    let peer_url = format!("http://127.0.0.1:{peer_port}");
+    let peer = ballast_tests::bind_port();
+    let peer_url = format!("http://127.0.0.1:{}", ballast_tests::port_of(&peer));
     let (ok, out, err) = ballast_tests::etcdctl(
         &endpoints,
         &[
@@ -302,7 +302,7 @@ async fn members_are_added_as_learners_promoted_and_removed() {
         .map(|l| l.trim_end_matches('"').to_string())
         .unwrap_or_else(|| panic!("no ETCD_INITIAL_CLUSTER in {out}"));
     let mut joiner =
-        ballast_tests::Node::new(&dir.path().join("n3"), "n3", peer_port, Some(initial), &[]);
+        ballast_tests::Node::new(&dir.path().join("n3"), "n3", peer, Some(initial), &[]);
     joiner.cluster_state = "existing".into();
     joiner.spawn();
     joiner.wait_ready().unwrap();
@@ -469,13 +469,17 @@ async fn five_members_tolerate_two_failures_but_not_three() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_of_another_cluster_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<u16> = (0..3).map(|_| ballast_tests::free_port()).collect();
-    let initial = (0..3)
-        .map(|i| format!("n{i}=http://127.0.0.1:{}", ports[i]))
+    let peers: Vec<_> = (0..3).map(|_| ballast_tests::bind_port()).collect();
+    let initial = peers
+        .iter()
+        .enumerate()
+        .map(|(i, peer)| format!("n{i}=http://127.0.0.1:{}", ballast_tests::port_of(peer)))
         .collect::<Vec<_>>()
         .join(",");
-    let mut nodes: Vec<ballast_tests::Node> = (0..3)
-        .map(|i| {
+    let mut nodes: Vec<ballast_tests::Node> = peers
+        .into_iter()
+        .enumerate()
+        .map(|(i, peer)| {
             // The third member was given another cluster token: another cluster.
             let token = if i == 2 {
                 "another-cluster"
@@ -485,7 +489,7 @@ async fn members_of_another_cluster_are_refused() {
             ballast_tests::Node::new(
                 &dir.path().join(format!("n{i}")),
                 &format!("n{i}"),
-                ports[i],
+                peer,
                 Some(initial.clone()),
                 &["--initial-cluster-token", token],
             )
@@ -513,12 +517,15 @@ async fn members_of_another_cluster_are_refused() {
     assert_eq!(client.member_list().await.unwrap().len(), 3);
 
     // A member that was never added cannot join with --initial-cluster-state existing.
-    let stranger_port = ballast_tests::free_port();
-    let joined = format!("{initial},n9=http://127.0.0.1:{stranger_port}");
+    let stranger_peer = ballast_tests::bind_port();
+    let joined = format!(
+        "{initial},n9=http://127.0.0.1:{}",
+        ballast_tests::port_of(&stranger_peer)
+    );
     let mut stranger = ballast_tests::Node::new(
         &dir.path().join("n9"),
         "n9",
-        stranger_port,
+        stranger_peer,
         Some(joined),
         &[],
     );
