@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
@@ -123,6 +124,7 @@ async fn serve(
         cluster,
         transport,
         shutdown: shutdown.clone(),
+        tasks: TaskTracker::new(),
     });
 
     let mut servers = JoinSet::new();
@@ -165,8 +167,19 @@ async fn serve(
             }
         }
     }
+    // Streams and revokes end on the shutdown signal; wait for them, within the grace.
+    node.tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, node.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            tasks = node.tasks.len(),
+            "tasks still running after the grace; stopping anyway"
+        );
+    }
     drop(node);
-    tracing::info!("client servers stopped; stopping raft");
+    tracing::info!("client servers and their tasks stopped; stopping raft");
     let stopped = tokio::task::spawn_blocking(move || raft.stop())
         .await
         .map_err(|e| Error::Fatal(e.to_string()))?;

@@ -26,7 +26,7 @@ pub(crate) async fn expire_leases(
         }
         for id in node.lessor.take_expired(LEASE_REVOKES_PER_CHECK_MAX) {
             let node = node.clone();
-            tokio::spawn(async move {
+            node.tasks.clone().spawn(async move {
                 tracing::debug!(lease = id, "lease expired; revoking");
                 let result = node.raft.propose(LeaseRevokeRequest { id }).await;
                 match result {

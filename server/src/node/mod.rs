@@ -14,6 +14,7 @@ use std::sync::Arc;
 use ballast_proto::etcdserverpb::ResponseHeader;
 use ballast_store::Store;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::cluster::Cluster;
 use crate::config::Config;
@@ -33,6 +34,9 @@ pub(crate) struct Node {
     pub(crate) transport: Arc<PeerTransport>,
     /// Cancelled when the server shuts down; every stream ends on it.
     pub(crate) shutdown: CancellationToken,
+    /// Every task a request or the node spawns (watch and keep-alive streams, lease
+    /// revokes): shutdown waits for them before raft and the store stop.
+    pub(crate) tasks: TaskTracker,
 }
 
 impl Node {

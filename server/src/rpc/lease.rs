@@ -73,7 +73,7 @@ impl Lease for LeaseService {
         let mut inbound = request.into_inner();
         let (out, out_rx) = mpsc::channel(LEASE_KEEPALIVE_OUTPUT_CAPACITY);
         let node = self.node.clone();
-        tokio::spawn(async move {
+        self.node.tasks.spawn(async move {
             loop {
                 let request = tokio::select! {
                     _ = node.shutdown.cancelled() => break,

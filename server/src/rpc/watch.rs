@@ -98,7 +98,7 @@ impl Watch for WatchService {
             out,
             progress_pending: false,
         };
-        tokio::spawn(session.run(inbound, events));
+        self.node.tasks.spawn(session.run(inbound, events));
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
 }
