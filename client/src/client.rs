@@ -173,10 +173,11 @@ impl Client {
         let req = options.request(Bytes::copy_from_slice(key.as_ref()));
         let response = self
             .transport
-            .call(Retry::Read, |s| {
-                let req = req.clone();
-                async move { kv(s).range(req).await }
-            })
+            .unary(
+                Retry::Read,
+                req,
+                |s, req| async move { kv(s).range(req).await },
+            )
             .await?;
         Ok(response.into())
     }
@@ -194,10 +195,11 @@ impl Client {
         );
         let response = self
             .transport
-            .call(Retry::Write, |s| {
-                let req = req.clone();
-                async move { kv(s).put(req).await }
-            })
+            .unary(
+                Retry::Write,
+                req,
+                |s, req| async move { kv(s).put(req).await },
+            )
             .await?;
         Ok(response.into())
     }
@@ -211,9 +213,8 @@ impl Client {
         let req = options.request(Bytes::copy_from_slice(key.as_ref()));
         let response = self
             .transport
-            .call(Retry::Write, |s| {
-                let req = req.clone();
-                async move { kv(s).delete_range(req).await }
+            .unary(Retry::Write, req, |s, req| async move {
+                kv(s).delete_range(req).await
             })
             .await?;
         Ok(response.into())
@@ -477,9 +478,8 @@ impl Client {
         };
         let r = self
             .transport
-            .call(Retry::Write, |s| {
-                let req = req.clone();
-                async move { cluster(s).member_add(req).await }
+            .unary(Retry::Write, req, |s, req| async move {
+                cluster(s).member_add(req).await
             })
             .await?;
         Ok(r.member.map(Member::from).unwrap_or_default())
@@ -502,9 +502,8 @@ impl Client {
         let req = pb::MemberUpdateRequest { id, peer_urls };
         let r = self
             .transport
-            .call(Retry::Write, |s| {
-                let req = req.clone();
-                async move { cluster(s).member_update(req).await }
+            .unary(Retry::Write, req, |s, req| async move {
+                cluster(s).member_update(req).await
             })
             .await?;
         Ok(r.members.into_iter().map(Member::from).collect())
@@ -563,9 +562,8 @@ impl Client {
             ..Default::default()
         };
         self.transport
-            .call(Retry::Write, |s| {
-                let req = req.clone();
-                async move { auth(s).user_add(req).await }
+            .unary(Retry::Write, req, |s, req| async move {
+                auth(s).user_add(req).await
             })
             .await?;
         Ok(())
@@ -578,9 +576,8 @@ impl Client {
         };
         let r = self
             .transport
-            .call(Retry::Read, |s| {
-                let req = req.clone();
-                async move { auth(s).user_get(req).await }
+            .unary(Retry::Read, req, |s, req| async move {
+                auth(s).user_get(req).await
             })
             .await?;
         Ok(r.roles)
@@ -603,9 +600,8 @@ impl Client {
             name: name.to_string(),
         };
         self.transport
-            .call(Retry::Write, |s| {
-                let req = req.clone();
-                async move { auth(s).user_delete(req).await }
+            .unary(Retry::Write, req, |s, req| async move {
+                auth(s).user_delete(req).await
             })
             .await?;
         Ok(())
@@ -619,9 +615,8 @@ impl Client {
             ..Default::default()
         };
         self.transport
-            .call(Retry::Write, |s| {
-                let req = req.clone();
-                async move { auth(s).user_change_password(req).await }
+            .unary(Retry::Write, req, |s, req| async move {
+                auth(s).user_change_password(req).await
             })
             .await?;
         Ok(())
@@ -634,9 +629,8 @@ impl Client {
             role: role.to_string(),
         };
         self.transport
-            .call(Retry::Write, |s| {
-                let req = req.clone();
-                async move { auth(s).user_grant_role(req).await }
+            .unary(Retry::Write, req, |s, req| async move {
+                auth(s).user_grant_role(req).await
             })
             .await?;
         Ok(())
@@ -649,9 +643,8 @@ impl Client {
             role: role.to_string(),
         };
         self.transport
-            .call(Retry::Write, |s| {
-                let req = req.clone();
-                async move { auth(s).user_revoke_role(req).await }
+            .unary(Retry::Write, req, |s, req| async move {
+                auth(s).user_revoke_role(req).await
             })
             .await?;
         Ok(())
@@ -663,9 +656,8 @@ impl Client {
             name: name.to_string(),
         };
         self.transport
-            .call(Retry::Write, |s| {
-                let req = req.clone();
-                async move { auth(s).role_add(req).await }
+            .unary(Retry::Write, req, |s, req| async move {
+                auth(s).role_add(req).await
             })
             .await?;
         Ok(())
@@ -678,9 +670,8 @@ impl Client {
         };
         let r = self
             .transport
-            .call(Retry::Read, |s| {
-                let req = req.clone();
-                async move { auth(s).role_get(req).await }
+            .unary(Retry::Read, req, |s, req| async move {
+                auth(s).role_get(req).await
             })
             .await?;
         Ok(RoleInfo {
@@ -706,9 +697,8 @@ impl Client {
             role: name.to_string(),
         };
         self.transport
-            .call(Retry::Write, |s| {
-                let req = req.clone();
-                async move { auth(s).role_delete(req).await }
+            .unary(Retry::Write, req, |s, req| async move {
+                auth(s).role_delete(req).await
             })
             .await?;
         Ok(())
@@ -721,9 +711,8 @@ impl Client {
             perm: Some(permission.into()),
         };
         self.transport
-            .call(Retry::Write, |s| {
-                let req = req.clone();
-                async move { auth(s).role_grant_permission(req).await }
+            .unary(Retry::Write, req, |s, req| async move {
+                auth(s).role_grant_permission(req).await
             })
             .await?;
         Ok(())
@@ -742,9 +731,8 @@ impl Client {
             range_end: Bytes::copy_from_slice(range_end.as_ref()),
         };
         self.transport
-            .call(Retry::Write, |s| {
-                let req = req.clone();
-                async move { auth(s).role_revoke_permission(req).await }
+            .unary(Retry::Write, req, |s, req| async move {
+                auth(s).role_revoke_permission(req).await
             })
             .await?;
         Ok(())

@@ -8,6 +8,36 @@ use bytes::Bytes;
 
 use crate::types::{prefix_end, Header, KeyValue};
 
+/// The builder methods that choose an operation's [`Span`], for an options type with a
+/// `span` field: one definition for get, delete and watch.
+macro_rules! span_options {
+    ($options:ty) => {
+        impl $options {
+            /// Every key starting with the given key.
+            pub fn with_prefix(mut self) -> Self {
+                self.span = $crate::kv::Span::Prefix;
+                self
+            }
+            /// Every key >= the given key.
+            pub fn with_from_key(mut self) -> Self {
+                self.span = $crate::kv::Span::FromKey;
+                self
+            }
+            /// Keys in [key, end).
+            pub fn with_range(mut self, end: impl AsRef<[u8]>) -> Self {
+                self.span = $crate::kv::Span::End(bytes::Bytes::copy_from_slice(end.as_ref()));
+                self
+            }
+            /// Every key in the store.
+            pub fn with_all_keys(mut self) -> Self {
+                self.span = $crate::kv::Span::All;
+                self
+            }
+        }
+    };
+}
+pub(crate) use span_options;
+
 /// Which keys an operation covers, relative to its key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) enum Span {
@@ -70,6 +100,9 @@ pub enum SortOrder {
     Descend,
 }
 
+span_options!(GetOptions);
+span_options!(DeleteOptions);
+
 /// Options of [`crate::Client::get`].
 #[derive(Debug, Clone, Default)]
 pub struct GetOptions {
@@ -81,26 +114,6 @@ impl GetOptions {
     /// Default options.
     pub fn new() -> Self {
         Self::default()
-    }
-    /// Every key starting with the given key.
-    pub fn with_prefix(mut self) -> Self {
-        self.span = Span::Prefix;
-        self
-    }
-    /// Every key >= the given key.
-    pub fn with_from_key(mut self) -> Self {
-        self.span = Span::FromKey;
-        self
-    }
-    /// Keys in [key, end).
-    pub fn with_range(mut self, end: impl AsRef<[u8]>) -> Self {
-        self.span = Span::End(Bytes::copy_from_slice(end.as_ref()));
-        self
-    }
-    /// Every key in the store.
-    pub fn with_all_keys(mut self) -> Self {
-        self.span = Span::All;
-        self
     }
     /// At most this many keys (0 = no limit).
     pub fn with_limit(mut self, limit: i64) -> Self {
@@ -227,26 +240,6 @@ impl DeleteOptions {
     /// Default options.
     pub fn new() -> Self {
         Self::default()
-    }
-    /// Every key starting with the given key.
-    pub fn with_prefix(mut self) -> Self {
-        self.span = Span::Prefix;
-        self
-    }
-    /// Every key >= the given key.
-    pub fn with_from_key(mut self) -> Self {
-        self.span = Span::FromKey;
-        self
-    }
-    /// Keys in [key, end).
-    pub fn with_range(mut self, end: impl AsRef<[u8]>) -> Self {
-        self.span = Span::End(Bytes::copy_from_slice(end.as_ref()));
-        self
-    }
-    /// Every key in the store.
-    pub fn with_all_keys(mut self) -> Self {
-        self.span = Span::All;
-        self
     }
     /// Return the deleted key-values.
     pub fn with_prev_kv(mut self) -> Self {

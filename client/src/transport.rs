@@ -232,6 +232,17 @@ impl Transport {
         status
     }
 
+    /// A unary call of `req`, sent again (cloned) on every attempt [`Transport::call`]
+    /// makes.
+    pub(crate) async fn unary<Req, T, F, Fut>(&self, retry: Retry, req: Req, call: F) -> Result<T>
+    where
+        Req: Clone,
+        F: Fn(Service, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call(retry, |service| call(service, req.clone())).await
+    }
+
     /// Runs a unary call under the request timeout, with the retry rules of the module.
     pub(crate) async fn call<T, F, Fut>(&self, retry: Retry, mut call: F) -> Result<T>
     where

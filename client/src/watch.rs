@@ -32,6 +32,8 @@ const WATCH_COMMAND_QUEUE_CAPACITY: usize = 64;
 /// The server's watch id for "every watcher of the stream".
 const ALL_WATCHERS: i64 = -1;
 
+crate::kv::span_options!(WatchOptions);
+
 /// Options of [`crate::Client::watch`].
 #[derive(Debug, Clone, Default)]
 pub struct WatchOptions {
@@ -43,26 +45,6 @@ impl WatchOptions {
     /// Default options.
     pub fn new() -> Self {
         Self::default()
-    }
-    /// Every key starting with the given key.
-    pub fn with_prefix(mut self) -> Self {
-        self.span = Span::Prefix;
-        self
-    }
-    /// Every key >= the given key.
-    pub fn with_from_key(mut self) -> Self {
-        self.span = Span::FromKey;
-        self
-    }
-    /// Keys in [key, end).
-    pub fn with_range(mut self, end: impl AsRef<[u8]>) -> Self {
-        self.span = Span::End(Bytes::copy_from_slice(end.as_ref()));
-        self
-    }
-    /// Every key in the store.
-    pub fn with_all_keys(mut self) -> Self {
-        self.span = Span::All;
-        self
     }
     /// Deliver events from this revision on (inclusive); default: from the next one.
     pub fn with_start_revision(mut self, revision: i64) -> Self {
