@@ -485,13 +485,21 @@ impl WatchHub {
     /// Syncing -> Unsynced with the watcher's new next revision (it becomes Synced on
     /// its next turn once caught up). Returns whether it moved forward.
     fn end_catch_up(&self, id: u64, next: i64) -> bool {
+        self.end_catch_ups(&[(id, next)])
+    }
+
+    /// [`WatchHub::end_catch_up`] for a whole group under one lock: a group may be
+    /// thousands of watchers. Returns whether any moved forward.
+    fn end_catch_ups(&self, ends: &[(u64, i64)]) -> bool {
         let mut state = self.lock();
-        let Some(w) = state.watchers.get_mut(&id) else {
-            return false;
-        };
-        let moved = next > w.next;
-        w.next = next;
-        w.phase = Phase::Unsynced;
+        let mut moved = false;
+        for &(id, next) in ends {
+            if let Some(w) = state.watchers.get_mut(&id) {
+                moved |= next > w.next;
+                w.next = next;
+                w.phase = Phase::Unsynced;
+            }
+        }
         moved
     }
 }

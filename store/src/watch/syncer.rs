@@ -200,15 +200,15 @@ impl<'a, H: History + ?Sized> Syncer<'a, H> {
                     .collect()
             }
         };
-        let mut moved = false;
+        let mut kept = Vec::with_capacity(outcomes.len());
         for (id, delivery) in outcomes {
             match delivery {
                 Delivery::Closed => {
                     self.hub.cancel(WatcherId(id));
                 }
-                Delivery::Kept(next) => moved |= self.hub.end_catch_up(id, next),
+                Delivery::Kept(next) => kept.push((id, next)),
             }
         }
-        moved
+        self.hub.end_catch_ups(&kept)
     }
 }
