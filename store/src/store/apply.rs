@@ -211,10 +211,7 @@ impl ApplyBatch<'_> {
         term: u64,
         req: &LeaseGrantRequest,
     ) -> Result<Applied> {
-        // The lease tables are not covered by the staging overlay: the entry is written
-        // alone.
-        self.write_staged()?;
-        let response = self.stage(index, term, req, |txn, req| {
+        let response = self.stage_alone(index, term, req, |txn, req| {
             let begin = txn.view().revision();
             lease::grant(txn, req).map(|lease| LeaseGrantResponse {
                 header: Some(header(begin)),
@@ -223,7 +220,6 @@ impl ApplyBatch<'_> {
                 error: String::new(),
             })
         })?;
-        self.write_staged()?;
         let effect = match &response.response {
             Ok(_) => Effect::LeaseGranted {
                 id: req.id,
@@ -240,13 +236,11 @@ impl ApplyBatch<'_> {
         term: u64,
         req: &LeaseRevokeRequest,
     ) -> Result<Applied> {
-        self.write_staged()?;
-        let response = self.stage(index, term, req, |txn, req| {
+        let response = self.stage_alone(index, term, req, |txn, req| {
             lease::revoke(txn, req).map(|()| LeaseRevokeResponse {
                 header: Some(header(txn.end_revision())),
             })
         })?;
-        self.write_staged()?;
         let effect = match &response.response {
             Ok(_) | Err(Error::LeaseNotFound) => Effect::LeaseRevoked(req.id),
             Err(_) => Effect::None,
@@ -299,6 +293,21 @@ impl ApplyBatch<'_> {
             self.write_staged()?;
         }
         Ok(Applied::plain(result.map(P::wrap)))
+    }
+
+    /// [`ApplyBatch::stage`] for a request that reads or writes tables the staging overlay
+    /// does not cover (the lease tables): written alone, after what was staged before it.
+    fn stage_alone<P: Proposal>(
+        &mut self,
+        index: u64,
+        term: u64,
+        req: &P,
+        run: impl Fn(&mut WriteTxn<'_>, &P) -> Result<P::Response>,
+    ) -> Result<Applied> {
+        self.write_staged()?;
+        let applied = self.stage(index, term, req, run)?;
+        self.write_staged()?;
+        Ok(applied)
     }
 
     /// Runs one request after the staged entries and stages its changes; a refusal
