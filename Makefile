@@ -55,6 +55,7 @@ deps-build: check-toolchain
 
 deps-test:
 	@./scripts/ensure-packages $(TEST_PACKAGES)
+	@./scripts/ensure-etcd-3.5
 	@./scripts/no-etcd-service
 
 check-toolchain:

@@ -37,6 +37,7 @@ fn put(i: u64, keys: u64) -> RaftRequest {
             value: Bytes::from(vec![b'v'; 256]),
             ..Default::default()
         })),
+        auth_revision: 0,
     }
 }
 
@@ -106,6 +107,7 @@ fn apply_and_range(c: &mut Criterion) {
                 }],
                 failure: vec![],
             })),
+            auth_revision: 0,
         }
     };
     c.bench_function("apply txn compare-and-swap", |b| {

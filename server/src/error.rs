@@ -55,6 +55,9 @@ pub enum Error {
     /// Peer URLs that do not parse.
     #[error("given member URLs are invalid")]
     InvalidPeerUrls,
+    /// A token that is unknown, expired or badly signed.
+    #[error("invalid auth token")]
+    InvalidAuthToken,
     /// Configuration that cannot be served.
     #[error("{0}")]
     Config(String),

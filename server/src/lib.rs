@@ -6,6 +6,7 @@
 //! it, and the waiting handler answers. Reads go through a ReadIndex barrier, then
 //! straight to the store. `docs/architecture.md` walks the whole path file by file.
 
+pub(crate) mod auth;
 pub(crate) mod cluster;
 pub mod config;
 pub mod error;
@@ -19,6 +20,7 @@ pub(crate) mod peer;
 pub(crate) mod raft;
 pub(crate) mod rpc;
 mod server;
+pub(crate) mod tokens;
 pub(crate) mod url_authority;
 
 pub use config::Config;

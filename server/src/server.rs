@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ballast_proto::ballast::transport::raft_transport_server::RaftTransportServer;
+use ballast_proto::etcdserverpb::auth_server::AuthServer;
 use ballast_proto::etcdserverpb::cluster_server::ClusterServer;
 use ballast_proto::etcdserverpb::kv_server::KvServer;
 use ballast_proto::etcdserverpb::lease_server::LeaseServer;
@@ -32,12 +33,14 @@ use crate::node::expire_leases;
 use crate::node::Node;
 use crate::peer::PeerTransport;
 use crate::raft::{Raft, RaftConfig, RaftParts};
+use crate::rpc::auth::AuthService;
 use crate::rpc::cluster::ClusterService;
 use crate::rpc::kv::KvService;
 use crate::rpc::lease::LeaseService;
 use crate::rpc::maintenance::MaintenanceService;
 use crate::rpc::peer::PeerService;
 use crate::rpc::watch::WatchService;
+use crate::tokens::Tokens;
 use crate::url_authority::AuthorityFix;
 
 /// How long open client connections may take to finish after a shutdown signal.
@@ -86,6 +89,13 @@ async fn serve(
         }
     }
     let lessor = Arc::new(Lessor::new(&store.leases()?));
+    let tokens = Arc::new(
+        Tokens::from_flag(
+            &config.auth_token,
+            Duration::from_secs(config.auth_token_ttl),
+        )
+        .map_err(Error::Config)?,
+    );
     let transport = PeerTransport::new(
         cluster.local_id,
         cluster.cluster_id,
@@ -105,6 +115,7 @@ async fn serve(
             store: store.clone(),
             log,
             lessor: lessor.clone(),
+            tokens: tokens.clone(),
             cluster: cluster.clone(),
             transport: transport.clone(),
         },
@@ -121,6 +132,7 @@ async fn serve(
         store,
         raft: raft.clone(),
         lessor,
+        tokens,
         cluster,
         transport,
         shutdown: shutdown.clone(),
@@ -258,6 +270,9 @@ fn routes(node: &Arc<Node>) -> Routes {
     )
     .add_service(
         ClusterServer::new(ClusterService::new(node.clone())).max_decoding_message_size(decode_max),
+    )
+    .add_service(
+        AuthServer::new(AuthService::new(node.clone())).max_decoding_message_size(decode_max),
     )
     .add_service(
         MaintenanceServer::new(MaintenanceService::new(node.clone()))

@@ -37,6 +37,44 @@ pub enum Error {
     /// MemberUpdate of a member id that is not in the cluster.
     #[error("member not found")]
     MemberNotFound,
+    /// AuthEnable without user root.
+    #[error("root user does not exist")]
+    RootUserNotExist,
+    /// AuthEnable while user root lacks role root.
+    #[error("root user does not have root role")]
+    RootRoleNotExist,
+    #[error("user name already exists")]
+    UserExists,
+    #[error("user name is empty")]
+    UserEmpty,
+    #[error("user name not found")]
+    UserNotFound,
+    #[error("role name already exists")]
+    RoleExists,
+    #[error("role name not found")]
+    RoleNotFound,
+    #[error("role name is empty")]
+    RoleEmpty,
+    /// A wrong user name or password, or a password for a user without one.
+    #[error("authentication failed, invalid user ID or password")]
+    AuthFailed,
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("role is not granted to the user")]
+    RoleNotGranted,
+    #[error("permission is not granted to the role")]
+    PermissionNotGranted,
+    /// RoleGrantPermission without a permission.
+    #[error("permission not given")]
+    PermissionNotGiven,
+    #[error("authentication is not enabled")]
+    AuthNotEnabled,
+    /// Deleting root, its role, or root's root role while auth is on.
+    #[error("invalid auth management")]
+    InvalidAuthMgmt,
+    /// The request's permissions were checked before the latest auth change.
+    #[error("revision of auth store is old")]
+    AuthOldRevision,
     /// Internal to applying: an entry read history that earlier entries of its apply
     /// batch wrote but RocksDB does not hold yet. The batch is written and the entry
     /// applied again; it never reaches a client.

@@ -5,6 +5,7 @@
 //! ([`Store::apply_batch`]); the gRPC services read through [`Store::read_view`] and friends;
 //! watchers receive events through the [`watch::WatchHub`].
 
+pub mod auth;
 pub mod backend;
 pub mod error;
 pub mod keys;

@@ -7,10 +7,19 @@
 //! construction, and no layer in between matches request kinds to response kinds.
 
 use ballast_proto::ballast::internal::raft_request::Request;
+use ballast_proto::ballast::internal::Authenticate;
 use ballast_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, Member,
-    MemberUpdateRequest, PutRequest, PutResponse, TxnRequest, TxnResponse,
+    AuthDisableRequest, AuthDisableResponse, AuthEnableRequest, AuthEnableResponse,
+    AuthRoleAddRequest, AuthRoleAddResponse, AuthRoleDeleteRequest, AuthRoleDeleteResponse,
+    AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse,
+    AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse, AuthUserAddRequest,
+    AuthUserAddResponse, AuthUserChangePasswordRequest, AuthUserChangePasswordResponse,
+    AuthUserDeleteRequest, AuthUserDeleteResponse, AuthUserGrantRoleRequest,
+    AuthUserGrantRoleResponse, AuthUserRevokeRoleRequest, AuthUserRevokeRoleResponse,
+    AuthenticateResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest,
+    DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, Member, MemberUpdateRequest, PutRequest, PutResponse, TxnRequest,
+    TxnResponse,
 };
 
 /// The client-visible result of applying one entry.
@@ -24,6 +33,18 @@ pub enum Response {
     LeaseRevoke(LeaseRevokeResponse),
     /// A membership change of any kind: the members after it.
     Members(Vec<Member>),
+    AuthEnable(AuthEnableResponse),
+    AuthDisable(AuthDisableResponse),
+    Authenticate(AuthenticateResponse),
+    UserAdd(AuthUserAddResponse),
+    UserDelete(AuthUserDeleteResponse),
+    UserChangePassword(AuthUserChangePasswordResponse),
+    UserGrantRole(AuthUserGrantRoleResponse),
+    UserRevokeRole(AuthUserRevokeRoleResponse),
+    RoleAdd(AuthRoleAddResponse),
+    RoleDelete(AuthRoleDeleteResponse),
+    RoleGrantPermission(AuthRoleGrantPermissionResponse),
+    RoleRevokePermission(AuthRoleRevokePermissionResponse),
 }
 
 /// A request that travels through the raft log, with the response applying it gives.
@@ -68,6 +89,21 @@ proposals! {
     // A member announces its name and client URLs (etcd's "publish").
     Member => MemberAttributes, Members(Vec<Member>);
     MemberUpdateRequest => MemberUpdate, Members(Vec<Member>);
+    AuthEnableRequest => AuthEnable, AuthEnable(AuthEnableResponse);
+    AuthDisableRequest => AuthDisable, AuthDisable(AuthDisableResponse);
+    Authenticate => Authenticate, Authenticate(AuthenticateResponse);
+    AuthUserAddRequest => AuthUserAdd, UserAdd(AuthUserAddResponse);
+    AuthUserDeleteRequest => AuthUserDelete, UserDelete(AuthUserDeleteResponse);
+    AuthUserChangePasswordRequest => AuthUserChangePassword,
+        UserChangePassword(AuthUserChangePasswordResponse);
+    AuthUserGrantRoleRequest => AuthUserGrantRole, UserGrantRole(AuthUserGrantRoleResponse);
+    AuthUserRevokeRoleRequest => AuthUserRevokeRole, UserRevokeRole(AuthUserRevokeRoleResponse);
+    AuthRoleAddRequest => AuthRoleAdd, RoleAdd(AuthRoleAddResponse);
+    AuthRoleDeleteRequest => AuthRoleDelete, RoleDelete(AuthRoleDeleteResponse);
+    AuthRoleGrantPermissionRequest => AuthRoleGrantPermission,
+        RoleGrantPermission(AuthRoleGrantPermissionResponse);
+    AuthRoleRevokePermissionRequest => AuthRoleRevokePermission,
+        RoleRevokePermission(AuthRoleRevokePermissionResponse);
 }
 
 #[cfg(test)]

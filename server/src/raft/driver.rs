@@ -42,6 +42,7 @@ use crate::error::{Error, Result};
 use crate::lessor::Lessor;
 use crate::limits::RAFT_MESSAGE_BYTES_MAX;
 use crate::peer::PeerTransport;
+use crate::tokens::Tokens;
 
 /// Mailbox messages handled per turn at most, so ticks are never starved by a flood.
 const MAILBOX_DRAIN_MAX: usize = 1024;
@@ -66,6 +67,7 @@ struct Io {
     log: LogStore,
     store: Arc<Store>,
     lessor: Arc<Lessor>,
+    tokens: Arc<Tokens>,
     cluster: Arc<Cluster>,
     transport: Arc<PeerTransport>,
     waits: Arc<WaitRegistry>,
@@ -99,6 +101,7 @@ impl Driver {
             store,
             log,
             lessor,
+            tokens,
             cluster,
             transport,
         } = parts;
@@ -132,6 +135,7 @@ impl Driver {
                 log,
                 store,
                 lessor,
+                tokens,
                 cluster,
                 transport,
                 waits,
@@ -376,6 +380,8 @@ impl Io {
         self.cluster
             .set_removed(self.store.removed_members().map_err(fatal)?);
         self.lessor.reset(&self.store.leases().map_err(fatal)?);
+        // Simple tokens name users of the replaced state: they authenticate again.
+        self.tokens.revoke(None);
         Ok(())
     }
 
@@ -449,6 +455,8 @@ impl Io {
             Effect::None => {}
             Effect::LeaseGranted { id, ttl } => self.lessor.granted(*id, *ttl),
             Effect::LeaseRevoked(id) => self.lessor.revoked(*id),
+            Effect::Authenticated(issued) => self.tokens.issued(issued),
+            Effect::TokensRevoked(user) => self.tokens.revoke(user.as_deref()),
             Effect::Members { members, removed } => {
                 if let Some(removed) = removed {
                     self.cluster

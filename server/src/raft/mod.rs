@@ -132,6 +132,7 @@ pub struct RaftParts {
     pub store: Arc<Store>,
     pub log: LogStore,
     pub lessor: Arc<Lessor>,
+    pub tokens: Arc<crate::tokens::Tokens>,
     pub cluster: Arc<Cluster>,
     pub transport: Arc<PeerTransport>,
 }
@@ -217,13 +218,25 @@ impl Raft {
         }
     }
 
-    /// Proposes a request and waits until it is applied; returns its response, of the
-    /// kind the request's [`Proposal`] impl names.
+    /// Proposes a request of this member's own (no client's permissions involved) and
+    /// waits until it is applied; returns its response, of the kind the request's
+    /// [`Proposal`] impl names.
     pub async fn propose<P: Proposal>(&self, proposal: P) -> Result<P::Response> {
+        self.propose_checked(proposal, 0).await
+    }
+
+    /// Proposes a client's request whose permissions were checked at auth revision
+    /// `auth_revision` (`crate::auth::Authorized::stamp`).
+    pub async fn propose_checked<P: Proposal>(
+        &self,
+        proposal: P,
+        auth_revision: u64,
+    ) -> Result<P::Response> {
         let id = self.ids.next();
         let data = RaftRequest {
             id,
             request: Some(proposal.into_request()),
+            auth_revision,
         }
         .encode_to_vec();
         if data.len() > self.config.max_request_bytes {

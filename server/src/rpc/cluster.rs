@@ -80,6 +80,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        self.node.authorize(&request).await?.admin()?;
         let req = request.into_inner();
         self.check_peer_urls(&req.peer_urls, None)?;
         let members = self.node.cluster.members();
@@ -114,6 +115,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.node.authorize(&request).await?.admin()?;
         let member = self.member(request.into_inner().id)?;
         let members = self
             .node
@@ -130,6 +132,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.node.authorize(&request).await?.admin()?;
         let req = request.into_inner();
         self.member(req.id)?;
         self.check_peer_urls(&req.peer_urls, Some(req.id))?;
@@ -157,6 +160,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.node.authorize(&request).await?.admin()?;
         let req = request.into_inner();
         let member = self.member(req.id)?;
         if !member.is_learner {

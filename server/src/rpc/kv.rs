@@ -48,8 +48,10 @@ impl Kv for KvService {
         &self,
         request: Request<RangeRequest>,
     ) -> Result<Response<RangeResponse>, Status> {
+        let who = self.node.authorize(&request).await?;
         let req = request.into_inner();
         check_range(&req).map_err(Error::Store)?;
+        who.range(&req)?;
         if !req.serializable {
             self.node.raft.read_barrier().await?;
         }
@@ -59,9 +61,11 @@ impl Kv for KvService {
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let who = self.node.authorize(&request).await?;
         let req = request.into_inner();
         check_put(&req).map_err(Error::Store)?;
-        let mut resp = self.node.raft.propose(req).await?;
+        who.put(&req, &self.node.store)?;
+        let mut resp = self.node.raft.propose_checked(req, who.stamp).await?;
         self.node.complete(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -70,23 +74,27 @@ impl Kv for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let who = self.node.authorize(&request).await?;
         let req = request.into_inner();
         check_delete(&req).map_err(Error::Store)?;
-        let mut resp = self.node.raft.propose(req).await?;
+        who.delete(&req)?;
+        let mut resp = self.node.raft.propose_checked(req, who.stamp).await?;
         self.node.complete(&mut resp.header);
         Ok(Response::new(resp))
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let who = self.node.authorize(&request).await?;
         let req = request.into_inner();
         check_txn(&req, self.node.config.max_txn_ops).map_err(Error::Store)?;
+        who.txn(&req, &self.node.store)?;
         let mut resp = if is_read_only(&req) {
             if !is_serializable(&req) {
                 self.node.raft.read_barrier().await?;
             }
             self.node.store.txn_read_only(&req).map_err(Error::Store)?
         } else {
-            self.node.raft.propose(req).await?
+            self.node.raft.propose_checked(req, who.stamp).await?
         };
         self.node.complete(&mut resp.header);
         Ok(Response::new(resp))
@@ -96,9 +104,11 @@ impl Kv for KvService {
         &self,
         request: Request<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
+        let who = self.node.authorize(&request).await?;
+        who.user()?;
         let req = request.into_inner();
         let (revision, physical) = (req.revision, req.physical);
-        let mut resp = self.node.raft.propose(req).await?;
+        let mut resp = self.node.raft.propose_checked(req, who.stamp).await?;
         if physical {
             let store = self.node.store.clone();
             let done = tokio::task::spawn_blocking(move || {

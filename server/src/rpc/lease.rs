@@ -42,6 +42,8 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let who = self.node.authorize(&request).await?;
+        who.user()?;
         let mut req = request.into_inner();
         if req.ttl > LEASE_TTL_MAX_SECONDS {
             return Err(Error::LeaseTtlTooLarge.into());
@@ -51,7 +53,7 @@ impl Lease for LeaseService {
         if req.id == 0 {
             req.id = self.node.raft.ids().next_positive();
         }
-        let mut resp = self.node.raft.propose(req).await?;
+        let mut resp = self.node.raft.propose_checked(req, who.stamp).await?;
         self.node.complete(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -60,8 +62,10 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let who = self.node.authorize(&request).await?;
         let req = request.into_inner();
-        let mut resp = self.node.raft.propose(req).await?;
+        who.lease_keys(req.id, &self.node.store)?;
+        let mut resp = self.node.raft.propose_checked(req, who.stamp).await?;
         self.node.complete(&mut resp.header);
         Ok(Response::new(resp))
     }
@@ -70,6 +74,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<Streaming<LeaseKeepAliveRequest>>,
     ) -> Result<Response<BoxStream<LeaseKeepAliveResponse>>, Status> {
+        self.node.authorize(&request).await?.user()?;
         let mut inbound = request.into_inner();
         let (out, out_rx) = mpsc::channel(LEASE_KEEPALIVE_OUTPUT_CAPACITY);
         let node = self.node.clone();
@@ -101,14 +106,22 @@ impl Lease for LeaseService {
         &self,
         request: Request<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let who = self.node.authorize(&request).await?;
+        who.user()?;
         let req = request.into_inner();
-        Ok(Response::new(time_to_live(&self.node, req).await?))
+        let resp = time_to_live(&self.node, req).await?;
+        // Listing a lease's keys reveals them: each needs read permission (etcd 3.5).
+        for key in &resp.keys {
+            who.watch(key, &[])?;
+        }
+        Ok(Response::new(resp))
     }
 
     async fn lease_leases(
         &self,
-        _request: Request<LeaseLeasesRequest>,
+        request: Request<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        self.node.authorize(&request).await?.user()?;
         let leases = self
             .node
             .store

@@ -75,8 +75,9 @@ impl Maintenance for MaintenanceService {
 
     async fn defragment(
         &self,
-        _request: Request<DefragmentRequest>,
+        request: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
+        self.node.authorize(&request).await?.admin()?;
         let store = self.node.store.clone();
         blocking(move || store.backend().compact_all()).await?;
         Ok(Response::new(DefragmentResponse {
@@ -84,7 +85,8 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.node.authorize(&request).await?.admin()?;
         let store = self.node.store.clone();
         let (hash, _, revision) = blocking(move || store.hash_kv(0))
             .await?
@@ -99,6 +101,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<HashKvRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
+        self.node.authorize(&request).await?.admin()?;
         let revision = request.into_inner().revision;
         let store = self.node.store.clone();
         let (hash, compact_revision, hash_revision) = blocking(move || store.hash_kv(revision))
@@ -116,6 +119,7 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.node.authorize(&request).await?.admin()?;
         let target = request.into_inner().target_id;
         let raft = self.node.raft.status();
         if !raft.is_leader() {

@@ -2,6 +2,7 @@
 //! and serves reads from the store, all through the member's [`crate::node::Node`];
 //! errors become statuses in `status`.
 
+pub(crate) mod auth;
 pub(crate) mod cluster;
 pub(crate) mod kv;
 pub(crate) mod lease;

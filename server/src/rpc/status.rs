@@ -9,8 +9,21 @@ use crate::error::Error;
 /// etcd's watch cancel reason for a watch id already in use on the stream.
 pub const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
 
+/// A gRPC code as grpc-go prints it (in etcd's watch cancel reasons).
+pub(crate) fn go_code_name(code: Code) -> String {
+    match code {
+        Code::Ok => "OK".into(),
+        other => format!("{other:?}"),
+    }
+}
+
 fn status(code: Code, message: &str) -> Status {
     Status::new(code, message)
+}
+
+/// An error whose text is etcd's message after "etcdserver: ".
+fn etcd(code: Code, err: &StoreError) -> Status {
+    status(code, &format!("etcdserver: {err}"))
 }
 
 impl From<Error> for Status {
@@ -49,6 +62,22 @@ impl From<Error> for Status {
                 StoreError::LeaseExists => {
                     status(FailedPrecondition, "etcdserver: lease already exists")
                 }
+                StoreError::RootUserNotExist
+                | StoreError::RootRoleNotExist
+                | StoreError::UserExists
+                | StoreError::UserNotFound
+                | StoreError::RoleExists
+                | StoreError::RoleNotFound
+                | StoreError::RoleNotGranted
+                | StoreError::PermissionNotGranted
+                | StoreError::AuthNotEnabled => etcd(FailedPrecondition, &err),
+                StoreError::UserEmpty
+                | StoreError::RoleEmpty
+                | StoreError::AuthFailed
+                | StoreError::PermissionNotGiven
+                | StoreError::InvalidAuthMgmt
+                | StoreError::AuthOldRevision => etcd(InvalidArgument, &err),
+                StoreError::PermissionDenied => etcd(PermissionDenied, &err),
                 err @ (StoreError::Corrupt(_)
                 | StoreError::RocksDb(_)
                 | StoreError::Io(_)
@@ -57,6 +86,7 @@ impl From<Error> for Status {
                     status(Internal, &format!("etcdserver: {err}"))
                 }
             },
+            Error::InvalidAuthToken => status(Unauthenticated, "etcdserver: invalid auth token"),
             Error::RequestTooLarge => status(InvalidArgument, "etcdserver: request is too large"),
             Error::TooManyRequests => status(ResourceExhausted, "etcdserver: too many requests"),
             Error::Timeout => status(Unavailable, "etcdserver: request timed out"),

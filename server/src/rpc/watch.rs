@@ -21,7 +21,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::status::DUPLICATE_WATCH_ID;
+use super::status::{go_code_name, DUPLICATE_WATCH_ID};
 use crate::error::Error;
 use crate::limits::GRPC_OVERHEAD_BYTES;
 use crate::node::Node;
@@ -82,7 +82,7 @@ impl Watch for WatchService {
         if requires_leader(request.metadata()) && !self.node.raft.status().has_leader() {
             return Err(Error::NoLeader.into());
         }
-        let inbound = request.into_inner();
+        let (metadata, extensions, inbound) = request.into_parts();
         let (out, out_rx) = mpsc::channel(WATCH_STREAM_OUTPUT_CAPACITY);
         let (events_tx, events) = mpsc::channel(WATCH_STREAM_EVENTS_CAPACITY);
         let stream = self
@@ -97,6 +97,8 @@ impl Watch for WatchService {
             next_id: 0,
             out,
             progress_pending: false,
+            metadata,
+            extensions,
         };
         self.node.tasks.spawn(session.run(inbound, events));
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
@@ -116,6 +118,9 @@ struct Session {
     next_id: i64,
     out: mpsc::Sender<Result<WatchResponse, Status>>,
     progress_pending: bool,
+    /// The stream's token and certificate name: each create is checked with them.
+    metadata: tonic::metadata::MetadataMap,
+    extensions: http::Extensions,
 }
 
 /// The client is gone; the session ends.
@@ -222,6 +227,24 @@ impl Session {
             return self
                 .refuse("etcdserver: too many watchers on the stream".into())
                 .await;
+        }
+        let permitted = match self
+            .node
+            .authorize_parts(&self.metadata, &self.extensions)
+            .await
+        {
+            Ok(who) => who.watch(&create.key, &create.range_end),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = permitted {
+            // etcd's reason is the text of the gRPC error the check returned.
+            let status = Status::from(err);
+            let reason = format!(
+                "rpc error: code = {} desc = {}",
+                go_code_name(status.code()),
+                status.message()
+            );
+            return self.refuse(reason).await;
         }
         if create.start_revision < 0 {
             let status = Status::from(Error::Store(ballast_store::Error::Compacted));

@@ -14,9 +14,13 @@
 //! *writes* the batch.
 
 use ballast_proto::ballast::internal::raft_request::Request;
-use ballast_proto::ballast::internal::RaftRequest;
+use ballast_proto::ballast::internal::{Authenticate, RaftRequest};
 use ballast_proto::etcdserverpb::{
-    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, Member,
+    AuthDisableResponse, AuthEnableResponse, AuthRoleAddResponse, AuthRoleDeleteResponse,
+    AuthRoleGrantPermissionResponse, AuthRoleRevokePermissionResponse, AuthUserAddResponse,
+    AuthUserChangePasswordResponse, AuthUserDeleteResponse, AuthUserGrantRoleResponse,
+    AuthUserRevokeRoleResponse, AuthenticateResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, Member, ResponseHeader,
 };
 use ballast_proto::mvccpb::Event;
 use raft::eraftpb::{ConfChangeV2, ConfState};
@@ -24,6 +28,7 @@ use rocksdb::WriteBatch;
 
 use super::members::MemberChange;
 use super::{header, Store};
+use crate::auth::{authenticate, AuthChange, Authenticated};
 use crate::backend::{meta, Cf};
 use crate::error::{Error, Result};
 use crate::lease;
@@ -72,6 +77,11 @@ pub enum Effect {
         /// A member a conf change removed.
         removed: Option<u64>,
     },
+    /// A user authenticated: with simple tokens, every member learns the token.
+    Authenticated(Authenticated),
+    /// Tokens issued before are void: the named user's (deleted, new password), or
+    /// everyone's (None: auth turned off).
+    TokensRevoked(Option<String>),
 }
 
 /// Entries staged and not yet written: one WriteBatch, so a raft Ready's entries cost
@@ -137,6 +147,13 @@ impl ApplyBatch<'_> {
             )));
         };
         let store = self.store;
+        if entry.auth_revision != 0 {
+            let auth = store.auth();
+            if auth.enabled() && entry.auth_revision < auth.revision() {
+                self.skip(index, term);
+                return Ok(Applied::plain(Err(Error::AuthOldRevision)));
+            }
+        }
         match request {
             Request::Put(req) => self.stage(index, term, req, |txn, req| txn.put(req)),
             Request::DeleteRange(req) => {
@@ -172,6 +189,79 @@ impl ApplyBatch<'_> {
                     Ok(Applied::plain(Err(err)))
                 }
             },
+            Request::Authenticate(req) => self.apply_authenticate(index, term, req),
+            Request::AuthEnable(req) => self.apply_auth(index, term, req, |auth, _, header| {
+                auth.enable()?;
+                Ok(AuthEnableResponse { header })
+            }),
+            Request::AuthDisable(req) => {
+                let mut applied = self.apply_auth(index, term, req, |auth, _, header| {
+                    auth.disable();
+                    Ok(AuthDisableResponse { header })
+                })?;
+                if applied.response.is_ok() {
+                    applied.effect = Effect::TokensRevoked(None);
+                }
+                Ok(applied)
+            }
+            Request::AuthUserAdd(req) => self.apply_auth(index, term, req, |auth, req, header| {
+                auth.user_add(req)?;
+                Ok(AuthUserAddResponse { header })
+            }),
+            Request::AuthUserDelete(req) => {
+                let mut applied = self.apply_auth(index, term, req, |auth, req, header| {
+                    auth.user_delete(req)?;
+                    Ok(AuthUserDeleteResponse { header })
+                })?;
+                if applied.response.is_ok() {
+                    applied.effect = Effect::TokensRevoked(Some(req.name.clone()));
+                }
+                Ok(applied)
+            }
+            Request::AuthUserChangePassword(req) => {
+                let mut applied = self.apply_auth(index, term, req, |auth, req, header| {
+                    auth.user_change_password(req)?;
+                    Ok(AuthUserChangePasswordResponse { header })
+                })?;
+                if applied.response.is_ok() {
+                    applied.effect = Effect::TokensRevoked(Some(req.name.clone()));
+                }
+                Ok(applied)
+            }
+            Request::AuthUserGrantRole(req) => {
+                self.apply_auth(index, term, req, |auth, req, header| {
+                    auth.user_grant_role(req)?;
+                    Ok(AuthUserGrantRoleResponse { header })
+                })
+            }
+            Request::AuthUserRevokeRole(req) => {
+                self.apply_auth(index, term, req, |auth, req, header| {
+                    auth.user_revoke_role(req)?;
+                    Ok(AuthUserRevokeRoleResponse { header })
+                })
+            }
+            Request::AuthRoleAdd(req) => self.apply_auth(index, term, req, |auth, req, header| {
+                auth.role_add(req)?;
+                Ok(AuthRoleAddResponse { header })
+            }),
+            Request::AuthRoleDelete(req) => {
+                self.apply_auth(index, term, req, |auth, req, header| {
+                    auth.role_delete(req)?;
+                    Ok(AuthRoleDeleteResponse { header })
+                })
+            }
+            Request::AuthRoleGrantPermission(req) => {
+                self.apply_auth(index, term, req, |auth, req, header| {
+                    auth.role_grant_permission(req)?;
+                    Ok(AuthRoleGrantPermissionResponse { header })
+                })
+            }
+            Request::AuthRoleRevokePermission(req) => {
+                self.apply_auth(index, term, req, |auth, req, header| {
+                    auth.role_revoke_permission(req)?;
+                    Ok(AuthRoleRevokePermissionResponse { header })
+                })
+            }
         }
     }
 
@@ -246,6 +336,53 @@ impl ApplyBatch<'_> {
             Err(_) => Effect::None,
         };
         Ok(Applied { effect, ..response })
+    }
+
+    /// Applies an auth change, written alone after what was staged before it. A refusal
+    /// changes nothing but the applied index.
+    fn apply_auth<P: Proposal>(
+        &mut self,
+        index: u64,
+        term: u64,
+        req: &P,
+        run: impl FnOnce(&mut AuthChange, &P, Option<ResponseHeader>) -> Result<P::Response>,
+    ) -> Result<Applied> {
+        self.write_staged()?;
+        let store = self.store;
+        let mut change = AuthChange::new(store.auth().data().clone());
+        let header = Some(header(store.revisions().current));
+        match run(&mut change, req, header) {
+            Ok(response) => {
+                store.write_auth(index, term, change)?;
+                Ok(Applied::plain(Ok(P::wrap(response))))
+            }
+            Err(err) => {
+                self.skip(index, term);
+                Ok(Applied::plain(Err(err)))
+            }
+        }
+    }
+
+    /// Issues a token: changes no stored state, but every member learns a simple token.
+    fn apply_authenticate(&mut self, index: u64, term: u64, req: &Authenticate) -> Result<Applied> {
+        let store = self.store;
+        self.skip(index, term);
+        let auth = store.auth();
+        Ok(
+            match authenticate(auth.data(), &req.name, &req.simple_token, index) {
+                Ok(issued) => Applied {
+                    response: Ok(wrap(
+                        req,
+                        AuthenticateResponse {
+                            header: Some(header(store.revisions().current)),
+                            token: issued.token.clone(),
+                        },
+                    )),
+                    effect: Effect::Authenticated(issued),
+                },
+                Err(err) => Applied::plain(Err(err)),
+            },
+        )
     }
 
     /// Writes a new member list (after what was staged before it).

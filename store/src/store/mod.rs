@@ -7,11 +7,13 @@
 //!
 //! - `apply`: the one dispatch of every raft entry kind and the apply batch's write;
 //! - `read`: Range, read-only Txn, hash and lease lookups served from this member;
+//! - `auth`: applying auth changes and the current auth state;
 //! - `members`: the member list and cluster id kept beside the data;
 //! - `compactor`: the thread that removes history below the compaction point;
 //! - `snapshots`: writing and installing whole-state snapshots.
 
 mod apply;
+mod auth;
 mod compactor;
 mod members;
 mod read;
@@ -25,6 +27,7 @@ use std::thread::JoinHandle;
 use ballast_proto::etcdserverpb::ResponseHeader;
 use rocksdb::WriteBatch;
 
+use crate::auth::Auth;
 use crate::backend::{meta, Backend, Cf};
 use crate::error::{Error, Result};
 use crate::mvcc::latest::LatestCache;
@@ -64,6 +67,8 @@ pub struct Store {
     /// Newest versions of recent keys, as written; filled by the apply thread.
     latest: Mutex<LatestCache>,
     compactor: Compactor,
+    /// Users, roles and permissions as of the last applied auth change; swapped whole.
+    auth: RwLock<Arc<Auth>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -93,6 +98,7 @@ impl Store {
         let Revisions { current, compacted } = read_revisions(&backend)?;
         let finished = read_compact_finished(&backend)?;
         let (applied, applied_term) = read_applied(&backend)?;
+        let auth = Auth::load(&backend)?;
         let store = Arc::new(Store {
             backend,
             snap_dir,
@@ -103,6 +109,7 @@ impl Store {
             pending: Mutex::new(Pending::empty(current)),
             latest: Mutex::new(LatestCache::new(current)),
             compactor: Compactor::new(compacted, finished),
+            auth: RwLock::new(Arc::new(auth)),
             threads: Mutex::new(Vec::new()),
         });
         tracing::info!(revision = current, compacted, applied, "store opened");

@@ -40,6 +40,7 @@ impl Store {
         drop(pending);
         self.mark_applied(meta.index, meta.term);
         self.compactor.reset(installed.compacted, finished);
+        self.set_auth(crate::auth::Auth::load(&self.backend)?);
         drop(revisions);
         self.hub.restart_from(installed.current);
         tracing::info!(

@@ -45,10 +45,20 @@ impl TestStore {
     }
 
     pub fn apply(&mut self, request: Request) -> ballast_store::Result<Response> {
+        self.apply_checked(request, 0)
+    }
+
+    /// Applies a request whose permissions were checked at `auth_revision`.
+    pub fn apply_checked(
+        &mut self,
+        request: Request,
+        auth_revision: u64,
+    ) -> ballast_store::Result<Response> {
         self.index += 1;
         let request = RaftRequest {
             id: self.index,
             request: Some(request),
+            auth_revision,
         };
         let applied = if self.staging {
             // Left staged: the next batch's write (`commit`) writes it.
