@@ -17,6 +17,7 @@ use ballast_store::Store;
 
 use crate::config::{ClusterState, Config};
 use crate::error::{Error, Result};
+use crate::tls::{peer_channel, PeerConnector};
 
 /// How long a joining member waits for an existing member to describe the cluster.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,7 +107,11 @@ pub struct Bootstrap {
 impl Cluster {
     /// Reads the membership from the store, founds a new cluster from the flags, or
     /// joins an existing one by asking its members.
-    pub async fn bootstrap(store: &Store, config: &Config) -> Result<Bootstrap> {
+    pub async fn bootstrap(
+        store: &Store,
+        config: &Config,
+        peer_tls: Option<&PeerConnector>,
+    ) -> Result<Bootstrap> {
         if let Some(cluster_id) = store.cluster_id()? {
             let members = store.members()?;
             let removed = store.removed_members()?;
@@ -140,7 +145,7 @@ impl Cluster {
                 })
             }
             ClusterState::Existing => {
-                let (cluster_id, members) = fetch_membership(&listed, config).await?;
+                let (cluster_id, members) = fetch_membership(&listed, config, peer_tls).await?;
                 let local_id = local_member(&members, config)?;
                 store.set_cluster(cluster_id, &members)?;
                 Ok(Bootstrap {
@@ -219,18 +224,21 @@ fn local_member(members: &[Member], config: &Config) -> Result<u64> {
 }
 
 /// Asks the other listed members for the cluster's id and members.
-async fn fetch_membership(listed: &[Member], config: &Config) -> Result<(u64, Vec<Member>)> {
+async fn fetch_membership(
+    listed: &[Member],
+    config: &Config,
+    peer_tls: Option<&PeerConnector>,
+) -> Result<(u64, Vec<Member>)> {
     let mut failures = Vec::new();
     let deadline = tokio::time::Instant::now() + JOIN_TIMEOUT;
     while tokio::time::Instant::now() < deadline {
         for member in listed.iter().filter(|m| m.name != config.name) {
             for url in &member.peer_urls {
-                let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else {
+                let urls = std::slice::from_ref(url);
+                let Some(channel) = peer_channel(urls, peer_tls, Duration::from_secs(2)) else {
                     continue;
                 };
-                let endpoint = endpoint.connect_timeout(Duration::from_secs(2));
                 let response = async {
-                    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
                     RaftTransportClient::new(channel)
                         .membership(MembershipRequest {})
                         .await

@@ -237,6 +237,25 @@ impl Config {
         for url in self.listen_client_urls.iter().chain(&self.listen_peer_urls) {
             socket_addrs(url)?;
         }
+        let https = |urls: &[String]| urls.iter().any(|u| u.starts_with("https://"));
+        let files = |cert: &Option<PathBuf>, key: &Option<PathBuf>| cert.is_some() && key.is_some();
+        if https(&self.listen_client_urls)
+            && !files(&self.cert_file, &self.key_file)
+            && !self.auto_tls
+        {
+            return Err(ConfigError(
+                "https client URLs need --cert-file and --key-file (or --auto-tls)".into(),
+            ));
+        }
+        if https(&self.listen_peer_urls)
+            && !files(&self.peer_cert_file, &self.peer_key_file)
+            && !self.peer_auto_tls
+        {
+            return Err(ConfigError(
+                "https peer URLs need --peer-cert-file and --peer-key-file (or --peer-auto-tls)"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -275,17 +294,15 @@ impl Config {
     }
 }
 
-/// Resolves `http://host:port` to socket addresses. `https` needs TLS, which Ballast
-/// does not serve yet, so it is refused rather than served as plain text.
+/// Resolves `http://host:port` or `https://host:port` to socket addresses.
 pub fn socket_addrs(url: &str) -> Result<Vec<SocketAddr>, ConfigError> {
-    let rest = if let Some(rest) = url.strip_prefix("http://") {
-        rest
-    } else if url.starts_with("https://") {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
         return Err(ConfigError(format!(
-            "{url}: TLS is not supported yet; use http://"
+            "URL scheme must be http or https: {url}"
         )));
-    } else {
-        return Err(ConfigError(format!("URL scheme must be http: {url}")));
     };
     let host_port = rest.trim_end_matches('/');
     let addrs: Vec<SocketAddr> = host_port
@@ -348,7 +365,13 @@ mod tests {
         let c = parse(&["--election-timeout", "200", "--heartbeat-interval", "100"]);
         assert!(c.validate().is_err());
         let c = parse(&["--listen-client-urls", "https://127.0.0.1:2379"]);
-        assert!(c.validate().is_err());
+        assert!(c.validate().is_err(), "https without certificate files");
+        let c = parse(&[
+            "--listen-client-urls",
+            "https://127.0.0.1:2379",
+            "--auto-tls",
+        ]);
+        c.validate().unwrap();
         let limit = crate::limits::REQUEST_BYTES_LIMIT;
         let c = parse(&["--max-request-bytes", &limit.to_string()]);
         c.validate().unwrap();

@@ -20,6 +20,7 @@ pub(crate) mod peer;
 pub(crate) mod raft;
 pub(crate) mod rpc;
 mod server;
+pub(crate) mod tls;
 pub(crate) mod tokens;
 pub(crate) mod url_authority;
 

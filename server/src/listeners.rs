@@ -14,8 +14,15 @@ use crate::error::{Error, Result};
 /// Bound client and peer sockets, one per distinct address of the URL flags.
 #[derive(Debug)]
 pub struct Listeners {
-    pub client: Vec<TcpListener>,
-    pub peer: Vec<TcpListener>,
+    pub client: Vec<Listener>,
+    pub peer: Vec<Listener>,
+}
+
+/// One bound socket and whether its URL asked for TLS.
+#[derive(Debug)]
+pub struct Listener {
+    pub socket: TcpListener,
+    pub https: bool,
 }
 
 impl Listeners {
@@ -60,7 +67,7 @@ impl Listeners {
 fn bind_urls(
     urls: &[String],
     inherited: &mut Vec<(SocketAddr, TcpListener)>,
-) -> Result<Vec<TcpListener>> {
+) -> Result<Vec<Listener>> {
     let mut bound: Vec<SocketAddr> = Vec::new();
     let mut listeners = Vec::new();
     for url in urls {
@@ -80,7 +87,10 @@ fn bind_urls(
         };
         listener.set_nonblocking(true)?;
         bound.push(addr);
-        listeners.push(listener);
+        listeners.push(Listener {
+            socket: listener,
+            https: url.starts_with("https://"),
+        });
     }
     Ok(listeners)
 }
@@ -111,8 +121,12 @@ mod tests {
         );
         // Passed in any order, each lands where its address says.
         let listeners = Listeners::adopt(&config, vec![peer, client]).unwrap();
-        assert_eq!(listeners.client[0].local_addr().unwrap(), client_addr);
-        assert_eq!(listeners.peer[0].local_addr().unwrap(), peer_addr);
+        assert_eq!(
+            listeners.client[0].socket.local_addr().unwrap(),
+            client_addr
+        );
+        assert_eq!(listeners.peer[0].socket.local_addr().unwrap(), peer_addr);
+        assert!(!listeners.client[0].https);
 
         let stray = TcpListener::bind("127.0.0.1:0").unwrap();
         let config = config_with("http://127.0.0.1:0", "http://127.0.0.1:0");

@@ -20,7 +20,6 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 
 use crate::cluster::{Bootstrap, Cluster};
 use crate::config::Config;
@@ -40,8 +39,10 @@ use crate::rpc::lease::LeaseService;
 use crate::rpc::maintenance::MaintenanceService;
 use crate::rpc::peer::PeerService;
 use crate::rpc::watch::WatchService;
+use crate::tls::{incoming, PeerConnector, Reloading, TlsSettings};
 use crate::tokens::Tokens;
 use crate::url_authority::AuthorityFix;
+use rustls::ServerConfig;
 
 /// How long open client connections may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -77,10 +78,11 @@ async fn serve(
     store: Arc<Store>,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let tls = Tls::new(&config).map_err(Error::Config)?;
     let Bootstrap {
         cluster,
         founding_voters,
-    } = Cluster::bootstrap(&store, &config).await?;
+    } = Cluster::bootstrap(&store, &config, tls.peer_client.as_ref()).await?;
     let cluster = Arc::new(cluster);
     let log = LogStore::open(store.clone())?;
     if let Some(voters) = founding_voters {
@@ -100,6 +102,7 @@ async fn serve(
         cluster.local_id,
         cluster.cluster_id,
         tokio::runtime::Handle::current(),
+        tls.peer_client.clone(),
     );
     let raft = Raft::start(
         RaftConfig {
@@ -140,7 +143,7 @@ async fn serve(
     });
 
     let mut servers = JoinSet::new();
-    let started = start_servers(&node, listeners, &mut servers).await;
+    let started = start_servers(&node, listeners, &tls, &mut servers).await;
     if started.is_err() {
         // Whatever did start must stop before the store closes.
         shutdown.cancel();
@@ -205,16 +208,18 @@ type ServerSet = JoinSet<std::result::Result<(), tonic::transport::Error>>;
 async fn start_servers(
     node: &Arc<Node>,
     listeners: Listeners,
+    tls: &Tls,
     servers: &mut ServerSet,
 ) -> Result<()> {
     let shutdown = node.shutdown.clone();
     let raft = node.raft.clone();
     // Peers first: electing a leader needs them.
     for listener in listeners.peer {
-        let listener = TcpListener::from_std(listener)?;
+        let https = listener.https;
+        let listener = TcpListener::from_std(listener.socket)?;
         let address = listener.local_addr()?;
-        tracing::info!(%address, "listening for peers");
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        tracing::info!(%address, https, "listening for peers");
+        let incoming = incoming(listener, tls.server(https, &tls.peer)?, shutdown.clone());
         let stop = shutdown.clone();
         let service = RaftTransportServer::new(PeerService::new(node.clone()))
             .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
@@ -236,11 +241,11 @@ async fn start_servers(
     }
     let routes = routes(node);
     for listener in listeners.client {
-        let listener = TcpListener::from_std(listener)?;
+        let https = listener.https;
+        let listener = TcpListener::from_std(listener.socket)?;
         let address = listener.local_addr()?;
-        tracing::info!(%address, "ready to serve client requests");
-        let incoming = TcpIncoming::from(listener)
-            .with_nodelay(Some(true))
+        tracing::info!(%address, https, "ready to serve client requests");
+        let incoming = incoming(listener, tls.server(https, &tls.client)?, shutdown.clone())
             .map(|conn| conn.map(AuthorityFix::new));
         let stop = shutdown.clone();
         let server = tonic::transport::Server::builder()
@@ -255,6 +260,47 @@ async fn start_servers(
     servers.spawn(publish_attributes(node.clone()));
 
     Ok(())
+}
+
+/// The TLS configurations of this member, built once from its flags and files.
+struct Tls {
+    client: Option<Arc<Reloading<ServerConfig>>>,
+    peer: Option<Arc<Reloading<ServerConfig>>>,
+    peer_client: Option<PeerConnector>,
+}
+
+impl Tls {
+    fn new(config: &Config) -> std::result::Result<Tls, String> {
+        let server = |settings: Option<TlsSettings>| {
+            settings
+                .map(|s| Reloading::new(s, TlsSettings::server_config).map(Arc::new))
+                .transpose()
+        };
+        let peer_settings = TlsSettings::peer(config)?;
+        let peer_client = peer_settings
+            .clone()
+            .map(|s| Reloading::new(s, TlsSettings::client_config))
+            .transpose()?
+            .map(|r| PeerConnector::new(Arc::new(r)));
+        Ok(Tls {
+            client: server(TlsSettings::client(config)?)?,
+            peer: server(peer_settings)?,
+            peer_client,
+        })
+    }
+
+    /// The configuration for a socket, if its URL is https.
+    fn server(
+        &self,
+        https: bool,
+        side: &Option<Arc<Reloading<ServerConfig>>>,
+    ) -> Result<Option<Arc<Reloading<ServerConfig>>>> {
+        match (https, side) {
+            (false, _) => Ok(None),
+            (true, Some(tls)) => Ok(Some(tls.clone())),
+            (true, None) => Err(Error::Config("an https URL without TLS files".into())),
+        }
+    }
 }
 
 fn routes(node: &Arc<Node>) -> Routes {

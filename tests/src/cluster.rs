@@ -18,25 +18,37 @@ pub struct TestCluster {
 impl TestCluster {
     /// Starts `size` members named n0, n1, ... and waits until every one serves.
     pub fn start(dir: &Path, size: usize, extra_args: &[&str]) -> TestCluster {
+        TestCluster::start_scheme(dir, size, "http", extra_args)
+    }
+
+    /// [`TestCluster::start`] with peer URLs of `peer_scheme` ("https" for peer TLS).
+    pub fn start_scheme(
+        dir: &Path,
+        size: usize,
+        peer_scheme: &str,
+        extra_args: &[&str],
+    ) -> TestCluster {
         std::fs::create_dir_all(dir).expect("cluster directory");
         let peers: Vec<TcpListener> = (0..size).map(|_| bind_port()).collect();
         let initial = peers
             .iter()
             .enumerate()
-            .map(|(i, peer)| format!("n{i}=http://127.0.0.1:{}", port_of(peer)))
+            .map(|(i, peer)| format!("n{i}={peer_scheme}://127.0.0.1:{}", port_of(peer)))
             .collect::<Vec<_>>()
             .join(",");
         let mut nodes: Vec<Node> = peers
             .into_iter()
             .enumerate()
             .map(|(i, peer)| {
-                Node::new(
+                let mut node = Node::new(
                     &dir.join(format!("n{i}")),
                     &format!("n{i}"),
                     peer,
                     Some(initial.clone()),
                     extra_args,
-                )
+                );
+                node.peer_scheme = peer_scheme.to_string();
+                node
             })
             .collect();
         for node in &mut nodes {

@@ -30,6 +30,8 @@ pub struct Node {
     pub initial_cluster: Option<String>,
     /// `--initial-cluster-state`.
     pub cluster_state: String,
+    /// "http", or "https" for a member whose peers talk TLS.
+    pub peer_scheme: String,
     pub extra_args: Vec<String>,
     pub env: Vec<(String, String)>,
     /// The peer socket the next start inherits, bound before it.
@@ -69,6 +71,7 @@ impl Node {
             peer_listener: Some(peer),
             initial_cluster,
             cluster_state: "new".into(),
+            peer_scheme: "http".into(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             child: None,
@@ -86,7 +89,7 @@ impl Node {
     }
 
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.peer_scheme, self.peer_port)
     }
 
     pub fn address(&self) -> SocketAddr {

@@ -17,15 +17,12 @@ use tonic::metadata::MetadataMap;
 
 use crate::error::{Error, Result};
 use crate::node::Node;
+use crate::tls::ConnInfo;
 use crate::tokens::{simple_token_index, TokenInfo};
 
 /// gRPC metadata carrying the token (etcd's `TokenFieldNameGRPC`), and the gateway's.
 const TOKEN_METADATA: &str = "token";
 const TOKEN_METADATA_GATEWAY: &str = "authorization";
-
-/// The client certificate's common name, put into request extensions by the TLS layer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CertificateName(pub(crate) String);
 
 /// A request's caller and the auth state its permissions are checked against.
 #[derive(Debug)]
@@ -74,8 +71,9 @@ impl Node {
                 Some(info.user)
             }
             None if self.config.client_cert_auth => extensions
-                .get::<CertificateName>()
-                .map(|name| name.0.clone()),
+                .get::<ConnInfo>()
+                .and_then(|conn| conn.certificate.clone())
+                .map(|name| name.0),
             None => None,
         };
         Ok(Authorized {

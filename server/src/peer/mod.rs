@@ -23,9 +23,10 @@ use raft::eraftpb::Message as RaftMessage;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::limits::{PEER_BATCH_BYTES_MAX, PEER_MESSAGE_BYTES_MAX};
+use crate::tls::{peer_channel, PeerConnector};
 
 /// Raft messages queued for one peer at most; more are dropped (raft retransmits).
 pub const PEER_QUEUE_CAPACITY: usize = 4096;
@@ -50,6 +51,8 @@ struct Peer {
 
 /// Outgoing raft traffic to every other member.
 pub struct PeerTransport {
+    /// TLS towards peers, when peer TLS is on.
+    tls: Option<PeerConnector>,
     local_id: u64,
     cluster_id: u64,
     runtime: tokio::runtime::Handle,
@@ -73,26 +76,15 @@ impl std::fmt::Debug for PeerTransport {
     }
 }
 
-fn channel_for(urls: &[String]) -> Option<Channel> {
-    let endpoints: Vec<Endpoint> = urls
-        .iter()
-        .filter_map(|url| Endpoint::from_shared(url.clone()).ok())
-        .map(|e| e.connect_timeout(PEER_CONNECT_TIMEOUT).tcp_nodelay(true))
-        .collect();
-    match endpoints.as_slice() {
-        [] => None,
-        [one] => Some(one.connect_lazy()),
-        _ => Some(Channel::balance_list(endpoints.into_iter())),
-    }
-}
-
 impl PeerTransport {
     pub fn new(
         local_id: u64,
         cluster_id: u64,
         runtime: tokio::runtime::Handle,
+        tls: Option<PeerConnector>,
     ) -> Arc<PeerTransport> {
         Arc::new(PeerTransport {
+            tls,
             local_id,
             cluster_id,
             runtime,
@@ -126,7 +118,9 @@ impl PeerTransport {
             if peers.contains_key(&member.id) {
                 continue;
             }
-            let Some(channel) = channel_for(&member.peer_urls) else {
+            let Some(channel) =
+                peer_channel(&member.peer_urls, self.tls.as_ref(), PEER_CONNECT_TIMEOUT)
+            else {
                 tracing::warn!(member = member.id, urls = ?member.peer_urls, "member has no usable peer URL");
                 continue;
             };

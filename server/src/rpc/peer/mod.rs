@@ -19,6 +19,9 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::node::{local_renew, local_time_to_live, Node};
 use crate::peer::MEMBER_REMOVED;
 
+/// Why raft messages from a sender that is not a member are refused.
+const UNKNOWN_MEMBER: &str = "raft messages from an unknown member";
+
 /// The service other members call.
 #[derive(Debug, Clone)]
 pub struct PeerService {
@@ -63,12 +66,23 @@ impl RaftTransport for PeerService {
             if self.node.cluster.is_removed(batch.from) {
                 return Err(Status::failed_precondition(MEMBER_REMOVED));
             }
+            if self.node.cluster.member(batch.from).is_none() {
+                // One line per refused stream: the stream ends here.
+                tracing::warn!(
+                    from = format!("{:x}", batch.from),
+                    "refused raft messages from an unknown member"
+                );
+                return Err(Status::permission_denied(UNKNOWN_MEMBER));
+            }
             if self.node.transport.is_blocked(batch.from) {
                 continue;
             }
             for bytes in batch.messages {
                 let message = RaftMessage::parse_from_bytes(&bytes)
                     .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
+                if message.from != batch.from {
+                    return Err(Status::permission_denied(UNKNOWN_MEMBER));
+                }
                 self.node.raft.step(message);
             }
         }
