@@ -556,11 +556,26 @@ impl Client {
 
     /// Adds a user.
     pub async fn user_add(&self, name: &str, password: &str) -> Result<()> {
-        let req = pb::AuthUserAddRequest {
+        self.user_add_request(pb::AuthUserAddRequest {
             name: name.to_string(),
             password: password.to_string(),
             ..Default::default()
-        };
+        })
+        .await
+    }
+
+    /// Adds a user without a password, who can only be named by a client certificate's
+    /// common name (etcdctl's `user add --no-password`).
+    pub async fn user_add_no_password(&self, name: &str) -> Result<()> {
+        self.user_add_request(pb::AuthUserAddRequest {
+            name: name.to_string(),
+            options: Some(ballast_proto::authpb::UserAddOptions { no_password: true }),
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn user_add_request(&self, req: pb::AuthUserAddRequest) -> Result<()> {
         self.transport
             .unary(Retry::Write, req, |s, req| async move {
                 auth(s).user_add(req).await
