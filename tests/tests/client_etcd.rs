@@ -1,7 +1,7 @@
-//! ballast-client against a real etcd 3.4 (Debian's etcd-server): the calls Ballast does
-//! not serve yet (auth, most of maintenance, membership changes, TLS) are held to the
-//! reference server now; and a scripted session must get the same answers from Ballast
-//! as from etcd.
+//! ballast-client against a real etcd 3.4 (Debian's etcd-server): the client's auth,
+//! maintenance, membership and TLS calls are held to the reference server (auth and TLS
+//! also to Ballast, in client_auth.rs); and a scripted session must get the same answers
+//! from Ballast as from etcd.
 
 use std::time::Duration;
 
