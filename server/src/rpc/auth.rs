@@ -238,6 +238,7 @@ impl Auth for AuthService {
             auth.user(caller).is_some_and(|u| u.roles.contains(&role))
         })
         .await?;
+        // Read after the barrier: the state the caller was checked against may be older.
         let perm = self
             .node
             .store
