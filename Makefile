@@ -33,7 +33,8 @@ test: deps-build deps-test
 bench: deps-build
 	$(CARGO) bench -p ballast-benches --bench store
 
-## bench-compare: 3-member Ballast and 3-member etcd on loopback, same workloads, one table
+## bench-compare: 3-member Ballast and 3-member etcd 3.5.1 on loopback, same workloads, one
+## table (BALLAST_ETCD=debian for Debian's etcd 3.4, or a path to another etcd binary)
 BENCH_DURATION ?= 20s
 BENCH_ROUNDS ?= 3
 bench-compare: deps-build deps-test

@@ -3,4 +3,5 @@
 //! way: `load` runs one workload, `compare` runs them all against a Ballast cluster and
 //! an etcd cluster side by side, `scale` measures memory and restart time with many keys.
 
+pub mod auth;
 pub mod load;

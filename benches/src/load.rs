@@ -82,6 +82,18 @@ pub struct Settings {
     /// Server processes whose CPU time the report gives (Linux /proc; none: not
     /// measured). CPU per operation varies less than throughput on a shared machine.
     pub server_pids: Vec<u32>,
+    /// User and password to authenticate as (the server's auth on); the workload's
+    /// name then ends in `-auth`.
+    pub credentials: Option<(String, String)>,
+}
+
+impl Settings {
+    fn connect_options(&self) -> ConnectOptions {
+        ConnectOptions {
+            credentials: self.credentials.clone(),
+            ..ConnectOptions::default()
+        }
+    }
 }
 
 /// The result of a run.
@@ -225,7 +237,7 @@ async fn connections(settings: &Settings) -> Result<Vec<Client>, ballast_client:
         if count > 0 {
             endpoints.rotate_left(i % count);
         }
-        clients.push(Client::connect(endpoints, ConnectOptions::default()).await?);
+        clients.push(Client::connect(endpoints, settings.connect_options()).await?);
     }
     Ok(clients)
 }
@@ -233,7 +245,10 @@ async fn connections(settings: &Settings) -> Result<Vec<Client>, ballast_client:
 /// Runs a workload and reports.
 pub async fn run(workload: Workload, settings: &Settings) -> Result<Report, ballast_client::Error> {
     let clients = connections(settings).await?;
-    let name = workload.name();
+    let name = match settings.credentials {
+        Some(_) => format!("{}-auth", workload.name()),
+        None => workload.name(),
+    };
     if matches!(workload, Workload::Range { .. } | Workload::TxnUpdate) {
         populate(&clients[0], settings).await?;
     }
@@ -485,7 +500,8 @@ async fn watch_run(
     // that have nothing to do with the server.
     let mut slow_readers = Vec::new();
     if slow > 0 {
-        let client = Client::connect(settings.endpoints.clone(), ConnectOptions::default()).await?;
+        let client =
+            Client::connect(settings.endpoints.clone(), settings.connect_options()).await?;
         for _ in 0..slow {
             let (watcher, mut stream) = client
                 .watch("/watch-bench/", WatchOptions::new().with_prefix())

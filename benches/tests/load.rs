@@ -20,6 +20,7 @@ async fn every_workload_runs_and_reports() {
         duration: None,
         progress: false,
         server_pids: vec![node.pid()],
+        credentials: None,
     };
     let watchers = 5;
     let cases = [
@@ -81,4 +82,62 @@ async fn every_workload_runs_and_reports() {
     }
     // Each run may take less than a clock tick of the server's CPU; all of them do not.
     assert!(server_cpu > 0.0, "the server's CPU time was not measured");
+}
+
+/// The `-auth` workloads: the benchmark user works with auth on, a caller without
+/// credentials does not, and auth turns off again for the plain workloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_workloads_run_as_the_benchmark_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = ballast_tests::Node::start(dir.path());
+    let endpoints = vec![node.endpoint()];
+    let plain = Settings {
+        endpoints: endpoints.clone(),
+        clients: 4,
+        connections: 2,
+        key_size: 32,
+        value_size: 64,
+        key_space: 100,
+        total: Some(OPS),
+        duration: None,
+        progress: false,
+        server_pids: vec![],
+        credentials: None,
+    };
+    let authed = Settings {
+        credentials: Some(ballast_benches::auth::credentials()),
+        ..plain.clone()
+    };
+    ballast_benches::auth::create_users(&endpoints)
+        .await
+        .unwrap();
+    ballast_benches::auth::set_enabled(&endpoints, true)
+        .await
+        .unwrap();
+    let range = Workload::Range {
+        serializable: false,
+    };
+    for (workload, name) in [
+        (Workload::Put { sequential: false }, "put-auth"),
+        (range, "range-linearizable-auth"),
+    ] {
+        let report = run(workload, &authed).await.unwrap();
+        assert_eq!(report.workload, name);
+        assert_eq!(report.errors, 0, "{}", report.json());
+        assert!(report.ops >= OPS, "{}", report.json());
+    }
+    // Without a token every put is refused.
+    let refused = run(Workload::Put { sequential: false }, &plain)
+        .await
+        .unwrap();
+    assert_eq!(refused.ops, 0, "{}", refused.json());
+    assert!(refused.errors > 0, "{}", refused.json());
+
+    ballast_benches::auth::set_enabled(&endpoints, false)
+        .await
+        .unwrap();
+    let report = run(Workload::Put { sequential: false }, &plain)
+        .await
+        .unwrap();
+    assert_eq!(report.errors, 0, "{}", report.json());
 }

@@ -1,11 +1,23 @@
-//! Real etcd processes (Debian's etcd-server), alone or as a cluster.
+//! Real etcd processes (Debian's etcd-server, or the binary `BALLAST_ETCD` names),
+//! alone or as a cluster.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::flags::member_flags;
-use crate::{free_port, WAIT};
+use crate::{etcd_35_dir, free_port, WAIT};
+
+/// The etcd these helpers start: `BALLAST_ETCD` names a binary, or `3.5.1` for the one
+/// `scripts/ensure-etcd-3.5` installs (installed on first use); unset, Debian's `etcd`
+/// on the PATH.
+pub fn etcd_binary() -> PathBuf {
+    match std::env::var("BALLAST_ETCD") {
+        Ok(name) if name == "3.5.1" || name == "3.5" => etcd_35_dir().join("etcd"),
+        Ok(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from("etcd"),
+    }
+}
 
 /// A real etcd (Debian's etcd-server) on loopback, for side-by-side measurements and for
 /// holding our client to the reference server.
@@ -49,7 +61,7 @@ impl Etcd {
         let url = format!("{scheme}://127.0.0.1:{}", self.port);
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log = std::fs::File::create(&self.log).expect("create etcd log");
-        let child = Command::new("etcd")
+        let child = Command::new(etcd_binary())
             .args(["--name", "etcd", "--data-dir"])
             .arg(&self.dir)
             .args([
@@ -132,7 +144,7 @@ impl EtcdCluster {
             let log = std::fs::File::create(data.with_extension("log")).expect("etcd log");
             let client = format!("http://127.0.0.1:{}", clients[i]);
             let peer = format!("http://127.0.0.1:{}", peers[i]);
-            let child = Command::new("etcd")
+            let child = Command::new(etcd_binary())
                 .args(member_flags(
                     &format!("e{i}"),
                     &data,

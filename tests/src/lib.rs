@@ -20,7 +20,7 @@ mod wait;
 
 pub use binaries::{ballast_binary, client_examples_dir};
 pub use cluster::TestCluster;
-pub use etcd::{Etcd, EtcdCluster};
+pub use etcd::{etcd_binary, Etcd, EtcdCluster};
 pub use etcdctl::{etcd_35_dir, etcdctl, etcdctl_stdin, Etcdctl};
 pub use http::http_get;
 pub use node::Node;

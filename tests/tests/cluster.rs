@@ -322,8 +322,11 @@ async fn members_are_added_as_learners_promoted_and_removed() {
     assert!(status.is_learner);
     let learner_id = status.header.member_id;
 
+    // Asked of a follower, which forwards it to the leader over the peer port.
+    let leader = cluster.leader().await;
+    let follower = cluster.nodes[(leader + 1) % 3].endpoint();
     let (ok, out, err) = ballast_tests::etcdctl(
-        &endpoints,
+        &follower,
         &["member", "promote", &format!("{learner_id:x}")],
     );
     assert!(ok, "{out}{err}");

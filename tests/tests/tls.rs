@@ -310,4 +310,54 @@ fn peer_tls_lets_in_only_the_peer_ca_with_the_allowed_cn() {
         log.contains("refused a peer certificate with another CN"),
         "{log}"
     );
+
+    // A process holding another CA's certificate cannot take even a member slot the
+    // cluster has made for it: its membership request does not get past the handshake.
+    let endpoint = cluster.nodes[0].endpoint();
+    let peer = ballast_tests::bind_port();
+    let peer_url = format!("https://127.0.0.1:{}", ballast_tests::port_of(&peer));
+    let added = Etcdctl::V35.run(
+        &endpoint,
+        &[
+            "member",
+            "add",
+            "n3",
+            "--learner",
+            &format!("--peer-urls={peer_url}"),
+        ],
+    );
+    ok(added.clone());
+    let initial = added
+        .1
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .map(|l| l.trim_end_matches('"').to_string())
+        .expect("member add prints the initial cluster");
+    let mut intruder = Node::new(
+        &dir.path().join("intruder"),
+        "n3",
+        peer,
+        Some(initial),
+        &[
+            "--peer-cert-file",
+            path(&stranger.cert),
+            "--peer-key-file",
+            path(&stranger.key),
+            // It trusts the cluster's CA, so only the cluster's refusal can stop it.
+            "--peer-trusted-ca-file",
+            path(&ca_file),
+            "--peer-client-cert-auth",
+        ],
+    );
+    intruder.cluster_state = "existing".into();
+    intruder.peer_scheme = "https".into();
+    intruder.spawn();
+    let refused = intruder.wait_ready().expect_err("the intruder joined");
+    assert!(refused.contains("cannot join"), "{refused}");
+    let (_, members, _) = Etcdctl::V35.run(&endpoint, &["member", "list"]);
+    let slot = members
+        .lines()
+        .find(|l| l.contains(&peer_url))
+        .unwrap_or_else(|| panic!("no added member in {members}"));
+    assert!(slot.contains("unstarted"), "{members}");
 }

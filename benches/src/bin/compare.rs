@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use ballast_benches::auth;
 use ballast_benches::load::{run, wait_quiet, Report, Settings, Workload};
 use ballast_tests::{disk_usage, peak_rss_of, EtcdCluster, TestCluster};
 use clap::Parser;
@@ -46,6 +47,10 @@ struct Args {
     /// Times every workload runs against each server; the table gives medians.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
     rounds: u64,
+    /// The etcd to compare with: a path to its binary, or `3.5.1` (installed on first use
+    /// by scripts/ensure-etcd-3.5), or `debian` for Debian's etcd on the PATH.
+    #[arg(long, env = "BALLAST_ETCD", default_value = "3.5.1")]
+    etcd: String,
 }
 
 /// Puts per second in the watch workload.
@@ -54,6 +59,8 @@ const WATCH_RATE: u64 = 200;
 const MANY_WATCHERS_RATE: u64 = 10;
 /// Slow watchers (one read a second) beside the many.
 const SLOW_WATCHERS: usize = 10;
+/// Throughput with auth on, as a share of auth off, that the auth target asks for.
+const AUTH_QPS_SHARE_MIN: f64 = 0.9;
 /// Longest wait for both clusters to go quiet before a run; past it the run starts anyway.
 const SETTLE_MAX: Duration = Duration::from_secs(30);
 
@@ -66,10 +73,12 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 
 /// One cluster under test and what its workloads reported, by workload then round.
 struct Side {
-    name: &'static str,
+    name: String,
     endpoints: Vec<String>,
     pids: Vec<u32>,
     reports: Vec<Vec<Report>>,
+    /// Whether auth is on now; workloads with credentials need it on, the others off.
+    auth_on: bool,
 }
 
 /// The workloads, each with its settings against one cluster, in the order they run.
@@ -85,6 +94,17 @@ fn plan(endpoints: Vec<String>, server_pids: Vec<u32>, args: &Args) -> Vec<(Work
         total: None,
         duration: Some(args.duration),
         progress: false,
+        credentials: None,
+    };
+    // Auth on, as a user whose role grants the benchmark's prefix: what checking every
+    // request costs, against the same workload with auth off.
+    let with_auth = |settings: &Settings| Settings {
+        credentials: Some(auth::credentials()),
+        ..settings.clone()
+    };
+    let ranges = Settings {
+        key_space: 10_000,
+        ..base.clone()
     };
     let one_member = Settings {
         endpoints: base.endpoints[..1].to_vec(),
@@ -93,29 +113,21 @@ fn plan(endpoints: Vec<String>, server_pids: Vec<u32>, args: &Args) -> Vec<(Work
     };
     vec![
         (Workload::Put { sequential: false }, base.clone()),
+        (Workload::Put { sequential: false }, with_auth(&base)),
         (
             Workload::Range {
                 serializable: false,
             },
-            Settings {
-                key_space: 10_000,
-                ..base.clone()
-            },
+            ranges.clone(),
         ),
         (
-            Workload::Range { serializable: true },
-            Settings {
-                key_space: 10_000,
-                ..base.clone()
+            Workload::Range {
+                serializable: false,
             },
+            with_auth(&ranges),
         ),
-        (
-            Workload::TxnUpdate,
-            Settings {
-                key_space: 10_000,
-                ..base.clone()
-            },
-        ),
+        (Workload::Range { serializable: true }, ranges.clone()),
+        (Workload::TxnUpdate, ranges),
         (
             Workload::Watch {
                 watchers: args.watchers,
@@ -179,6 +191,13 @@ async fn run_all(sides: &mut [Side; 2], args: &Args) {
                     }
                 }
                 let (workload, settings) = both[s];
+                let side = &mut sides[s];
+                if side.auth_on != settings.credentials.is_some() {
+                    side.auth_on = !side.auth_on;
+                    auth::set_enabled(&side.endpoints, side.auth_on)
+                        .await
+                        .expect("auth turned on or off");
+                }
                 let report = run(workload.clone(), settings)
                     .await
                     .expect("workload runs");
@@ -189,6 +208,20 @@ async fn run_all(sides: &mut [Side; 2], args: &Args) {
     }
 }
 
+/// "etcd-<version>", as the binary under test reports it.
+fn etcd_name() -> String {
+    let out = std::process::Command::new(ballast_tests::etcd_binary())
+        .arg("--version")
+        .output()
+        .expect("run etcd --version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd Version: "))
+        .unwrap_or("unknown");
+    format!("etcd-{}", version.trim())
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / (1 << 20) as f64)
 }
@@ -196,6 +229,11 @@ fn mib(bytes: u64) -> String {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    // Read by ballast_tests::etcd_binary; set before any thread could read it.
+    match args.etcd.as_str() {
+        "debian" => std::env::remove_var("BALLAST_ETCD"),
+        etcd => std::env::set_var("BALLAST_ETCD", etcd),
+    }
     let dir = tempfile::tempdir().expect("temp dir");
 
     let ballast = TestCluster::start(&dir.path().join("ballast"), 3, &[]);
@@ -203,18 +241,25 @@ async fn main() {
     let etcd = EtcdCluster::start(&dir.path().join("etcd"), 3);
     let mut sides = [
         Side {
-            name: "ballast",
+            name: "ballast".into(),
             endpoints: ballast.endpoints(),
             pids: ballast.nodes.iter().map(|n| n.pid()).collect(),
             reports: Vec::new(),
+            auth_on: false,
         },
         Side {
-            name: "etcd",
+            name: etcd_name(),
             endpoints: etcd.endpoints(),
             pids: etcd.pids(),
             reports: Vec::new(),
+            auth_on: false,
         },
     ];
+    for side in &sides {
+        auth::create_users(&side.endpoints)
+            .await
+            .expect("benchmark users created");
+    }
     run_all(&mut sides, &args).await;
     let peak_rss = sides
         .each_ref()
@@ -275,6 +320,39 @@ async fn main() {
     for line in verdicts(&summaries, &args) {
         println!("{line}");
     }
+    for name in ["put", "range-linearizable"] {
+        println!("{}", auth_verdict(&b.reports, name));
+    }
+}
+
+/// The auth target: Ballast's `<name>-auth` throughput within 10% of `<name>`'s. The
+/// ratio is the median of each round's, where the two ran minutes apart at most.
+fn auth_verdict(reports: &[Vec<Report>], name: &str) -> String {
+    let of = |workload: &str| {
+        reports
+            .iter()
+            .find(|r| r[0].workload == workload)
+            .expect("every workload ran")
+    };
+    let (off, on) = (of(name), of(&format!("{name}-auth")));
+    let ratio = median(
+        off.iter()
+            .zip(on)
+            .map(|(off, on)| on.qps / off.qps.max(1e-9)),
+    );
+    let cpu = |r: &[Report]| median(r.iter().filter_map(|r| r.server_cpu_us_per_op()));
+    let met = if ratio >= AUTH_QPS_SHARE_MIN {
+        "met"
+    } else {
+        "NOT MET"
+    };
+    format!(
+        "target ballast {name} with auth on >= {:.0}% of auth off: {:.0}% (CPU {:.0} vs {:.0} us/op): {met}",
+        AUTH_QPS_SHARE_MIN * 100.0,
+        ratio * 100.0,
+        cpu(on),
+        cpu(off),
+    )
 }
 
 /// One workload on both servers over the rounds: medians of each measure, and the

@@ -54,6 +54,9 @@ struct Args {
     /// run (`server_cpu_seconds`).
     #[arg(long, value_delimiter = ',')]
     server_pids: Vec<u32>,
+    /// Authenticate as this user, given as name:password (as etcd's `benchmark --user`).
+    #[arg(long, value_parser = parse_user)]
+    user: Option<(String, String)>,
     #[command(subcommand)]
     workload: Command,
 }
@@ -94,6 +97,13 @@ enum Command {
     },
     /// Lease grant, keep-alive, revoke.
     Lease,
+}
+
+fn parse_user(text: &str) -> Result<(String, String), String> {
+    match text.split_once(':') {
+        Some((name, password)) if !name.is_empty() => Ok((name.into(), password.into())),
+        _ => Err(format!("bad user {text:?} (use name:password)")),
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -149,6 +159,7 @@ async fn main() -> std::process::ExitCode {
         duration,
         progress: !args.quiet,
         server_pids: args.server_pids,
+        credentials: args.user,
     };
     match run(workload, &settings).await {
         Ok(report) => {

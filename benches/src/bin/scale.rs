@@ -34,6 +34,10 @@ struct Args {
     /// Keep the server's data and logs in this (new) directory instead of a temporary one.
     #[arg(long)]
     keep_dir: Option<std::path::PathBuf>,
+    /// The etcd binary for `--server etcd`: a path, or `3.5.1` (installed on first use);
+    /// the default is `BALLAST_ETCD`, else Debian's etcd on the PATH.
+    #[arg(long)]
+    etcd: Option<String>,
 }
 
 /// One of the two servers under test.
@@ -78,6 +82,10 @@ async fn connect(endpoint: &str) -> Client {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if let Some(etcd) = &args.etcd {
+        // Read by ballast_tests::etcd_binary; set before any thread could read it.
+        std::env::set_var("BALLAST_ETCD", etcd);
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let data = match &args.keep_dir {
         Some(kept) => {

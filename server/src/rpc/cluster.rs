@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use ballast_proto::etcdserverpb::cluster_client::ClusterClient;
 use ballast_proto::etcdserverpb::cluster_server::Cluster;
 use ballast_proto::etcdserverpb::{
     Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
@@ -167,33 +166,45 @@ impl Cluster for ClusterService {
             return Err(Error::NotLearner.into());
         }
         let status = self.node.raft.status();
-        if !status.is_leader() {
-            // Only the leader knows how far the learner is: ask it.
-            let leader = self
-                .node
-                .cluster
-                .member(status.leader)
-                .ok_or(Error::NoLeader)?;
-            let url = leader.client_urls.first().ok_or(Error::NoLeader)?.clone();
-            let mut client = ClusterClient::connect(url)
-                .await
-                .map_err(|_| Status::from(Error::NoLeader))?;
-            return client.member_promote(req).await;
+        if status.is_leader() {
+            return Ok(Response::new(local_promote(&self.node, req.id).await?));
         }
-        let progress = self.node.raft.progress().await?;
-        let leader_match = progress.get(&status.id).copied().unwrap_or(0);
-        let learner_match = progress.get(&req.id).copied().unwrap_or(0);
-        if (learner_match as f64) < (leader_match as f64) * LEARNER_READY_SHARE {
-            return Err(Error::LearnerNotReady.into());
-        }
-        let members = self
+        // Only the leader knows how far the learner is: ask it over the peer port, which
+        // carries the peer certificates (a client URL may need other credentials).
+        let mut client = self
             .node
-            .raft
-            .propose_conf_change(ConfChangeType::AddNode, member)
-            .await?;
-        Ok(Response::new(MemberPromoteResponse {
-            header: self.header(),
-            members,
-        }))
+            .transport
+            .client(status.leader)
+            .ok_or(Error::NoLeader)?;
+        let mut response = client.member_promote(req).await?.into_inner();
+        response.header = self.header();
+        Ok(Response::new(response))
     }
+}
+
+/// Promotes a learner on this member, which must be the leader: only once the learner's
+/// log has caught up with most of the leader's.
+pub(crate) async fn local_promote(node: &Node, id: u64) -> Result<MemberPromoteResponse, Status> {
+    let member = node.cluster.member(id).ok_or(Error::MemberNotFound)?;
+    if !member.is_learner {
+        return Err(Error::NotLearner.into());
+    }
+    let status = node.raft.status();
+    if !status.is_leader() {
+        return Err(Error::NotLeader.into());
+    }
+    let progress = node.raft.progress().await?;
+    let leader_match = progress.get(&status.id).copied().unwrap_or(0);
+    let learner_match = progress.get(&id).copied().unwrap_or(0);
+    if (learner_match as f64) < (leader_match as f64) * LEARNER_READY_SHARE {
+        return Err(Error::LearnerNotReady.into());
+    }
+    let members = node
+        .raft
+        .propose_conf_change(ConfChangeType::AddNode, member)
+        .await?;
+    Ok(MemberPromoteResponse {
+        header: Some(node.header(node.revision())),
+        members,
+    })
 }

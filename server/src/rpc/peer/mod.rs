@@ -11,6 +11,7 @@ use ballast_proto::ballast::transport::{
 };
 use ballast_proto::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    MemberPromoteRequest, MemberPromoteResponse,
 };
 use protobuf::Message as _;
 use raft::eraftpb::Message as RaftMessage;
@@ -18,6 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::node::{local_renew, local_time_to_live, Node};
 use crate::peer::MEMBER_REMOVED;
+use crate::rpc::cluster::local_promote;
 
 /// Why raft messages from a sender that is not a member are refused.
 const UNKNOWN_MEMBER: &str = "raft messages from an unknown member";
@@ -122,5 +124,13 @@ impl RaftTransport for PeerService {
         Ok(Response::new(
             local_time_to_live(&self.node, request.into_inner()).await?,
         ))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        let id = request.into_inner().id;
+        Ok(Response::new(local_promote(&self.node, id).await?))
     }
 }
