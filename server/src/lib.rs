@@ -15,6 +15,7 @@ pub(crate) mod idgen;
 pub(crate) mod lessor;
 pub(crate) mod limits;
 pub mod listeners;
+pub(crate) mod log_limit;
 pub(crate) mod node;
 pub(crate) mod peer;
 pub(crate) mod raft;

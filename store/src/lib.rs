@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod crash;
 pub mod error;
 pub mod keys;
 pub mod lease;

@@ -122,7 +122,7 @@ impl LogStore {
     /// Loads the raft state of the store.
     pub fn open(store: Arc<Store>) -> Result<LogStore> {
         let backend = store.backend();
-        let hard_state = match backend.get(Cf::RaftState, HARD_STATE)? {
+        let mut hard_state = match backend.get(Cf::RaftState, HARD_STATE)? {
             Some(bytes) => HardState::parse_from_bytes(&bytes)?,
             None => HardState::default(),
         };
@@ -148,6 +148,16 @@ impl LogStore {
         };
         iter.status()?;
         drop(iter);
+        if hard_state.commit < truncated_index {
+            // Entries up to the truncation are committed; stores written before the
+            // install raised the commit with it may hold an older one.
+            tracing::warn!(
+                commit = hard_state.commit,
+                truncated_index,
+                "raising the commit index to the log's start"
+            );
+            hard_state.commit = truncated_index;
+        }
         let core = Core {
             hard_state,
             conf_state,

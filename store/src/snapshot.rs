@@ -18,10 +18,11 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use protobuf::Message as _;
-use raft::eraftpb::ConfState;
+use raft::eraftpb::{ConfState, HardState};
 use rocksdb::WriteBatch;
 
 use crate::backend::{meta, raft_state, Backend, Cf};
+use crate::crash;
 use crate::error::{Error, Result};
 use crate::record::{decode_u64, encode_u64};
 
@@ -304,6 +305,7 @@ pub(crate) fn install(backend: &Backend, path: &Path) -> Result<SnapshotMeta> {
     let mut marker = WriteBatch::default();
     marker.put_cf(backend.cf(Cf::Meta), INSTALLING, name.as_bytes());
     backend.write(marker, true)?;
+    crash::point("snapshot-install-marked");
 
     let mut clear = WriteBatch::default();
     for cf in DATA_CFS.into_iter().chain([Cf::RaftLog]) {
@@ -313,6 +315,7 @@ pub(crate) fn install(backend: &Backend, path: &Path) -> Result<SnapshotMeta> {
         clear.delete_cf(backend.cf(Cf::Meta), key);
     }
     backend.write(clear, false)?;
+    crash::point("snapshot-install-cleared");
 
     let mut reader = ChunkReader::new(BufReader::new(File::open(path)?));
     reader.next()?; // header, verified above
@@ -325,6 +328,7 @@ pub(crate) fn install(backend: &Backend, path: &Path) -> Result<SnapshotMeta> {
             if staged == INSTALL_RECORDS_PER_BATCH {
                 backend.write(std::mem::take(&mut batch), false)?;
                 staged = 0;
+                crash::point("snapshot-install-staged");
             }
         }
     }
@@ -337,8 +341,24 @@ pub(crate) fn install(backend: &Backend, path: &Path) -> Result<SnapshotMeta> {
         raft_state::CONF_STATE,
         meta.conf_state.write_to_bytes()?,
     );
+    // Everything up to the snapshot is committed. Raft persists its own hard state only
+    // after the install: a crash in between would leave a commit index behind the log's
+    // start, which raft-rs refuses at every start ("commit is out of range").
+    let mut hard_state = match backend.get(Cf::RaftState, raft_state::HARD_STATE)? {
+        Some(bytes) => HardState::parse_from_bytes(&bytes)?,
+        None => HardState::default(),
+    };
+    if hard_state.commit < meta.index {
+        hard_state.commit = meta.index;
+        batch.put_cf(
+            backend.cf(Cf::RaftState),
+            raft_state::HARD_STATE,
+            hard_state.write_to_bytes()?,
+        );
+    }
     batch.delete_cf(backend.cf(Cf::Meta), INSTALLING);
     backend.write(batch, true)?;
+    crash::point("snapshot-install-written");
     Ok(meta)
 }
 
@@ -355,6 +375,29 @@ fn clear_cf(backend: &Backend, cf: Cf, batch: &mut WriteBatch) -> Result<()> {
         batch.delete_range_cf(backend.cf(cf), &[][..], &end[..]);
     }
     iter.status()?;
+    Ok(())
+}
+
+/// What a snapshot file being received is called until it is whole and verified.
+pub const PARTIAL_SUFFIX: &str = ".part";
+
+/// Deletes the partial files a receive left behind (a crash mid-transfer).
+pub fn remove_partial(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err.into()),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(PARTIAL_SUFFIX))
+        {
+            std::fs::remove_file(&path)?;
+        }
+    }
     Ok(())
 }
 

@@ -42,6 +42,7 @@ use crate::error::{Error, Result};
 use crate::lessor::Lessor;
 use crate::limits::RAFT_MESSAGE_BYTES_MAX;
 use crate::peer::PeerTransport;
+use crate::rpc::peer::{check_against_log, log_refused};
 use crate::tokens::Tokens;
 
 /// Mailbox messages handled per turn at most, so ticks are never starved by a flood.
@@ -266,6 +267,11 @@ impl Driver {
             }
             Msg::Read { reply } => self.io.reads.push(reply),
             Msg::Raft(message) => {
+                let last_index = self.raw.raft.raft_log.last_index();
+                if let Err(why) = check_against_log(&message, last_index) {
+                    log_refused(&message, why);
+                    return true;
+                }
                 if let Err(err) = self.raw.step(*message) {
                     tracing::debug!(%err, "raft message not stepped");
                 }
@@ -403,21 +409,33 @@ impl Io {
                     continue;
                 }
                 EntryType::EntryNormal => {
-                    let request = RaftRequest::decode(&entry.data[..]).map_err(|e| {
-                        Error::Fatal(format!("raft entry {index} does not decode: {e}"))
-                    })?;
+                    let request = match RaftRequest::decode(&entry.data[..]) {
+                        Ok(request) if request.request.is_some() => request,
+                        _ => {
+                            refuse_entry(&mut batch, &entry, "a request that does not decode");
+                            continue;
+                        }
+                    };
                     let applied = batch.apply(index, term, &request).map_err(fatal)?;
                     (request.id, applied)
                 }
                 EntryType::EntryConfChange => {
                     // Ballast only ever proposes ConfChangeV2.
-                    return Err(Error::Fatal(format!("entry {index} is a v1 conf change")));
+                    refuse_entry(&mut batch, &entry, "a v1 configuration change");
+                    continue;
                 }
                 EntryType::EntryConfChangeV2 => {
-                    let change = ConfChangeV2::parse_from_bytes(&entry.data)
-                        .map_err(|e| Error::Fatal(format!("conf change {index}: {e}")))?;
-                    let context = MemberChange::decode(&entry.context[..])
-                        .map_err(|e| Error::Fatal(format!("conf change {index} context: {e}")))?;
+                    let decoded = ConfChangeV2::parse_from_bytes(&entry.data)
+                        .ok()
+                        .zip(MemberChange::decode(&entry.context[..]).ok());
+                    let Some((change, context)) = decoded else {
+                        refuse_entry(
+                            &mut batch,
+                            &entry,
+                            "a configuration change that does not decode",
+                        );
+                        continue;
+                    };
                     let conf_state = match raw.apply_conf_change(&change) {
                         Ok(conf_state) => conf_state,
                         Err(err) => {
@@ -543,4 +561,17 @@ impl ReadyIo<LogStore> for Io {
 
 fn fatal(err: StoreError) -> Error {
     Error::Fatal(err.to_string())
+}
+
+/// Applies a committed entry that no member's proposer could have made (the peer port
+/// refuses such proposals; this is the last line) as a no-op: every member skips it
+/// alike, so they stay in step, and none stops over it.
+fn refuse_entry(batch: &mut ballast_store::ApplyBatch<'_>, entry: &Entry, what: &str) {
+    tracing::error!(
+        index = entry.index,
+        term = entry.term,
+        bytes = entry.data.len(),
+        "committed entry refused: {what}; applied as a no-op"
+    );
+    batch.skip(entry.index, entry.term);
 }

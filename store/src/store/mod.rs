@@ -88,6 +88,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Arc<Store>> {
         let backend = Backend::open(dir)?;
         let snap_dir = dir.parent().unwrap_or(dir).join("snap");
+        snapshot::remove_partial(&snap_dir)?;
         // A snapshot install that a crash interrupted is finished before anything else.
         if let Some(name) = backend.get(Cf::Meta, snapshot::INSTALLING)? {
             let name = String::from_utf8(name)

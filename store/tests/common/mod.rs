@@ -35,6 +35,14 @@ impl TestStore {
         self.inner.as_ref().expect("store is open")
     }
 
+    /// Closes the store and leaves its directory, for another process to open.
+    pub fn close(&mut self) {
+        self.commit();
+        if let Some(store) = self.inner.take() {
+            store.close();
+        }
+    }
+
     /// Closes and reopens the store on the same directory, as after a restart.
     pub fn reopen(&mut self) {
         self.commit();

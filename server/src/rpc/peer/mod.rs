@@ -1,6 +1,7 @@
 //! The peer gRPC service: what other members send to this one (raft messages,
 //! snapshots, membership for a joining member, forwarded lease keep-alives).
 
+mod admit;
 mod snapshot;
 
 use std::sync::Arc;
@@ -17,12 +18,20 @@ use protobuf::Message as _;
 use raft::eraftpb::Message as RaftMessage;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::log_limit::{LogLimit, LOG_INTERVAL};
 use crate::node::{local_renew, local_time_to_live, Node};
 use crate::peer::MEMBER_REMOVED;
 use crate::rpc::cluster::local_promote;
 
 /// Why raft messages from a sender that is not a member are refused.
 const UNKNOWN_MEMBER: &str = "raft messages from an unknown member";
+
+/// Refused peers and messages: logged at most once per interval (anyone who reaches the
+/// peer port can cause them).
+static REFUSED_PEER_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
+static REFUSED_MESSAGE_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
+
+pub(crate) use admit::check_against_log;
 
 /// The service other members call.
 #[derive(Debug, Clone)]
@@ -37,17 +46,32 @@ impl PeerService {
 
     fn check_cluster(&self, cluster_id: u64) -> Result<(), Status> {
         if cluster_id != self.node.cluster.cluster_id {
-            tracing::warn!(
-                theirs = format!("{cluster_id:x}"),
-                ours = format!("{:x}", self.node.cluster.cluster_id),
-                "refused a peer of another cluster (cluster ID mismatch)"
-            );
+            if let Some(held_back) = REFUSED_PEER_LOG.admit() {
+                tracing::warn!(
+                    theirs = format!("{cluster_id:x}"),
+                    ours = format!("{:x}", self.node.cluster.cluster_id),
+                    held_back,
+                    "refused a peer of another cluster (cluster ID mismatch)"
+                );
+            }
             return Err(Status::failed_precondition(format!(
                 "cluster ID mismatch: this member is in cluster {:x}, the sender in {cluster_id:x}",
                 self.node.cluster.cluster_id
             )));
         }
         Ok(())
+    }
+}
+
+/// Logs a refused raft message (rate-limited).
+pub(crate) fn log_refused(message: &RaftMessage, why: admit::Refusal) {
+    if let Some(held_back) = REFUSED_MESSAGE_LOG.admit() {
+        tracing::warn!(
+            from = format!("{:x}", message.from),
+            kind = ?message.get_msg_type(),
+            held_back,
+            "refused a raft message: {why}"
+        );
     }
 }
 
@@ -69,11 +93,13 @@ impl RaftTransport for PeerService {
                 return Err(Status::failed_precondition(MEMBER_REMOVED));
             }
             if self.node.cluster.member(batch.from).is_none() {
-                // One line per refused stream: the stream ends here.
-                tracing::warn!(
-                    from = format!("{:x}", batch.from),
-                    "refused raft messages from an unknown member"
-                );
+                if let Some(held_back) = REFUSED_PEER_LOG.admit() {
+                    tracing::warn!(
+                        from = format!("{:x}", batch.from),
+                        held_back,
+                        "refused raft messages from an unknown member"
+                    );
+                }
                 return Err(Status::permission_denied(UNKNOWN_MEMBER));
             }
             if self.node.transport.is_blocked(batch.from) {
@@ -82,8 +108,10 @@ impl RaftTransport for PeerService {
             for bytes in batch.messages {
                 let message = RaftMessage::parse_from_bytes(&bytes)
                     .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
-                if message.from != batch.from {
-                    return Err(Status::permission_denied(UNKNOWN_MEMBER));
+                // One bad message refuses the stream: a member's own never fail these.
+                if let Err(why) = admit::check(&message, batch.from, self.node.cluster.local_id) {
+                    log_refused(&message, why);
+                    return Err(Status::invalid_argument(why));
                 }
                 self.node.raft.step(message);
             }
