@@ -31,9 +31,19 @@ const FLAG_PRIORITY: u8 = 0x20;
 /// Re-encoded header blocks are cut into frames of at most this size: h2's default
 /// SETTINGS_MAX_FRAME_SIZE, which the client server keeps.
 const FRAME_BYTES_MAX: usize = 16_384;
+/// Decoded header list size (names, values and 32 bytes per field, as RFC 7541 counts
+/// it) this decoder produces at most: h2's default SETTINGS_MAX_HEADER_LIST_SIZE. A
+/// block that decodes to more is left to h2, which refuses it: without the cap, a few
+/// KiB of references to one large table entry decode to hundreds of MiB (an HPACK bomb).
+const HEADER_LIST_BYTES_MAX: usize = 16 << 10;
+/// The dynamic table size this decoder allows: h2's default SETTINGS_HEADER_TABLE_SIZE,
+/// which the server advertises, so no client may ask for more.
+const HEADER_TABLE_BYTES_MAX: usize = 4096;
 /// A header block is held for decoding up to this size; past it the connection is left
-/// to h2 as it is (which refuses header lists that large anyway).
-const HEADER_BLOCK_BYTES_MAX: usize = 1 << 20;
+/// to h2 as it is. An encoded list is hardly larger than the decoded one.
+const HEADER_BLOCK_BYTES_MAX: usize = 2 * HEADER_LIST_BYTES_MAX;
+/// What RFC 7541 adds to each field's name and value length when it counts a list's size.
+const HEADER_FIELD_OVERHEAD: usize = 32;
 /// Bytes read from the socket at once while frames are parsed.
 const READ_CHUNK_BYTES: usize = 8 * 1024;
 
@@ -92,7 +102,7 @@ impl<S> AuthorityFix<S> {
             output: BytesMut::new(),
             eof: false,
             failed: None,
-            decoder: Decoder::new(),
+            decoder: bounded_decoder(),
             encoder: Encoder::new(),
         }
     }
@@ -210,9 +220,9 @@ impl<S> AuthorityFix<S> {
 
     /// Passes a whole header block on, as it came or re-encoded.
     fn finish(&mut self, block: Block) {
-        let mut headers = match self.decoder.decode(&block.fragment) {
+        let mut headers = match decode_bounded(&mut self.decoder, &block.fragment) {
             Ok(headers) => headers,
-            Err(_) => return self.malformed_block(block, "an undecodable header block"),
+            Err(why) => return self.malformed_block(block, why),
         };
         let fixed = headers
             .iter_mut()
@@ -280,6 +290,37 @@ impl<S> AuthorityFix<S> {
 /// The host and port of `value` when it is a URL where an authority belongs
 /// ("http://127.0.0.1:2379" gives "127.0.0.1:2379"); None when h2 accepts it as it is,
 /// or when it is no URL either.
+/// Decoded headers: names and values.
+type HeaderList = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn bounded_decoder() -> Decoder<'static> {
+    let mut decoder = Decoder::new();
+    decoder.set_max_allowed_table_size(HEADER_TABLE_BYTES_MAX);
+    decoder
+}
+
+/// Decodes a header block into at most `HEADER_LIST_BYTES_MAX` of headers; the fields
+/// past it are counted, never copied, so a bomb costs a pass over its bytes only.
+fn decode_bounded(
+    decoder: &mut Decoder<'static>,
+    fragment: &[u8],
+) -> Result<HeaderList, &'static str> {
+    let mut headers = Vec::new();
+    let mut size = 0usize;
+    decoder
+        .decode_with_cb(fragment, |name, value| {
+            size = size.saturating_add(name.len() + value.len() + HEADER_FIELD_OVERHEAD);
+            if size <= HEADER_LIST_BYTES_MAX {
+                headers.push((name.into_owned(), value.into_owned()));
+            }
+        })
+        .map_err(|_| "an undecodable header block")?;
+    if size > HEADER_LIST_BYTES_MAX {
+        return Err("a header list larger than allowed");
+    }
+    Ok(headers)
+}
+
 fn authority_of_url(value: &[u8]) -> Option<Vec<u8>> {
     if http::uri::Authority::try_from(value).is_ok() {
         return None;
@@ -525,23 +566,61 @@ mod tests {
         assert_eq!(through(input.clone()).await.unwrap(), input);
     }
 
+    /// A block of one large literal added to the table, then `references` one-byte
+    /// references to it: each decodes to the whole literal.
+    fn bomb(references: usize) -> Vec<u8> {
+        let value = vec![b'v'; 4000];
+        let mut block = encode(&mut Encoder::new(), &request("127.0.0.1:2379", "/p", b""));
+        // Literal with incremental indexing, new name "x-bomb", then the value.
+        block.push(0x40);
+        block.push(6);
+        block.extend_from_slice(b"x-bomb");
+        block.extend_from_slice(&[0x7f, 0xa1, 0x1e]); // 127 + 3873 = 4000
+        block.extend_from_slice(&value);
+        block.extend(std::iter::repeat_n(0xbe, references)); // index 62: that entry
+        block
+    }
+
+    #[test]
+    fn a_header_list_past_the_cap_is_refused_without_being_copied() {
+        // Three copies fit; 60,000 would decode to 240 MB.
+        let small = bomb(2);
+        assert_eq!(
+            decode_bounded(&mut bounded_decoder(), &small)
+                .unwrap()
+                .len(),
+            9
+        );
+        let big = bomb(60_000);
+        assert_eq!(
+            decode_bounded(&mut bounded_decoder(), &big),
+            Err("a header list larger than allowed")
+        );
+        // A table larger than the server allows is refused: size updates to 4096 and
+        // 4097, then one indexed field (:method GET).
+        let resize = |last: u8| [0x3f, last, 0x1f, 0x82];
+        assert!(decode_bounded(&mut bounded_decoder(), &resize(0xe1)).is_ok());
+        assert!(decode_bounded(&mut bounded_decoder(), &resize(0xe2)).is_err());
+    }
+
     #[tokio::test]
-    async fn a_rewritten_block_larger_than_a_frame_is_cut_into_continuations() {
-        let big = vec![b'v'; FRAME_BYTES_MAX + 100];
-        let headers = request("http://127.0.0.1:2379", "/etcdserverpb.KV/Put", &big);
-        let block = encode(&mut Encoder::new(), &headers);
-        let (head, tail) = block.split_at(FRAME_BYTES_MAX);
+    async fn a_bomb_as_the_first_block_is_left_to_h2_as_it_came() {
+        let block = bomb(HEADER_LIST_BYTES_MAX / 4000 + 1);
+        assert!(
+            block.len() < HEADER_BLOCK_BYTES_MAX,
+            "decoded, not just held"
+        );
         let mut input = PREFACE.to_vec();
-        input.extend(frame(FRAME_HEADERS, FLAG_END_STREAM, 1, head));
-        input.extend(frame(FRAME_CONTINUATION, FLAG_END_HEADERS, 1, tail));
-        let out = frames(&through(input).await.unwrap());
-        assert_eq!(out.len(), 2, "HEADERS and one CONTINUATION");
-        assert_eq!((out[0].0, out[0].1), (FRAME_HEADERS, FLAG_END_STREAM));
-        assert_eq!((out[1].0, out[1].1), (FRAME_CONTINUATION, FLAG_END_HEADERS));
-        assert!(out.iter().all(|f| f.3.len() <= FRAME_BYTES_MAX));
-        let mut expected = headers;
-        expected[3].1 = b"127.0.0.1:2379".to_vec();
-        assert_eq!(blocks(&out), vec![(1, expected)]);
+        input.extend(frame(FRAME_HEADERS, FLAG_END_HEADERS, 1, &block));
+        assert_eq!(through(input.clone()).await.unwrap(), input);
+    }
+
+    #[tokio::test]
+    async fn a_bomb_after_a_rewrite_ends_the_connection() {
+        let (mut input, _) = client("http://127.0.0.1:2379");
+        input.extend(frame(FRAME_HEADERS, FLAG_END_HEADERS, 5, &bomb(10)));
+        let err = through(input).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
     #[tokio::test]

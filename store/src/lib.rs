@@ -15,6 +15,7 @@ pub mod mvcc;
 pub mod proposal;
 pub mod raft_log;
 pub mod range;
+pub mod range_set;
 pub mod record;
 pub mod snapshot;
 mod store;

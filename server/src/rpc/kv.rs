@@ -9,7 +9,9 @@ use ballast_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
     PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
-use ballast_store::mvcc::txn::{check_delete, check_put, check_range, check_txn, is_read_only};
+use ballast_store::mvcc::txn::{
+    check_delete, check_put, check_range, check_txn, is_read_only, txn_ops_total,
+};
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
@@ -17,6 +19,8 @@ use crate::node::Node;
 
 /// How long a physical compaction may take before Compact answers anyway.
 const PHYSICAL_COMPACTION_WAIT: Duration = Duration::from_secs(60);
+/// Txns with more ops than this (nested ones included) are checked on a blocking thread.
+const TXN_OPS_CHECKED_INLINE_MAX: usize = 256;
 
 /// The KV service.
 #[derive(Debug, Clone)]
@@ -86,8 +90,24 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let who = self.node.authorize(&request).await?;
         let req = request.into_inner();
-        check_txn(&req, self.node.config.max_txn_ops).map_err(Error::Store)?;
-        who.txn(&req, &self.node.store)?;
+        let ops = txn_ops_total(&req);
+        let check = {
+            let node = self.node.clone();
+            move || -> Result<_, Status> {
+                check_txn(&req, node.config.max_txn_ops).map_err(Error::Store)?;
+                who.txn(&req, &node.store)?;
+                Ok((who, req))
+            }
+        };
+        // A large txn's checks are CPU work: off the async workers, so the other
+        // requests they serve do not wait behind it.
+        let (who, req) = if ops > TXN_OPS_CHECKED_INLINE_MAX {
+            tokio::task::spawn_blocking(check)
+                .await
+                .map_err(|e| Status::internal(e.to_string()))??
+        } else {
+            check()?
+        };
         let mut resp = if is_read_only(&req) {
             if !is_serializable(&req) {
                 self.node.raft.read_barrier().await?;

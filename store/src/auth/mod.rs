@@ -10,7 +10,7 @@ mod change;
 mod perms;
 
 pub use change::{authenticate, AuthChange, Authenticated};
-pub use perms::{RangeSet, UserPermissions};
+pub use perms::{Granted, UserPermissions};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -5,12 +5,7 @@
 use ballast_proto::authpb::permission::Type;
 use ballast_proto::authpb::Permission;
 
-/// The end of an interval: below a key, or past every key.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum End {
-    Before(Vec<u8>),
-    Unbounded,
-}
+use crate::range_set::{End, RangeSet};
 
 /// The interval etcd's `key`/`range_end` pair names: empty `range_end` is the key
 /// alone (`[key, key\0)`), `"\0"` every key from `key` on. An empty interval
@@ -28,50 +23,23 @@ fn interval(key: &[u8], range_end: &[u8]) -> (Vec<u8>, End) {
     (key.to_vec(), end)
 }
 
-/// Disjoint, sorted, non-adjacent key intervals.
+/// Keys one kind of access is granted on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RangeSet {
-    intervals: Vec<(Vec<u8>, End)>,
-}
+pub struct Granted(RangeSet);
 
-impl RangeSet {
-    fn from_intervals(mut intervals: Vec<(Vec<u8>, End)>) -> RangeSet {
-        intervals.sort();
-        let mut merged: Vec<(Vec<u8>, End)> = Vec::with_capacity(intervals.len());
-        for (start, end) in intervals {
-            if let Some((_, last_end)) = merged.last_mut() {
-                let touches = match last_end {
-                    End::Unbounded => true,
-                    End::Before(last) => start <= *last,
-                };
-                if touches {
-                    if end > *last_end {
-                        *last_end = end;
-                    }
-                    continue;
-                }
-            }
-            merged.push((start, end));
-        }
-        RangeSet { intervals: merged }
-    }
-
-    /// True if every key of `key`/`range_end` is in the set.
+impl Granted {
+    /// True if every key of `key`/`range_end` is granted.
     pub fn contains(&self, key: &[u8], range_end: &[u8]) -> bool {
         let (start, end) = interval(key, range_end);
-        let after = self.intervals.partition_point(|(s, _)| *s <= start);
-        match after.checked_sub(1).map(|i| &self.intervals[i]) {
-            Some((_, covered)) => end <= *covered,
-            None => false,
-        }
+        self.0.contains(&start, &end)
     }
 }
 
 /// What one user may read and write.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserPermissions {
-    pub read: RangeSet,
-    pub write: RangeSet,
+    pub read: Granted,
+    pub write: Granted,
 }
 
 impl UserPermissions {
@@ -90,8 +58,8 @@ impl UserPermissions {
             }
         }
         UserPermissions {
-            read: RangeSet::from_intervals(read),
-            write: RangeSet::from_intervals(write),
+            read: Granted(read.into_iter().collect()),
+            write: Granted(write.into_iter().collect()),
         }
     }
 }

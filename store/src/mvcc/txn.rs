@@ -21,7 +21,13 @@ use crate::error::{Error, Result};
 use crate::mvcc::query::execute_range;
 use crate::mvcc::read::KvRead;
 use crate::mvcc::write::WriteTxn;
-use crate::range::KeyRange;
+use crate::range::{KeyRange, RangeEnd};
+use crate::range_set::{End, RangeSet};
+
+/// Ops in one txn at most, counting compares and every op of every nested txn.
+/// `--max-txn-ops` bounds each list only, which lets nesting reach ~75,000 ops that
+/// would all be checked and applied as one request.
+pub const TXN_OPS_TOTAL_MAX: usize = 10_000;
 
 // ------------------------------------------------------------------ request checks
 
@@ -58,10 +64,27 @@ pub fn check_delete(req: &DeleteRangeRequest) -> Result<()> {
 /// Checks a Txn before it is proposed: op counts, keys, and that no branch writes a key
 /// twice (as etcd's `checkTxnRequest` and `checkIntervals`).
 pub fn check_txn(req: &TxnRequest, max_ops: usize) -> Result<()> {
+    if txn_ops_total(req) > TXN_OPS_TOTAL_MAX {
+        return Err(Error::TooManyTxnOps);
+    }
     check_txn_ops(req, max_ops)?;
     check_intervals(&req.success)?;
     check_intervals(&req.failure)?;
     Ok(())
+}
+
+/// Compares and ops of a txn, nested ones included.
+pub fn txn_ops_total(req: &TxnRequest) -> usize {
+    let nested: usize = req
+        .success
+        .iter()
+        .chain(&req.failure)
+        .map(|op| match &op.request {
+            Some(Request::RequestTxn(nested)) => txn_ops_total(nested),
+            _ => 0,
+        })
+        .sum();
+    req.compare.len() + req.success.len() + req.failure.len() + nested
 }
 
 fn check_txn_ops(req: &TxnRequest, max_ops: usize) -> Result<()> {
@@ -88,26 +111,41 @@ fn check_txn_ops(req: &TxnRequest, max_ops: usize) -> Result<()> {
     Ok(())
 }
 
-/// Keys put and ranges deleted by one list of ops (and the txns nested in it).
+/// Keys put and ranges deleted by one list of ops (and the txns nested in it). The
+/// deletes are an interval set, so each check is a lookup, not a scan of every delete.
 #[derive(Default)]
 struct Writes {
     puts: HashSet<Bytes>,
-    deletes: Vec<KeyRange>,
+    deletes: RangeSet,
 }
 
 impl Writes {
     fn deletes_key(&self, key: &Bytes) -> bool {
-        self.deletes.iter().any(|range| range.contains(key))
+        self.deletes.contains_key(key)
     }
+}
+
+/// The keys a delete's range covers, as an interval.
+fn deleted(del: &DeleteRangeRequest) -> (Vec<u8>, End) {
+    let range = KeyRange::new(del.key.clone(), del.range_end.clone());
+    let end = match range.end {
+        RangeEnd::Single => {
+            let mut next = range.start.to_vec();
+            next.push(0);
+            End::Before(next)
+        }
+        RangeEnd::Unbounded => End::Unbounded,
+        RangeEnd::Before(end) => End::Before(end.to_vec()),
+    };
+    (range.start.to_vec(), end)
 }
 
 fn check_intervals(ops: &[RequestOp]) -> Result<Writes> {
     let mut writes = Writes::default();
     for op in ops {
         if let Some(Request::RequestDeleteRange(del)) = &op.request {
-            writes
-                .deletes
-                .push(KeyRange::new(del.key.clone(), del.range_end.clone()));
+            let (start, end) = deleted(del);
+            writes.deletes.insert(start, end);
         }
     }
     for op in ops {

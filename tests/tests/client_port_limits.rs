@@ -1,0 +1,151 @@
+//! The client port under hostile input: what one connection can make a member hold is
+//! bounded, and the member goes on serving everyone else.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use ballast_client::{GetOptions, PutOptions};
+use ballast_proto::etcdserverpb::kv_client::KvClient;
+use ballast_proto::etcdserverpb::request_op::Request as TxnOp;
+use ballast_proto::etcdserverpb::{PutRequest, RequestOp, TxnRequest};
+use ballast_tests::Node;
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADERS: u8 = 0x1;
+const CONTINUATION: u8 = 0x9;
+const END_HEADERS: u8 = 0x4;
+/// Growth of the member's RSS the attacks may cause at most.
+const RSS_GROWTH_MAX: u64 = 64 << 20;
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    out.push(kind);
+    out.push(flags);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// An HPACK bomb: one 4000-byte literal added to the dynamic table, then `references`
+/// one-byte references to it, each decoding to the whole literal.
+fn bomb(references: usize) -> Vec<u8> {
+    let mut block = vec![0x83, 0x86]; // :method POST, :scheme http
+    block.extend_from_slice(&[0x40, 6]);
+    block.extend_from_slice(b"x-bomb");
+    block.extend_from_slice(&[0x7f, 0xa1, 0x1e]); // a 4000-byte value
+    block.extend(std::iter::repeat_n(b'v', 4000));
+    block.extend(std::iter::repeat_n(0xbe, references));
+    block
+}
+
+/// Sends `block` as the first request of a new connection, in frames of 16 KiB.
+fn send_block(port: u16, block: &[u8]) {
+    let mut socket = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut out = PREFACE.to_vec();
+    out.extend(frame(0x4, 0, 0, &[])); // SETTINGS
+    let chunks: Vec<&[u8]> = block.chunks(16_384).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let kind = if i == 0 { HEADERS } else { CONTINUATION };
+        let flags = if i + 1 == chunks.len() {
+            END_HEADERS
+        } else {
+            0
+        };
+        out.extend(frame(kind, flags, 1, chunk));
+    }
+    // The member may close the connection before it has read everything.
+    let _ = socket.write_all(&out);
+    let mut sink = [0u8; 4096];
+    while matches!(socket.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hpack_bomb_is_refused_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let client = node.client().await;
+    client.put("k", "v", PutOptions::new()).await.unwrap();
+    let before = node.rss_bytes();
+    let port = node.port;
+    // 68 KB and 1 MiB blocks; the larger would decode to about 4 TB.
+    for references in [64_000, 1 << 20] {
+        let block = bomb(references);
+        tokio::task::spawn_blocking(move || send_block(port, &block))
+            .await
+            .unwrap();
+    }
+    let grown = node.rss_bytes().saturating_sub(before);
+    assert!(grown < RSS_GROWTH_MAX, "RSS grew by {} MiB", grown >> 20);
+    let kv = client.get("k", GetOptions::new()).await.unwrap();
+    assert_eq!(kv.kvs[0].value, "v".as_bytes());
+}
+
+/// A txn of txns of txns, `width` ops at each level, each leaf a put of its own key:
+/// within `--max-txn-ops` at every level, `width`^3 puts in all.
+fn nested_txn(width: usize) -> TxnRequest {
+    let op = |request| RequestOp {
+        request: Some(request),
+    };
+    let level = |ops: Vec<RequestOp>| TxnRequest {
+        success: ops,
+        ..Default::default()
+    };
+    let mut key = 0u32;
+    let mut outer = Vec::new();
+    for _ in 0..width {
+        let mut middle = Vec::new();
+        for _ in 0..width {
+            let leaves = (0..width)
+                .map(|_| {
+                    key += 1;
+                    op(TxnOp::RequestPut(PutRequest {
+                        key: format!("n/{key}").into_bytes().into(),
+                        ..Default::default()
+                    }))
+                })
+                .collect();
+            middle.push(op(TxnOp::RequestTxn(level(leaves))));
+        }
+        outer.push(op(TxnOp::RequestTxn(level(middle))));
+    }
+    level(outer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_nested_txn_is_refused_and_others_are_served_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let client = node.client().await;
+    client.put("k", "v", PutOptions::new()).await.unwrap();
+    // 74,088 puts in 1.1 MB: under the request size limit and --max-txn-ops per level.
+    let txn = nested_txn(42);
+    let kv = KvClient::connect(node.url()).await.unwrap();
+    let attempts: Vec<_> = (0..2)
+        .map(|_| {
+            let (mut kv, txn) = (kv.clone(), txn.clone());
+            tokio::spawn(async move { kv.txn(txn).await })
+        })
+        .collect();
+    for _ in 0..20 {
+        let got = client.get("k", GetOptions::new()).await.unwrap();
+        assert_eq!(got.kvs[0].value, "v".as_bytes());
+    }
+    for attempt in attempts {
+        let refused = attempt.await.unwrap().unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            refused.message(),
+            "etcdserver: too many operations in txn request"
+        );
+    }
+    // Nothing of it was written.
+    let written = client
+        .get("n/", GetOptions::new().with_prefix().with_count_only())
+        .await
+        .unwrap();
+    assert_eq!(written.count, 0);
+}
