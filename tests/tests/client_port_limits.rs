@@ -5,10 +5,14 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use ballast_client::{GetOptions, PutOptions};
+use ballast_client::{GetOptions, PutOptions, WatchOptions};
 use ballast_proto::etcdserverpb::kv_client::KvClient;
 use ballast_proto::etcdserverpb::request_op::Request as TxnOp;
-use ballast_proto::etcdserverpb::{PutRequest, RequestOp, TxnRequest};
+use ballast_proto::etcdserverpb::watch_client::WatchClient;
+use ballast_proto::etcdserverpb::watch_request::RequestUnion;
+use ballast_proto::etcdserverpb::{
+    PutRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
+};
 use ballast_tests::Node;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -17,6 +21,11 @@ const CONTINUATION: u8 = 0x9;
 const END_HEADERS: u8 = 0x4;
 /// Growth of the member's RSS the attacks may cause at most.
 const RSS_GROWTH_MAX: u64 = 64 << 20;
+/// Growth allowed with ten watch streams that never read: each may hold the stream's
+/// byte budget (2 MiB), one message past it, its connection's buffers and what the
+/// allocator keeps of its catch-up reads (about 7 MiB in all, measured); unbounded, each
+/// would hold the 40 MB it is owed.
+const WATCH_RSS_GROWTH_MAX: u64 = 160 << 20;
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = (payload.len() as u32).to_be_bytes()[1..].to_vec();
@@ -148,4 +157,79 @@ async fn a_huge_nested_txn_is_refused_and_others_are_served_meanwhile() {
         .await
         .unwrap();
     assert_eq!(written.count, 0);
+}
+
+/// Puts that make a history of `puts` events, each (with prev_kv) about twice `value`.
+async fn history(client: &ballast_client::Client, puts: usize, value: usize) {
+    let value = vec![b'v'; value];
+    for i in 0..puts {
+        client
+            .put(format!("h/{}", i % 400), &value, PutOptions::new())
+            .await
+            .unwrap();
+    }
+}
+
+/// Reads every event of the history from revision 1 with prev_kv; how many.
+async fn read_history(client: &ballast_client::Client, events: usize) -> usize {
+    let (_watcher, mut stream) = client
+        .watch(
+            "h/",
+            WatchOptions::new()
+                .with_prefix()
+                .with_start_revision(1)
+                .with_prev_kv(),
+        )
+        .await
+        .unwrap();
+    let mut seen = 0;
+    while seen < events {
+        let response = stream.message().await.unwrap().expect("stream open");
+        seen += response.events.len();
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_streams_that_never_read_hold_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let client = node.client().await;
+    // 4,000 events of ~10 KB with prev_kv: 40 MB a watcher from revision 1 is owed.
+    history(&client, 4_000, 5_000).await;
+    // Read once first, so the block cache holds the history before the baseline.
+    assert_eq!(read_history(&client, 4_000).await, 4_000);
+    let before = node.rss_bytes();
+    let mut idle = Vec::new();
+    for _ in 0..10 {
+        let mut watch = WatchClient::connect(node.url()).await.unwrap();
+        let create = WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                key: b"h/".to_vec().into(),
+                range_end: b"h0".to_vec().into(),
+                start_revision: 1,
+                prev_kv: true,
+                ..Default::default()
+            })),
+        };
+        // The response stream is kept and never read.
+        let (keep_open, requests) = tokio::sync::mpsc::channel(1);
+        keep_open.send(create).await.unwrap();
+        let responses = watch
+            .watch(tokio_stream::wrappers::ReceiverStream::new(requests))
+            .await
+            .unwrap();
+        idle.push((keep_open, responses, watch));
+    }
+    // Let the member push what it can towards them.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let grown = node.rss_bytes().saturating_sub(before);
+    assert!(
+        grown < WATCH_RSS_GROWTH_MAX,
+        "RSS grew by {} MiB",
+        grown >> 20
+    );
+    // Beside them, a watcher that reads still gets every event.
+    assert_eq!(read_history(&client, 4_000).await, 4_000);
+    drop(idle);
 }

@@ -6,18 +6,22 @@
 //! so it always precedes the watcher's events.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ballast_proto::etcdserverpb::watch_request::RequestUnion;
 use ballast_proto::etcdserverpb::watch_server::Watch;
 use ballast_proto::etcdserverpb::{WatchCreateRequest, WatchRequest, WatchResponse};
-use ballast_store::watch::{Filter, SinkError, StreamId, WatchMessage, WatchSink, WatcherId};
+use ballast_store::watch::{
+    Filter, SinkError, StreamId, WatchMessage, WatchSink, WatcherId, WATCH_RESPONSE_BYTES_MAX,
+};
 use ballast_store::KeyRange;
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt as _;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -31,6 +35,13 @@ use crate::node::Node;
 pub const WATCH_STREAM_EVENTS_CAPACITY: usize = 128;
 /// Responses queued towards the client's connection.
 pub const WATCH_STREAM_OUTPUT_CAPACITY: usize = 16;
+/// Bytes of events one stream holds at most on their way from the hub to the client's
+/// connection (queued, being forwarded, queued for the connection). Past it the hub finds
+/// the stream full: its watchers fall behind and catch up from history once the client
+/// reads again, so a client that never reads costs this much, not its watchers' events.
+pub const WATCH_STREAM_BYTES_MAX: usize = 2 << 20;
+// A stream with room takes at least one whole catch-up message.
+const _: () = assert!(WATCH_STREAM_BYTES_MAX >= 2 * WATCH_RESPONSE_BYTES_MAX);
 /// Watchers one stream may hold.
 pub const WATCHERS_PER_STREAM_MAX: usize = 100_000;
 /// How often a progress request that could not be answered yet is retried.
@@ -50,19 +61,75 @@ impl WatchService {
     }
 }
 
-/// The hub's view of a stream: a bounded queue it may only `try_send` into.
-struct ChannelSink(mpsc::Sender<WatchMessage>);
+/// Bytes of events on their way to one client, against `WATCH_STREAM_BYTES_MAX`.
+#[derive(Debug, Default)]
+struct InFlight(AtomicUsize);
 
-impl WatchSink for ChannelSink {
-    fn try_send(&self, message: WatchMessage) -> Result<(), SinkError> {
-        self.0.try_send(message).map_err(|err| match err {
-            mpsc::error::TrySendError::Full(_) => SinkError::Full,
-            mpsc::error::TrySendError::Closed(_) => SinkError::Closed,
+impl InFlight {
+    /// Charges `bytes` if they fit, or if nothing is in flight: one message larger than
+    /// the whole budget still goes, alone.
+    fn charge(self: &Arc<Self>, bytes: usize) -> Option<Charge> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                (held == 0 || held + bytes <= WATCH_STREAM_BYTES_MAX).then_some(held + bytes)
+            })
+            .ok()?;
+        Some(Charge {
+            in_flight: self.clone(),
+            bytes,
         })
     }
 
+    /// Room for a whole catch-up message: a stream the syncer reads history for must
+    /// take what it reads, or it would hold back the others read with it.
     fn has_room(&self) -> bool {
-        self.0.capacity() > 0
+        let held = self.0.load(Ordering::Acquire);
+        held == 0 || held + WATCH_RESPONSE_BYTES_MAX <= WATCH_STREAM_BYTES_MAX
+    }
+}
+
+/// A message's bytes, given back when its response is taken by the connection (or when
+/// it is dropped on the way).
+#[derive(Debug)]
+struct Charge {
+    in_flight: Arc<InFlight>,
+    bytes: usize,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.in_flight.0.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// A response on its way to the connection, with the bytes it holds of the budget.
+type Outgoing = (Result<WatchResponse, Status>, Option<Charge>);
+
+/// The hub's view of a stream: a bounded queue it may only `try_send` into, bounded in
+/// messages and in bytes.
+struct ChannelSink {
+    queue: mpsc::Sender<(WatchMessage, Charge)>,
+    in_flight: Arc<InFlight>,
+}
+
+impl WatchSink for ChannelSink {
+    fn try_send(&self, message: WatchMessage) -> Result<(), SinkError> {
+        if self.queue.is_closed() {
+            return Err(SinkError::Closed);
+        }
+        let Some(charge) = self.in_flight.charge(message.bytes()) else {
+            return Err(SinkError::Full);
+        };
+        self.queue
+            .try_send((message, charge))
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => SinkError::Full,
+                mpsc::error::TrySendError::Closed(_) => SinkError::Closed,
+            })
+    }
+
+    fn has_room(&self) -> bool {
+        self.queue.capacity() > 0 && self.in_flight.has_room()
     }
 }
 
@@ -83,13 +150,16 @@ impl Watch for WatchService {
             return Err(Error::NoLeader.into());
         }
         let (metadata, extensions, inbound) = request.into_parts();
-        let (out, out_rx) = mpsc::channel(WATCH_STREAM_OUTPUT_CAPACITY);
+        let (out, out_rx) = mpsc::channel::<Outgoing>(WATCH_STREAM_OUTPUT_CAPACITY);
         let (events_tx, events) = mpsc::channel(WATCH_STREAM_EVENTS_CAPACITY);
         let stream = self
             .node
             .store
             .watch_hub()
-            .open_stream(Arc::new(ChannelSink(events_tx)));
+            .open_stream(Arc::new(ChannelSink {
+                queue: events_tx,
+                in_flight: Arc::default(),
+            }));
         let session = Session {
             node: self.node.clone(),
             stream,
@@ -101,7 +171,9 @@ impl Watch for WatchService {
             extensions,
         };
         self.node.tasks.spawn(session.run(inbound, events));
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+        // The connection taking a response gives its bytes back to the budget.
+        let responses = ReceiverStream::new(out_rx).map(|(response, _charge)| response);
+        Ok(Response::new(Box::pin(responses)))
     }
 }
 
@@ -116,7 +188,7 @@ struct Session {
     stream: StreamId,
     watchers: HashMap<i64, WatcherState>,
     next_id: i64,
-    out: mpsc::Sender<Result<WatchResponse, Status>>,
+    out: mpsc::Sender<Outgoing>,
     progress_pending: bool,
     /// The stream's token and certificate name: each create is checked with them.
     metadata: tonic::metadata::MetadataMap,
@@ -130,7 +202,7 @@ impl Session {
     async fn run(
         mut self,
         mut inbound: Streaming<WatchRequest>,
-        mut events: mpsc::Receiver<WatchMessage>,
+        mut events: mpsc::Receiver<(WatchMessage, Charge)>,
     ) {
         let shutdown = self.node.shutdown.clone();
         let every = self.node.config.experimental_watch_progress_notify_interval;
@@ -145,11 +217,11 @@ impl Session {
                     Ok(Some(request)) => self.on_request(request).await,
                     Ok(None) => Err(Closed),
                     Err(status) => {
-                        let _ = self.out.send(Err(status)).await;
+                        let _ = self.out.send((Err(status), None)).await;
                         Err(Closed)
                     }
                 },
-                Some(message) = events.recv() => self.forward(message).await,
+                Some((message, charge)) = events.recv() => self.forward(message, charge).await,
                 _ = progress.tick() => {
                     self.notify_progress();
                     Ok(())
@@ -167,7 +239,18 @@ impl Session {
     }
 
     async fn send(&self, response: WatchResponse) -> Result<(), Closed> {
-        self.out.send(Ok(response)).await.map_err(|_| Closed)
+        self.send_charged(response, None).await
+    }
+
+    async fn send_charged(
+        &self,
+        response: WatchResponse,
+        charge: Option<Charge>,
+    ) -> Result<(), Closed> {
+        self.out
+            .send((Ok(response), charge))
+            .await
+            .map_err(|_| Closed)
     }
 
     async fn on_request(&mut self, request: WatchRequest) -> Result<(), Closed> {
@@ -289,7 +372,7 @@ impl Session {
         Ok(())
     }
 
-    async fn forward(&mut self, message: WatchMessage) -> Result<(), Closed> {
+    async fn forward(&mut self, message: WatchMessage, charge: Charge) -> Result<(), Closed> {
         match message {
             WatchMessage::Events {
                 watch_id,
@@ -307,12 +390,14 @@ impl Session {
                 };
                 if watcher.fragment {
                     let limit = self.node.config.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
-                    for part in fragments(response, limit) {
+                    let mut parts = fragments(response, limit);
+                    let last = parts.pop().expect("at least one part");
+                    for part in parts {
                         self.send(part).await?;
                     }
-                    Ok(())
+                    self.send_charged(last, Some(charge)).await
                 } else {
-                    self.send(response).await
+                    self.send_charged(response, Some(charge)).await
                 }
             }
             WatchMessage::Compacted {

@@ -36,6 +36,10 @@ pub const WATCH_SYNC_RETRY_INTERVAL: Duration = Duration::from_millis(10);
 /// Events one catch-up message carries at most (a revision is never split, so a single
 /// large revision may exceed it).
 pub const WATCH_EVENTS_PER_RESPONSE_MAX: usize = 1000;
+/// Bytes of events one catch-up message carries at most, past which the read stops at
+/// the end of a revision (so one large revision may exceed it): with prev_kv and large
+/// values a thousand events could otherwise make one message of gigabytes.
+pub const WATCH_RESPONSE_BYTES_MAX: usize = 1 << 20;
 /// Catch-up messages sent to one watcher per turn before the syncer moves on to the next.
 const WATCH_SYNC_MESSAGES_PER_TURN: usize = 16;
 /// Events the syncer reads from history in one round for all unsynced watchers together
@@ -112,6 +116,16 @@ pub enum WatchMessage {
     /// Everything up to `revision` has been delivered (watch_id -1: to every watcher of
     /// the stream).
     Progress { watch_id: i64, revision: i64 },
+}
+
+impl WatchMessage {
+    /// Roughly what the message weighs in a response: its events' keys and values.
+    pub fn bytes(&self) -> usize {
+        match self {
+            WatchMessage::Events { events, .. } => events.iter().map(replay::event_bytes).sum(),
+            WatchMessage::Compacted { .. } | WatchMessage::Progress { .. } => 0,
+        }
+    }
 }
 
 /// Why a sink refused a message.

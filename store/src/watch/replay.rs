@@ -8,11 +8,21 @@ use crate::error::{Error, Result};
 use crate::keys::{rev_key, split_rev_key};
 use crate::mvcc::read::{KvRead, ReadView};
 use crate::record::{Change, ChangeKind, Version};
-use crate::watch::Filter;
+use crate::watch::{Filter, WATCH_RESPONSE_BYTES_MAX};
+
+/// What an event weighs in a response, near enough: its keys and values.
+pub(crate) fn event_bytes(event: &Event) -> usize {
+    let kv_bytes =
+        |kv: &Option<KeyValue>| kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len());
+    kv_bytes(&event.kv) + kv_bytes(&event.prev_kv) + EVENT_OVERHEAD_BYTES
+}
+
+/// What an event adds to a response past its keys and values (revisions, versions, tags).
+const EVENT_OVERHEAD_BYTES: usize = 48;
 
 /// Events of revisions `from..=to` that pass `filter`, in commit order, stopping after the
-/// revision at which `events_max` is reached (a revision is never split). Returns the
-/// events and the last revision read.
+/// revision at which `events_max` events or `WATCH_RESPONSE_BYTES_MAX` bytes are reached
+/// (a revision is never split). Returns the events and the last revision read.
 pub(crate) fn read_events(
     view: &ReadView<'_>,
     filter: &Filter,
@@ -48,10 +58,11 @@ pub(crate) fn read_changes(
     let mut iter = view.iterator(Cf::Rev, None, Some(upper));
     iter.seek(rev_key(from, 0));
     let mut events = Vec::new();
+    let mut bytes = 0;
     let mut last = to;
     while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
         let (revision, _) = split_rev_key(key);
-        if events.len() >= events_max
+        if (events.len() >= events_max || bytes >= WATCH_RESPONSE_BYTES_MAX)
             && events
                 .last()
                 .is_some_and(|e: &Event| mod_revision(e) != revision)
@@ -61,7 +72,9 @@ pub(crate) fn read_changes(
         }
         let change = Change::decode(value)?;
         if wants(&change) {
-            events.push(load_event(view, &change, revision, with_prev)?);
+            let event = load_event(view, &change, revision, with_prev)?;
+            bytes += event_bytes(&event);
+            events.push(event);
         }
         iter.next();
     }
