@@ -50,6 +50,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// 20 s timeout; clients ping more often themselves).
 const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2 * 3600);
 const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// HTTP/2 connection window of a client connection: what a client may send ahead of the
+/// server's reading, across its streams. h2 ends a connection that sends more than half
+/// of it in small frames not read yet (ENHANCE_YOUR_CALM); 4 MiB lets a burst of ~8,000
+/// watch creates through (grpc-go's own window grows to 16 MiB).
+const CLIENT_CONNECTION_WINDOW_BYTES: u32 = 4 << 20;
 
 /// Runs a node on `listeners` until `shutdown` is cancelled (or the node fails), then
 /// stops it cleanly. Peers are served at once, clients once the member has a leader
@@ -252,6 +257,7 @@ async fn start_servers(
             .accept_http1(true)
             .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
+            .initial_connection_window_size(CLIENT_CONNECTION_WINDOW_BYTES)
             .add_routes(routes.clone())
             .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
         servers.spawn(server);

@@ -233,3 +233,97 @@ async fn watch_streams_that_never_read_hold_bounded_memory() {
     assert_eq!(read_history(&client, 4_000).await, 4_000);
     drop(idle);
 }
+
+/// A gRPC message: the 5-byte prefix, then the encoded request.
+fn grpc_message(request: &WatchRequest) -> bytes::Bytes {
+    let body = prost::Message::encode_to_vec(request);
+    let mut framed = vec![0];
+    framed.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&body);
+    framed.into()
+}
+
+fn create(key: &str, watch_id: i64) -> WatchRequest {
+    WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: key.as_bytes().to_vec().into(),
+            watch_id,
+            ..Default::default()
+        })),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_creates_back_to_back_each_in_its_own_frame_are_all_answered() {
+    use ballast_proto::etcdserverpb::WatchResponse;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path());
+    let tcp = tokio::net::TcpStream::connect(node.address())
+        .await
+        .unwrap();
+    let (mut h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::post(format!(
+        "http://{}/etcdserverpb.Watch/Watch",
+        node.endpoint()
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap();
+    let (response, mut send) = h2.send_request(request, false).unwrap();
+    // 5,000 creates, one small DATA frame each, as fast as flow control lets them go;
+    // then one with the "every watcher" id -1.
+    const CREATES: usize = 5_000;
+    let mut requests: Vec<WatchRequest> =
+        (0..CREATES).map(|i| create(&format!("w/{i}"), 0)).collect();
+    requests.push(create("w/x", -1));
+    let writer = tokio::spawn(async move {
+        for request in requests {
+            let message = grpc_message(&request);
+            send.reserve_capacity(message.len());
+            while send.capacity() < message.len() {
+                std::future::poll_fn(|cx| send.poll_capacity(cx))
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            send.send_data(message, false).unwrap();
+        }
+        send // kept open
+    });
+    let mut body = response.await.unwrap().into_body();
+    let mut buffer = bytes::BytesMut::new();
+    let mut created = std::collections::HashSet::new();
+    let mut refused = None;
+    while refused.is_none() {
+        let chunk = body
+            .data()
+            .await
+            .expect("the connection stayed open")
+            .unwrap_or_else(|e| panic!("the stream broke after {} creates: {e:?}", created.len()));
+        let _ = body.flow_control().release_capacity(chunk.len());
+        buffer.extend_from_slice(&chunk);
+        while buffer.len() >= 5 {
+            let length = u32::from_be_bytes(buffer[1..5].try_into().unwrap()) as usize;
+            if buffer.len() < 5 + length {
+                break;
+            }
+            let message = buffer.split_to(5 + length);
+            let response: WatchResponse = prost::Message::decode(&message[5..]).unwrap();
+            if response.canceled {
+                refused = Some(response);
+            } else if response.created {
+                created.insert(response.watch_id);
+            }
+        }
+    }
+    assert_eq!(created.len(), CREATES, "every create was answered");
+    let refused = refused.unwrap();
+    assert_eq!(
+        refused.cancel_reason,
+        "etcdserver: watch id must not be negative"
+    );
+    drop(writer);
+}

@@ -44,6 +44,21 @@ pub const WATCH_STREAM_BYTES_MAX: usize = 2 << 20;
 const _: () = assert!(WATCH_STREAM_BYTES_MAX >= 2 * WATCH_RESPONSE_BYTES_MAX);
 /// Watchers one stream may hold.
 pub const WATCHERS_PER_STREAM_MAX: usize = 100_000;
+/// Activations (catch-ups from history) one stream runs at once; the stream goes on
+/// reading requests meanwhile, so a client creating watchers back to back is read as
+/// fast as it writes (h2 ends a connection whose small frames pile up unread).
+const ACTIVATIONS_IN_FLIGHT_MAX: usize = 16;
+/// Requests read from the client ahead of the session, in bytes (each counted at least
+/// `WATCH_REQUEST_BYTES_MIN`): h2 ends a connection whose small frames pile up unread
+/// (ENHANCE_YOUR_CALM), so a client creating watchers back to back is read as fast as
+/// it writes, up to this much ahead.
+const WATCH_REQUESTS_AHEAD_BYTES: usize = 1 << 20;
+/// What a request counts for at least against `WATCH_REQUESTS_AHEAD_BYTES`: its decoded
+/// form takes more than its few encoded bytes.
+const WATCH_REQUEST_BYTES_MIN: usize = 128;
+/// Why a create with a negative watch id is refused: -1 means "every watcher of the
+/// stream" in progress responses, and ids are otherwise positive.
+const NEGATIVE_WATCH_ID: &str = "etcdserver: watch id must not be negative";
 /// How often a progress request that could not be answered yet is retried.
 const PROGRESS_RETRY_INTERVAL: Duration = Duration::from_millis(100);
 /// Watch id meaning "every watcher of the stream" in progress responses and failures.
@@ -169,11 +184,57 @@ impl Watch for WatchService {
             progress_pending: false,
             metadata,
             extensions,
+            activations: Arc::new(tokio::sync::Semaphore::new(ACTIVATIONS_IN_FLIGHT_MAX)),
         };
-        self.node.tasks.spawn(session.run(inbound, events));
+        let (ahead, requests) = mpsc::channel(WATCH_REQUESTS_AHEAD_BYTES / WATCH_REQUEST_BYTES_MIN);
+        self.node
+            .tasks
+            .spawn(read_ahead(inbound, ahead, self.node.shutdown.clone()));
+        self.node.tasks.spawn(session.run(requests, events));
         // The connection taking a response gives its bytes back to the budget.
         let responses = ReceiverStream::new(out_rx).map(|(response, _charge)| response);
         Ok(Response::new(Box::pin(responses)))
+    }
+}
+
+/// A request from the client, holding its share of the read-ahead budget until done.
+type Ahead = (
+    Result<WatchRequest, Status>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
+
+/// Reads the client's requests as they come, up to `WATCH_REQUESTS_AHEAD_BYTES` ahead
+/// of the session; ends with the client's stream (after passing on its error, if any).
+async fn read_ahead(
+    mut inbound: Streaming<WatchRequest>,
+    ahead: mpsc::Sender<Ahead>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let budget = Arc::new(tokio::sync::Semaphore::new(WATCH_REQUESTS_AHEAD_BYTES));
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ahead.closed() => return,
+            next = inbound.message() => next,
+        };
+        let item = match next {
+            Ok(Some(request)) => {
+                let bytes = request
+                    .encoded_len()
+                    .clamp(WATCH_REQUEST_BYTES_MIN, WATCH_REQUESTS_AHEAD_BYTES);
+                let permit = tokio::select! {
+                    _ = ahead.closed() => return,
+                    permit = budget.clone().acquire_many_owned(bytes as u32) => permit.ok(),
+                };
+                (Ok(request), permit)
+            }
+            Ok(None) => return,
+            Err(status) => (Err(status), None),
+        };
+        let failed = item.0.is_err();
+        if ahead.send(item).await.is_err() || failed {
+            return;
+        }
     }
 }
 
@@ -193,6 +254,8 @@ struct Session {
     /// The stream's token and certificate name: each create is checked with them.
     metadata: tonic::metadata::MetadataMap,
     extensions: http::Extensions,
+    /// Permits for activations running on blocking threads.
+    activations: Arc<tokio::sync::Semaphore>,
 }
 
 /// The client is gone; the session ends.
@@ -201,7 +264,7 @@ struct Closed;
 impl Session {
     async fn run(
         mut self,
-        mut inbound: Streaming<WatchRequest>,
+        mut requests: mpsc::Receiver<Ahead>,
         mut events: mpsc::Receiver<(WatchMessage, Charge)>,
     ) {
         let shutdown = self.node.shutdown.clone();
@@ -213,10 +276,11 @@ impl Session {
         loop {
             let step = tokio::select! {
                 _ = shutdown.cancelled() => Err(Closed),
-                request = inbound.message() => match request {
-                    Ok(Some(request)) => self.on_request(request).await,
-                    Ok(None) => Err(Closed),
-                    Err(status) => {
+                request = requests.recv() => match request {
+                    // The permit goes back once the request is handled.
+                    Some((Ok(request), _permit)) => self.on_request(request).await,
+                    None => Err(Closed),
+                    Some((Err(status), _)) => {
                         let _ = self.out.send((Err(status), None)).await;
                         Err(Closed)
                     }
@@ -294,6 +358,9 @@ impl Session {
     }
 
     async fn create(&mut self, create: WatchCreateRequest) -> Result<(), Closed> {
+        if create.watch_id < 0 {
+            return self.refuse(NEGATIVE_WATCH_ID.to_string()).await;
+        }
         let watch_id = if create.watch_id != 0 {
             if self.watchers.contains_key(&create.watch_id) {
                 return self.refuse(DUPLICATE_WATCH_ID.to_string()).await;
@@ -366,9 +433,16 @@ impl Session {
             ..Default::default()
         })
         .await?;
-        // Catching up from history reads the store: keep it off the async workers.
+        // Catching up from history reads the store: off the async workers, and not
+        // awaited, so the next request is read meanwhile.
+        let Ok(permit) = self.activations.clone().acquire_owned().await else {
+            return Err(Closed);
+        };
         let store = self.node.store.clone();
-        let _ = tokio::task::spawn_blocking(move || store.watch_activate(hub_id)).await;
+        tokio::task::spawn_blocking(move || {
+            store.watch_activate(hub_id);
+            drop(permit);
+        });
         Ok(())
     }
 
