@@ -224,6 +224,39 @@ fn watch_fan_out(c: &mut Criterion) {
     store.close();
 }
 
+/// 100,000 watchers, each on its own key, as controllers watching single objects: each
+/// put concerns one of them, and publishing must not visit the others.
+fn watch_many_one_key_watchers(c: &mut Criterion) {
+    const WATCHERS: u64 = 100_000;
+    let (_dir, store) = open();
+    let hub = store.watch_hub();
+    let sink = Arc::new(Counting(AtomicU64::new(0)));
+    let stream = hub.open_stream(sink.clone());
+    for w in 0..WATCHERS {
+        let key = format!("/registry/bench/{w:08}");
+        let filter = Filter {
+            range: KeyRange::new(Bytes::from(key), Bytes::new()),
+            no_put: false,
+            no_delete: false,
+            prev_kv: false,
+        };
+        let (id, _) = hub.watch(stream, w as i64, filter, 0);
+        store.watch_activate(id);
+    }
+    let mut index = 0u64;
+    c.bench_function("apply put with 100k one-key watchers", |b| {
+        b.iter(|| {
+            index += 1;
+            store.apply(index, 1, &put(index, WATCHERS)).unwrap()
+        })
+    });
+    assert!(
+        index == 0 || sink.0.load(Ordering::Relaxed) > 0,
+        "the watchers received events"
+    );
+    store.close();
+}
+
 fn raft_log_append(c: &mut Criterion) {
     let (_dir, store) = open();
     let log = LogStore::open(store.clone()).unwrap();
@@ -265,6 +298,7 @@ criterion_group!(
     on_disk,
     apply_batch,
     watch_fan_out,
+    watch_many_one_key_watchers,
     raft_log_append
 );
 criterion_main!(benches);

@@ -5,13 +5,13 @@ use bytes::Bytes;
 /// A set of keys, as etcd's `key`/`range_end` pair describes it:
 /// empty `range_end` = the one key; `"\0"` = every key >= `key`; anything else =
 /// the half-open interval `[key, range_end)` (empty when `range_end <= key`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyRange {
     pub start: Bytes,
     pub end: RangeEnd,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RangeEnd {
     /// Only `start`.
     Single,

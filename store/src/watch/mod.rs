@@ -13,6 +13,7 @@
 //! alone moves a watcher between phases; the syncer (`syncer.rs`) asks it to, and reads
 //! history through [`History`], so the hub knows nothing of the store.
 
+mod index;
 mod replay;
 mod syncer;
 
@@ -24,6 +25,7 @@ use ballast_proto::mvccpb::{event::EventType, Event};
 
 use crate::range::KeyRange;
 use crate::record::{Change, ChangeKind};
+use index::WatcherIndex;
 
 pub use syncer::{History, Syncer};
 
@@ -175,8 +177,20 @@ struct HubState {
     next_stream: u64,
     next_watcher: u64,
     streams: HashMap<u64, Stream>,
+    /// A synced watcher's `next` may lag: revisions whose events it does not want pass it
+    /// by (publish visits only the watchers `index` names). It has everything up to
+    /// `published` all the same.
     watchers: HashMap<u64, Watcher>,
+    index: WatcherIndex,
     stopped: bool,
+}
+
+impl HubState {
+    fn remove_watcher(&mut self, id: u64) -> Option<Watcher> {
+        let w = self.watchers.remove(&id)?;
+        self.index.remove(id, &w.filter.range);
+        Some(w)
+    }
 }
 
 /// The registry of watchers; see the module docs.
@@ -212,6 +226,7 @@ impl WatchHub {
                 next_watcher: 0,
                 streams: HashMap::new(),
                 watchers: HashMap::new(),
+                index: WatcherIndex::default(),
                 stopped: false,
             }),
             wake: Condvar::new(),
@@ -242,7 +257,7 @@ impl WatchHub {
         let mut state = self.lock();
         if let Some(s) = state.streams.remove(&stream.0) {
             for w in s.watchers {
-                state.watchers.remove(&w);
+                state.remove_watcher(w);
             }
         }
     }
@@ -263,6 +278,7 @@ impl WatchHub {
         let id = state.next_watcher;
         state.next_watcher += 1;
         let next = if start <= 0 { published + 1 } else { start };
+        state.index.insert(id, &filter.range);
         state.watchers.insert(
             id,
             Watcher {
@@ -283,7 +299,7 @@ impl WatchHub {
     /// already queued may still arrive.
     pub fn cancel(&self, watcher: WatcherId) -> bool {
         let mut state = self.lock();
-        let Some(w) = state.watchers.remove(&watcher.0) else {
+        let Some(w) = state.remove_watcher(watcher.0) else {
             return false;
         };
         if let Some(s) = state.streams.get_mut(&w.stream) {
@@ -328,7 +344,7 @@ impl WatchHub {
         };
         for id in ids {
             if let Some(w) = state.watchers.get(&id.0) {
-                if w.phase == Phase::Synced && w.next > state.published {
+                if w.phase == Phase::Synced {
                     let _ = s.sink.try_send(WatchMessage::Progress {
                         watch_id: w.watch_id,
                         revision: state.published,
@@ -349,17 +365,22 @@ impl WatchHub {
         );
         state.published = revision;
         let HubState {
-            streams, watchers, ..
+            streams,
+            watchers,
+            index,
+            ..
         } = &mut *state;
         let mut closed = Vec::new();
         let mut behind = false;
-        for (&id, w) in watchers.iter_mut() {
+        for &id in index.concerned(events).into_iter().flatten() {
+            let Some(w) = watchers.get_mut(&id) else {
+                continue;
+            };
             if w.phase != Phase::Synced || w.next > revision {
                 continue;
             }
             let selected = w.filter.select(events);
             if selected.is_empty() {
-                w.next = revision + 1;
                 continue;
             }
             let Some(stream) = streams.get(&w.stream) else {
@@ -374,6 +395,8 @@ impl WatchHub {
             match stream.sink.try_send(message) {
                 Ok(()) => w.next = revision + 1,
                 Err(SinkError::Full) => {
+                    // It has everything before this revision.
+                    w.next = revision;
                     w.phase = Phase::Unsynced;
                     behind = true;
                 }
@@ -381,7 +404,7 @@ impl WatchHub {
             }
         }
         for id in closed {
-            watchers.remove(&id);
+            state.remove_watcher(id);
         }
         if behind {
             self.wake.notify_all();
@@ -392,9 +415,15 @@ impl WatchHub {
     /// caught up from the new history, or told it was compacted.
     pub(crate) fn restart_from(&self, revision: i64) {
         let mut state = self.lock();
+        let before = state.published;
         state.published = revision;
         for watcher in state.watchers.values_mut() {
-            if watcher.phase == Phase::Synced && watcher.next <= revision {
+            if watcher.phase != Phase::Synced {
+                continue;
+            }
+            // A synced watcher has everything up to what was published before.
+            watcher.next = watcher.next.max(before + 1);
+            if watcher.next <= revision {
                 watcher.phase = Phase::Unsynced;
             }
         }
