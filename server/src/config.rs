@@ -193,6 +193,24 @@ pub struct Config {
     )]
     pub experimental_snapshot_catchup_entries: u64,
 
+    /// Maximum concurrent streams that each client can open at a time (etcd's default:
+    /// no limit in practice).
+    #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
+    pub max_concurrent_streams: u32,
+
+    /// Minimum interval duration that a client should wait before pinging server. Accepted
+    /// for etcd's command lines; the HTTP/2 server does not police client pings.
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_MIN_TIME", default_value = "5s", value_parser = parse_duration)]
+    pub grpc_keepalive_min_time: Duration,
+
+    /// Frequency duration of server-to-client ping to check if a connection is alive.
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_INTERVAL", default_value = "2h", value_parser = parse_duration)]
+    pub grpc_keepalive_interval: Duration,
+
+    /// Additional duration of wait before closing a non-responsive connection.
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub grpc_keepalive_timeout: Duration,
+
     /// Duration of the periodic watch progress notification (e.g. 10m, 30s, 500ms).
     #[arg(long, env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
@@ -351,6 +369,10 @@ mod tests {
         assert_eq!(c.data_dir(), PathBuf::from("default.etcd"));
         assert_eq!(c.max_request_bytes, 1572864);
         assert_eq!(c.max_txn_ops, 128);
+        assert_eq!(c.max_concurrent_streams, u32::MAX);
+        assert_eq!(c.grpc_keepalive_min_time, Duration::from_secs(5));
+        assert_eq!(c.grpc_keepalive_interval, Duration::from_secs(2 * 3600));
+        assert_eq!(c.grpc_keepalive_timeout, Duration::from_secs(20));
         assert_eq!(c.initial_cluster(), "default=http://localhost:2380");
         assert_eq!(c.initial_cluster_token, "etcd-cluster");
         assert_eq!(c.min_lease_ttl(), 2);

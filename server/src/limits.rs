@@ -35,6 +35,16 @@ const RAFT_MESSAGE_BYTES_BEFORE_REQUEST: usize =
         PROPOSAL_BATCH_BYTES_MAX
     };
 
+/// The largest peer message a member receives, for its `--max-request-bytes`: a batch,
+/// the one raft message that crossed it, carrying at most one request past its bound.
+/// What a peer (or a stranger on the peer port) can make a member buffer per message.
+pub const fn peer_message_bytes_received(max_request_bytes: usize) -> usize {
+    PEER_BATCH_BYTES_MAX
+        + RAFT_MESSAGE_BYTES_BEFORE_REQUEST
+        + max_request_bytes
+        + GRPC_OVERHEAD_BYTES
+}
+
 /// The largest `--max-request-bytes` whose requests still fit every peer message.
 pub const REQUEST_BYTES_LIMIT: usize = PEER_MESSAGE_BYTES_MAX
     - PEER_BATCH_BYTES_MAX

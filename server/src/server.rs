@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lessor::Lessor;
 use crate::limits::GRPC_OVERHEAD_BYTES;
-use crate::limits::PEER_MESSAGE_BYTES_MAX;
+use crate::limits::{peer_message_bytes_received, PEER_MESSAGE_BYTES_MAX};
 use crate::listeners::Listeners;
 use crate::node::expire_leases;
 use crate::node::Node;
@@ -39,17 +39,15 @@ use crate::rpc::lease::LeaseService;
 use crate::rpc::maintenance::MaintenanceService;
 use crate::rpc::peer::PeerService;
 use crate::rpc::watch::WatchService;
-use crate::tls::{incoming, PeerConnector, Reloading, TlsSettings};
+use crate::tls::{
+    incoming, PeerConnector, Reloading, TlsSettings, CLIENT_CONNECTIONS_MAX, PEER_CONNECTIONS_MAX,
+};
 use crate::tokens::Tokens;
 use crate::url_authority::AuthorityFix;
 use rustls::ServerConfig;
 
 /// How long open client connections may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Server-side HTTP/2 keep-alive pings (etcd's --grpc-keepalive-interval is 2 h, with a
-/// 20 s timeout; clients ping more often themselves).
-const GRPC_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2 * 3600);
-const GRPC_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// HTTP/2 connection window of a client connection: what a client may send ahead of the
 /// server's reading, across its streams. h2 ends a connection that sends more than half
 /// of it in small frames not read yet (ENHANCE_YOUR_CALM); 4 MiB lets a burst of ~8,000
@@ -224,10 +222,17 @@ async fn start_servers(
         let listener = TcpListener::from_std(listener.socket)?;
         let address = listener.local_addr()?;
         tracing::info!(%address, https, "listening for peers");
-        let incoming = incoming(listener, tls.server(https, &tls.peer)?, shutdown.clone());
+        let incoming = incoming(
+            listener,
+            tls.server(https, &tls.peer)?,
+            PEER_CONNECTIONS_MAX,
+            shutdown.clone(),
+        );
         let stop = shutdown.clone();
         let service = RaftTransportServer::new(PeerService::new(node.clone()))
-            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_decoding_message_size(peer_message_bytes_received(
+                node.config.max_request_bytes as usize,
+            ))
             .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX);
         let server = tonic::transport::Server::builder()
             .add_service(service)
@@ -250,13 +255,22 @@ async fn start_servers(
         let listener = TcpListener::from_std(listener.socket)?;
         let address = listener.local_addr()?;
         tracing::info!(%address, https, "ready to serve client requests");
-        let incoming = incoming(listener, tls.server(https, &tls.client)?, shutdown.clone())
-            .map(|conn| conn.map(AuthorityFix::new));
+        let incoming = incoming(
+            listener,
+            tls.server(https, &tls.client)?,
+            CLIENT_CONNECTIONS_MAX,
+            shutdown.clone(),
+        )
+        .map(|conn| conn.map(AuthorityFix::new));
         let stop = shutdown.clone();
         let server = tonic::transport::Server::builder()
             .accept_http1(true)
-            .http2_keepalive_interval(Some(GRPC_KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(GRPC_KEEPALIVE_TIMEOUT))
+            // 0 disables the pings, as in etcd.
+            .http2_keepalive_interval(
+                Some(node.config.grpc_keepalive_interval).filter(|every| !every.is_zero()),
+            )
+            .http2_keepalive_timeout(Some(node.config.grpc_keepalive_timeout))
+            .max_concurrent_streams(node.config.max_concurrent_streams)
             .initial_connection_window_size(CLIENT_CONNECTION_WINDOW_BYTES)
             .add_routes(routes.clone())
             .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });

@@ -327,3 +327,35 @@ async fn watch_creates_back_to_back_each_in_its_own_frame_are_all_answered() {
     );
     drop(writer);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_per_connection_follow_the_flag_and_silent_connections_are_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_with(dir.path(), &["--max-concurrent-streams", "3"]);
+    let tcp = tokio::net::TcpStream::connect(node.address())
+        .await
+        .unwrap();
+    let (h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut h2 = h2.ready().await.unwrap();
+    // The server's SETTINGS carry the limit; the client learns it with the first exchange.
+    let request = http::Request::get(format!("http://{}/health", node.endpoint()))
+        .body(())
+        .unwrap();
+    let (response, _) = h2.send_request(request, true).unwrap();
+    response.await.unwrap();
+    assert_eq!(h2.current_max_send_streams(), 3);
+
+    // A connection that sends nothing is closed once the handshake time is up.
+    let mut silent = tokio::net::TcpStream::connect(node.address())
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::AsyncReadExt::read(&mut silent, &mut byte),
+    )
+    .await
+    .expect("the member closed the silent connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}

@@ -31,7 +31,12 @@ pub(super) struct ReadQueue {
     /// Confirmed: waiting for the store to apply up to the index.
     confirmed: Vec<(u64, Vec<Waiter>)>,
     next_context: u64,
+    /// Length of `waiting` at which it is next pruned of reads nobody awaits.
+    prune_at: usize,
 }
+
+/// `waiting` is first pruned at this length.
+const READS_PRUNED_FROM: usize = 1024;
 
 impl ReadQueue {
     pub(super) fn new(member: u64) -> ReadQueue {
@@ -46,10 +51,17 @@ impl ReadQueue {
             next_context: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |since| since.as_nanos() as u64),
+            prune_at: READS_PRUNED_FROM,
         }
     }
 
     pub(super) fn push(&mut self, waiter: Waiter) {
+        // Reads whose client gave up (timed out, disconnected) leave: without a leader
+        // nothing else would ever take them out. Pruned each time the queue doubles.
+        if self.waiting.len() >= self.prune_at {
+            self.waiting.retain(|w| !w.is_closed());
+            self.prune_at = (2 * self.waiting.len()).max(READS_PRUNED_FROM);
+        }
         self.waiting.push(waiter);
     }
 
@@ -57,7 +69,11 @@ impl ReadQueue {
     /// ReadIndex silently when there is no leader, or when the leader has not committed
     /// an entry in its term yet; those reads wait for the next chance instead.
     pub(super) fn issue<S: Storage>(&mut self, raw: &mut RawNode<S>, tick: u64) {
-        if self.waiting.is_empty() || self.issued.len() >= READ_ROUNDS_IN_FLIGHT_MAX {
+        if self.issued.len() >= READ_ROUNDS_IN_FLIGHT_MAX {
+            return;
+        }
+        self.waiting.retain(|w| !w.is_closed());
+        if self.waiting.is_empty() {
             return;
         }
         let raft = &raw.raft;
@@ -117,7 +133,8 @@ impl ReadQueue {
             .collect();
         for context in stale {
             if let Some((_, waiters)) = self.issued.remove(&context) {
-                self.waiting.extend(waiters);
+                self.waiting
+                    .extend(waiters.into_iter().filter(|w| !w.is_closed()));
             }
         }
     }
@@ -208,5 +225,28 @@ mod tests {
                 i + 1
             );
         }
+    }
+
+    #[test]
+    fn reads_whose_client_gave_up_leave_the_queue() {
+        let mut queue = ReadQueue::new(1);
+        let mut kept = Vec::new();
+        for i in 0..3 * READS_PRUNED_FROM {
+            let (reply, answer) = oneshot::channel();
+            queue.push(reply);
+            // Every other client gives up at once.
+            if i % 2 == 0 {
+                kept.push(answer);
+            }
+        }
+        assert!(
+            queue.waiting.len() < 2 * READS_PRUNED_FROM,
+            "{} waiting",
+            queue.waiting.len()
+        );
+        // No leader: nothing issued, but the abandoned reads are gone.
+        let mut raft = member(1);
+        queue.issue(&mut raft, 0);
+        assert_eq!(queue.waiting.len(), kept.len());
     }
 }

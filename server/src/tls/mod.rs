@@ -10,7 +10,7 @@ mod accept;
 mod auto;
 mod peer_client;
 
-pub(crate) use accept::{incoming, ConnInfo};
+pub(crate) use accept::{incoming, ConnInfo, CLIENT_CONNECTIONS_MAX, PEER_CONNECTIONS_MAX};
 pub(crate) use peer_client::{peer_channel, PeerConnector};
 
 use std::path::{Path, PathBuf};
