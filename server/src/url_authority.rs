@@ -636,4 +636,53 @@ mod tests {
         let err = through(input).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
+
+    mod fuzz {
+        //! The pre-decoder reads a client's first bytes before h2 does: whatever they
+        //! are, it passes them on or ends the connection, without panicking and without
+        //! holding more than a header block.
+
+        use super::*;
+        use proptest::prelude::*;
+
+        fn run(input: Vec<u8>) -> io::Result<Vec<u8>> {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(through(input))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn any_bytes_after_the_preface_are_passed_on_or_refused(
+                frames in proptest::collection::vec(
+                    (0u8..10, any::<u8>(), 0u32..4, proptest::collection::vec(any::<u8>(), 0..64)),
+                    0..12,
+                ),
+                url in any::<bool>(),
+            ) {
+                let (mut input, _) = client(if url { "http://127.0.0.1:2379" } else { "127.0.0.1:2379" });
+                input.truncate(PREFACE.len());
+                for (kind, flags, stream, payload) in frames {
+                    input.extend(frame(kind, flags, stream, &payload));
+                }
+                let length = input.len();
+                if let Ok(out) = run(input) {
+                    // A rewritten block may grow by a little; nothing else is added.
+                    prop_assert!(out.len() <= length + HEADER_BLOCK_BYTES_MAX);
+                }
+            }
+
+            #[test]
+            fn bytes_without_the_preface_go_through_untouched(
+                input in proptest::collection::vec(any::<u8>(), 0..256),
+            ) {
+                prop_assume!(!input.starts_with(&PREFACE[..input.len().min(PREFACE.len())]) || input.is_empty());
+                prop_assert_eq!(run(input.clone()).unwrap(), input);
+            }
+        }
+    }
 }

@@ -105,3 +105,43 @@ fn an_install_interrupted_by_a_crash_is_finished_at_open() {
     assert_eq!(target.get("b").kvs[0].value, b("2"));
     let _: &Store = target.store();
 }
+
+mod fuzz {
+    //! Snapshot files arrive from the network: whatever bytes a file holds, `verify`
+    //! answers (never panics), and a file it accepts installs.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Files tried per run: mutations of a real snapshot.
+    const CASES: u32 = 256;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+        #[test]
+        fn verify_answers_whatever_the_bytes(
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let source = filled();
+            let (_, path) = source.store().write_snapshot().unwrap();
+            let mut bytes = std::fs::read(&path).unwrap();
+            for (at, value) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] ^= value;
+            }
+            if let Some(at) = cut {
+                bytes.truncate(at.index(bytes.len()));
+            }
+            bytes.extend(tail);
+            let mangled = path.with_file_name("mangled.snap");
+            std::fs::write(&mangled, &bytes).unwrap();
+            if verify(&mangled).is_ok() {
+                let target = TestStore::new();
+                prop_assert!(target.store().install_snapshot(&mangled).is_ok());
+            }
+        }
+    }
+}

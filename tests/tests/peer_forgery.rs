@@ -8,7 +8,7 @@ use ballast_client::{Client, GetOptions, PutOptions};
 use ballast_proto::ballast::internal::RaftRequest;
 use ballast_proto::ballast::transport::raft_transport_client::RaftTransportClient;
 use ballast_proto::ballast::transport::{RaftBatch, SnapshotChunk};
-use ballast_tests::{eventually, Node, TestCluster, WAIT};
+use ballast_tests::{eventually, TestCluster, WAIT};
 use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{Entry, Message as RaftMessage, MessageType};
@@ -83,35 +83,38 @@ fn partial_files(dir: &Path) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_peer_messages_are_refused_and_the_member_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path());
+    let cluster = TestCluster::start(dir.path(), 3, &[]);
+    let leader = cluster.leader().await;
+    // The target is a follower; the forger names the leader, a member it can name.
+    let node = &cluster.nodes[(leader + 1) % 3];
     let client = node.client().await;
     client.put("kept", "1", PutOptions::new()).await.unwrap();
     let status = client.status().await.unwrap();
     let me = status.header.member_id;
-    // The member itself is the one member the forger can name.
     let forger = Forger {
-        member: me,
+        member: status.leader,
         cluster: status.header.cluster_id,
     };
+    let them = forger.member;
     let before = keys(&client).await;
     let mut peer = RaftTransportClient::connect(node.peer_url()).await.unwrap();
     let term = status.raft_term;
 
-    let empty_proposal = message(MessageType::MsgPropose, me, me, 0);
-    let mut garbage_proposal = message(MessageType::MsgPropose, me, me, 0);
+    let empty_proposal = message(MessageType::MsgPropose, them, me, 0);
+    let mut garbage_proposal = message(MessageType::MsgPropose, them, me, 0);
     garbage_proposal.entries = vec![entry(0, 0, &[0xde, 0xad, 0xbe, 0xef])].into();
-    let mut no_request = message(MessageType::MsgPropose, me, me, 0);
+    let mut no_request = message(MessageType::MsgPropose, them, me, 0);
     no_request.entries = vec![entry(0, 0, &RaftRequest::default().encode_to_vec())].into();
-    let mut far_commit = message(MessageType::MsgHeartbeat, me, me, term + 1);
+    let mut far_commit = message(MessageType::MsgHeartbeat, them, me, term);
     far_commit.commit = status.raft_index + 1_000_000;
     // Entries that would rewrite committed index 1 in a later term.
-    let mut rewrite = message(MessageType::MsgAppend, me, me, term + 1);
+    let mut rewrite = message(MessageType::MsgAppend, them, me, term + 1);
     rewrite.index = status.raft_index;
     rewrite.log_term = term;
     rewrite.entries = vec![entry(1, term + 1, b"x")].into();
     rewrite.commit = status.raft_index;
-    let read_index = message(MessageType::MsgReadIndex, me, me, term);
-    let mut wrong_to = message(MessageType::MsgHeartbeat, me, me ^ 1, term);
+    let read_index = message(MessageType::MsgReadIndex, them, me, 0);
+    let mut wrong_to = message(MessageType::MsgHeartbeat, them, me ^ 1, term);
     wrong_to.commit = 1;
     let local_only = [
         MessageType::MsgHup,
@@ -121,7 +124,7 @@ async fn forged_peer_messages_are_refused_and_the_member_keeps_serving() {
         MessageType::MsgSnapStatus,
         MessageType::MsgSnapshot,
     ]
-    .map(|kind| message(kind, me, me, term));
+    .map(|kind| message(kind, them, me, term));
     // Checked against the log by the raft driver, after the port took it: the first
     // refusal, so the rate-limited log shows it.
     send(&mut peer, forger, far_commit).await.unwrap();
@@ -154,12 +157,12 @@ async fn forged_peer_messages_are_refused_and_the_member_keeps_serving() {
     // A snapshot stream whose message names another file than the one it carries (once
     // it opened /etc/passwd), a name with a path, and a file that is no snapshot.
     let snapshot = |name: &str, names: &str, data: &[u8]| {
-        let mut m = message(MessageType::MsgSnapshot, me, me, term);
+        let mut m = message(MessageType::MsgSnapshot, them, me, term);
         m.mut_snapshot().data = names.as_bytes().to_vec().into();
         m.mut_snapshot().mut_metadata().index = status.raft_index + 10;
         m.mut_snapshot().mut_metadata().term = term;
         SnapshotChunk {
-            from: me,
+            from: them,
             cluster_id: forger.cluster,
             name: name.into(),
             data: data.to_vec().into(),

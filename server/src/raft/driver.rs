@@ -268,7 +268,8 @@ impl Driver {
             Msg::Read { reply } => self.io.reads.push(reply),
             Msg::Raft(message) => {
                 let last_index = self.raw.raft.raft_log.last_index();
-                if let Err(why) = check_against_log(&message, last_index) {
+                let leader = self.raw.raft.state == StateRole::Leader;
+                if let Err(why) = check_against_log(&message, last_index, leader) {
                     log_refused(&message, why);
                     return true;
                 }

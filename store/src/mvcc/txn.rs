@@ -322,3 +322,26 @@ fn execute(
         responses,
     })
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Txn requests arrive from clients: whatever bytes decode as one, the checks answer
+    //! without panicking or running away (nesting is as deep as the bytes allow).
+
+    use super::*;
+    use proptest::prelude::*;
+    use prost::Message as _;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn checks_answer_whatever_decodes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(req) = TxnRequest::decode(&bytes[..]) {
+                let _ = check_txn(&req, 128);
+                let _ = is_read_only(&req);
+                let _ = txn_ops_total(&req);
+            }
+        }
+    }
+}

@@ -20,6 +20,18 @@ pub(crate) fn check(message: &RaftMessage, sender: u64, me: u64) -> Result<(), R
     if message.to != me {
         return Err("message addressed to another member");
     }
+    if message.from == me {
+        return Err("message from this member itself");
+    }
+    // raft-rs sends forwarded proposals and read indexes without a term (they count as
+    // the leader's local messages) and every other message in the sender's term.
+    let local = matches!(
+        message.get_msg_type(),
+        MessageType::MsgPropose | MessageType::MsgReadIndex
+    );
+    if local != (message.term == 0) {
+        return Err("message with a term its type never carries");
+    }
     match message.get_msg_type() {
         MessageType::MsgAppend => check_append(message),
         MessageType::MsgPropose => check_proposal(message),
@@ -49,19 +61,32 @@ pub(crate) fn check(message: &RaftMessage, sender: u64, me: u64) -> Result<(), R
     }
 }
 
-/// Checks a message against this member's log: a heartbeat may not commit past its end
-/// (a leader sends at most what the follower has matched).
-pub(crate) fn check_against_log(message: &RaftMessage, last_index: u64) -> Result<(), Refusal> {
-    if message.get_msg_type() == MessageType::MsgHeartbeat && message.commit > last_index {
-        return Err("heartbeat commit past the end of the log");
+/// Checks a message against this member's raft state: a heartbeat may not commit past
+/// the log's end (a leader sends at most what the follower has matched), and only a
+/// leader takes a leadership transfer (raft-rs would forward it again, in a term, which
+/// it treats as fatal).
+pub(crate) fn check_against_log(
+    message: &RaftMessage,
+    last_index: u64,
+    leader: bool,
+) -> Result<(), Refusal> {
+    match message.get_msg_type() {
+        MessageType::MsgHeartbeat if message.commit > last_index => {
+            Err("heartbeat commit past the end of the log")
+        }
+        MessageType::MsgTransferLeader if !leader => Err("leadership transfer to a follower"),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Entries must follow the message's index one by one, in terms that never go back and
 /// never pass the sender's term: otherwise raft-rs may take one for a conflict with a
 /// committed entry, which it treats as fatal.
 fn check_append(message: &RaftMessage) -> Result<(), Refusal> {
+    // Only the log's start has no term; a term-0 entry past it would match any index.
+    if (message.index == 0) != (message.log_term == 0) {
+        return Err("append whose previous entry has no term");
+    }
     let mut previous_term = message.log_term;
     for (i, entry) in message.entries.iter().enumerate() {
         if entry.index != message.index + 1 + i as u64 {
@@ -147,6 +172,21 @@ mod tests {
         assert!(check(&m, PEER, ME).is_ok());
         assert!(check(&m, 3, ME).is_err());
         assert!(check(&m, PEER, 3).is_err());
+        let mut from_me = message(MessageType::MsgHeartbeat);
+        from_me.from = ME;
+        assert!(check(&from_me, ME, ME).is_err());
+    }
+
+    #[test]
+    fn only_forwarded_proposals_and_read_indexes_come_without_a_term() {
+        let mut vote = message(MessageType::MsgRequestPreVote);
+        vote.term = 0;
+        assert!(check(&vote, PEER, ME).is_err());
+        let mut read = message(MessageType::MsgReadIndex);
+        read.entries = vec![entry(0, 0, b"ctx".to_vec())].into();
+        assert!(check(&read, PEER, ME).is_err(), "a read index in a term");
+        read.term = 0;
+        assert!(check(&read, PEER, ME).is_ok());
     }
 
     #[test]
@@ -166,6 +206,7 @@ mod tests {
     #[test]
     fn proposals_must_be_requests_that_decode() {
         let mut m = message(MessageType::MsgPropose);
+        m.term = 0;
         assert_eq!(check(&m, PEER, ME), Err("empty proposal"));
         m.entries = vec![entry(0, 0, put())].into();
         assert!(check(&m, PEER, ME).is_ok());
@@ -201,6 +242,7 @@ mod tests {
     #[test]
     fn read_index_carries_exactly_one_entry() {
         let mut m = message(MessageType::MsgReadIndex);
+        m.term = 0;
         assert!(check(&m, PEER, ME).is_err());
         m.entries = vec![entry(0, 0, b"ctx".to_vec())].into();
         assert!(check(&m, PEER, ME).is_ok());
@@ -210,7 +252,14 @@ mod tests {
     fn a_heartbeat_may_not_commit_past_the_log() {
         let mut m = message(MessageType::MsgHeartbeat);
         m.commit = 10;
-        assert!(check_against_log(&m, 10).is_ok());
-        assert!(check_against_log(&m, 9).is_err());
+        assert!(check_against_log(&m, 10, false).is_ok());
+        assert!(check_against_log(&m, 9, false).is_err());
+    }
+
+    #[test]
+    fn only_a_leader_takes_a_leadership_transfer() {
+        let m = message(MessageType::MsgTransferLeader);
+        assert!(check_against_log(&m, 10, true).is_ok());
+        assert!(check_against_log(&m, 10, false).is_err());
     }
 }

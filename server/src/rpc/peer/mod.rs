@@ -2,6 +2,8 @@
 //! snapshots, membership for a joining member, forwarded lease keep-alives).
 
 mod admit;
+#[cfg(test)]
+mod fuzz;
 mod snapshot;
 
 use std::sync::Arc;
