@@ -10,6 +10,8 @@
 mod batch;
 mod driver;
 mod logger;
+#[cfg(test)]
+pub(crate) mod mem_node;
 mod reads;
 mod ready;
 #[cfg(test)]

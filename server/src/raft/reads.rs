@@ -150,22 +150,10 @@ impl ReadQueue {
 
 #[cfg(test)]
 mod tests {
-    use raft::eraftpb::ConfState;
     use raft::storage::MemStorage;
 
+    use super::super::mem_node::mem_node as member;
     use super::*;
-
-    fn member(id: u64) -> RawNode<MemStorage> {
-        let storage = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
-        let config = raft::Config {
-            id,
-            election_tick: 10,
-            heartbeat_tick: 1,
-            ..Default::default()
-        };
-        let logger = slog::Logger::root(slog::Discard, slog::o!());
-        RawNode::new(&config, storage, &logger).unwrap()
-    }
 
     /// Runs the members' Readies and delivers their messages until all is quiet.
     fn settle(members: &mut [RawNode<MemStorage>], queues: &mut [ReadQueue]) {

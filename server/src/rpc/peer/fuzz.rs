@@ -8,27 +8,16 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use proptest::prelude::*;
 use protobuf::ProtobufEnum as _;
-use raft::eraftpb::{ConfState, Entry, Message as RaftMessage, MessageType};
+use raft::eraftpb::{Entry, Message as RaftMessage, MessageType};
 use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 
 use super::admit::{check, check_against_log};
+use crate::raft::mem_node::mem_node;
 
 /// Random messages tried per run.
 const CASES: u32 = 4096;
 const MEMBERS: u64 = 3;
-
-fn node(id: u64) -> RawNode<MemStorage> {
-    let storage = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
-    let config = raft::Config {
-        id,
-        election_tick: 10,
-        heartbeat_tick: 1,
-        ..Default::default()
-    };
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
-    RawNode::new(&config, storage, &logger).unwrap()
-}
 
 /// Persists and applies a node's pending Ready; its messages.
 fn ready(raw: &mut RawNode<MemStorage>) -> Vec<RaftMessage> {
@@ -71,7 +60,7 @@ fn deliver(nodes: &mut [RawNode<MemStorage>]) {
 
 /// Three members with node 1 elected and a few entries committed everywhere.
 fn cluster() -> Vec<RawNode<MemStorage>> {
-    let mut nodes: Vec<_> = (1..=MEMBERS).map(node).collect();
+    let mut nodes: Vec<_> = (1..=MEMBERS).map(mem_node).collect();
     nodes[0].campaign().unwrap();
     for round in 0..20 {
         if round == 5 {
