@@ -9,6 +9,7 @@
 //! Incoming messages are the peer gRPC service's (`rpc::peer`), which steps them into
 //! the local raft node after checking that they come from the same cluster.
 
+pub(crate) mod admit;
 pub(crate) mod snapshot;
 
 use std::collections::HashMap;

@@ -41,8 +41,8 @@ use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::lessor::Lessor;
 use crate::limits::RAFT_MESSAGE_BYTES_MAX;
+use crate::peer::admit::{check_against_log, log_refused};
 use crate::peer::PeerTransport;
-use crate::rpc::peer::{check_against_log, log_refused};
 use crate::tokens::Tokens;
 
 /// Mailbox messages handled per turn at most, so ticks are never starved by a flood.

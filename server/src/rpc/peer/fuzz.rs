@@ -12,7 +12,7 @@ use raft::eraftpb::{Entry, Message as RaftMessage, MessageType};
 use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 
-use super::admit::{check, check_against_log};
+use crate::peer::admit::{check, check_against_log};
 use crate::raft::mem_node::mem_node;
 
 /// Random messages tried per run.

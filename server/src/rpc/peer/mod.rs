@@ -1,7 +1,6 @@
 //! The peer gRPC service: what other members send to this one (raft messages,
 //! snapshots, membership for a joining member, forwarded lease keep-alives).
 
-mod admit;
 #[cfg(test)]
 mod fuzz;
 mod snapshot;
@@ -22,6 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::log_limit::{LogLimit, LOG_INTERVAL};
 use crate::node::{local_renew, local_time_to_live, Node};
+use crate::peer::admit::{self, log_refused};
 use crate::peer::MEMBER_REMOVED;
 use crate::rpc::cluster::local_promote;
 
@@ -31,9 +31,6 @@ const UNKNOWN_MEMBER: &str = "raft messages from an unknown member";
 /// Refused peers and messages: logged at most once per interval (anyone who reaches the
 /// peer port can cause them).
 static REFUSED_PEER_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
-static REFUSED_MESSAGE_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
-
-pub(crate) use admit::check_against_log;
 
 /// The service other members call.
 #[derive(Debug, Clone)]
@@ -62,18 +59,6 @@ impl PeerService {
             )));
         }
         Ok(())
-    }
-}
-
-/// Logs a refused raft message (rate-limited).
-pub(crate) fn log_refused(message: &RaftMessage, why: admit::Refusal) {
-    if let Some(held_back) = REFUSED_MESSAGE_LOG.admit() {
-        tracing::warn!(
-            from = format!("{:x}", message.from),
-            kind = ?message.get_msg_type(),
-            held_back,
-            "refused a raft message: {why}"
-        );
     }
 }
 

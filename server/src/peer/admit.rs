@@ -9,6 +9,24 @@ use prost::Message as _;
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChangeV2, Entry, EntryType, Message as RaftMessage, MessageType};
 
+use crate::log_limit::{LogLimit, LOG_INTERVAL};
+
+/// Refused messages: logged at most once per interval (anyone who reaches the peer port
+/// can cause them).
+static REFUSED_MESSAGE_LOG: LogLimit = LogLimit::new(LOG_INTERVAL);
+
+/// Logs a refused raft message (rate-limited).
+pub(crate) fn log_refused(message: &RaftMessage, why: Refusal) {
+    if let Some(held_back) = REFUSED_MESSAGE_LOG.admit() {
+        tracing::warn!(
+            from = format!("{:x}", message.from),
+            kind = ?message.get_msg_type(),
+            held_back,
+            "refused a raft message: {why}"
+        );
+    }
+}
+
 /// Why a peer message was refused.
 pub(crate) type Refusal = &'static str;
 
