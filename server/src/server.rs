@@ -13,6 +13,8 @@ use ballast_proto::etcdserverpb::lease_server::LeaseServer;
 use ballast_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use ballast_proto::etcdserverpb::watch_server::WatchServer;
 use ballast_proto::etcdserverpb::Member;
+use ballast_proto::v3electionpb::election_server::ElectionServer;
+use ballast_proto::v3lockpb::lock_server::LockServer;
 use ballast_store::{LogStore, Store};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -34,8 +36,10 @@ use crate::peer::PeerTransport;
 use crate::raft::{Raft, RaftConfig, RaftParts};
 use crate::rpc::auth::AuthService;
 use crate::rpc::cluster::ClusterService;
+use crate::rpc::election::ElectionService;
 use crate::rpc::kv::KvService;
 use crate::rpc::lease::LeaseService;
+use crate::rpc::lock::LockService;
 use crate::rpc::maintenance::MaintenanceService;
 use crate::rpc::peer::PeerService;
 use crate::rpc::watch::WatchService;
@@ -342,6 +346,13 @@ fn routes(node: &Arc<Node>) -> Routes {
     )
     .add_service(
         MaintenanceServer::new(MaintenanceService::new(node.clone()))
+            .max_decoding_message_size(decode_max),
+    )
+    .add_service(
+        LockServer::new(LockService::new(node.clone())).max_decoding_message_size(decode_max),
+    )
+    .add_service(
+        ElectionServer::new(ElectionService::new(node.clone()))
             .max_decoding_message_size(decode_max),
     );
     let router = grpc

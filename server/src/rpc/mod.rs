@@ -4,9 +4,12 @@
 
 pub(crate) mod auth;
 pub(crate) mod cluster;
+pub(crate) mod election;
 pub(crate) mod kv;
 pub(crate) mod lease;
+pub(crate) mod lock;
 pub(crate) mod maintenance;
 pub(crate) mod peer;
+mod recipes;
 pub(crate) mod status;
 pub(crate) mod watch;
