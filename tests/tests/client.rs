@@ -381,6 +381,35 @@ async fn maintenance_and_cluster_calls_against_ballast() {
     client.move_leader(status.header.member_id).await.unwrap();
     let refused = client.move_leader(1).await.unwrap_err();
     assert_eq!(refused.message(), Some("etcdserver: bad leader transferee"));
+
+    // etcd's headers: none on a defragment or on a move to the leader itself, no
+    // revision on a member list.
+    use ballast_proto::etcdserverpb::cluster_client::ClusterClient;
+    use ballast_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+    use ballast_proto::etcdserverpb::{DefragmentRequest, MemberListRequest, MoveLeaderRequest};
+    let mut maintenance = MaintenanceClient::connect(node.url()).await.unwrap();
+    let defragmented = maintenance.defragment(DefragmentRequest {}).await.unwrap();
+    assert_eq!(defragmented.into_inner().header, None);
+    let moved = maintenance
+        .move_leader(MoveLeaderRequest {
+            target_id: status.header.member_id,
+        })
+        .await
+        .unwrap();
+    assert_eq!(moved.into_inner().header, None);
+    let listed = ClusterClient::connect(node.url())
+        .await
+        .unwrap()
+        .member_list(MemberListRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .header
+        .unwrap();
+    assert_eq!(
+        (listed.member_id, listed.revision),
+        (status.header.member_id, 0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

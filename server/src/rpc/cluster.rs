@@ -150,7 +150,8 @@ impl Cluster for ClusterService {
             self.node.raft.read_barrier().await?;
         }
         Ok(Response::new(MemberListResponse {
-            header: self.header(),
+            // etcd's member list header carries no revision.
+            header: Some(self.node.header(0)),
             members: self.node.cluster.members(),
         }))
     }

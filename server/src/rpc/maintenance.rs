@@ -80,9 +80,8 @@ impl Maintenance for MaintenanceService {
         self.node.authorize(&request).await?.admin()?;
         let store = self.node.store.clone();
         blocking(move || store.backend().compact_all()).await?;
-        Ok(Response::new(DefragmentResponse {
-            header: Some(self.node.header(self.node.revision())),
-        }))
+        // etcd answers a defragment with no header.
+        Ok(Response::new(DefragmentResponse { header: None }))
     }
 
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -133,9 +132,11 @@ impl Maintenance for MaintenanceService {
         if !votes {
             return Err(Error::BadLeaderTransferee.into());
         }
-        if target != raft.id {
-            self.node.raft.transfer_leader(target).await?;
+        if target == raft.id {
+            // Nothing to move: etcd answers with no header.
+            return Ok(Response::new(MoveLeaderResponse { header: None }));
         }
+        self.node.raft.transfer_leader(target).await?;
         Ok(Response::new(MoveLeaderResponse {
             header: Some(self.node.header(self.node.revision())),
         }))
