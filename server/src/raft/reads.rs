@@ -152,7 +152,7 @@ impl ReadQueue {
 mod tests {
     use raft::storage::MemStorage;
 
-    use super::super::mem_node::mem_node as member;
+    use super::super::mem_node::{mem_node as member, ready};
     use super::*;
 
     /// Runs the members' Readies and delivers their messages until all is quiet.
@@ -160,23 +160,9 @@ mod tests {
         loop {
             let mut mail = Vec::new();
             for (raw, queue) in members.iter_mut().zip(queues.iter_mut()) {
-                if !raw.has_ready() {
-                    continue;
-                }
-                let mut ready = raw.ready();
-                mail.extend(ready.take_messages());
-                raw.store().wl().append(ready.entries()).unwrap();
-                if let Some(state) = ready.hs() {
-                    raw.store().wl().set_hardstate(state.clone());
-                }
-                queue.confirm(ready.take_read_states());
-                mail.extend(ready.take_persisted_messages());
-                let mut light = raw.advance(ready);
-                if let Some(commit) = light.commit_index() {
-                    raw.store().wl().mut_hard_state().set_commit(commit);
-                }
-                mail.extend(light.take_messages());
-                raw.advance_apply();
+                let (messages, read_states) = ready(raw);
+                mail.extend(messages);
+                queue.confirm(read_states);
             }
             if mail.is_empty() {
                 return;

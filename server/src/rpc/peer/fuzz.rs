@@ -13,41 +13,16 @@ use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 
 use crate::peer::admit::{check, check_against_log};
-use crate::raft::mem_node::mem_node;
+use crate::raft::mem_node::{mem_node, ready};
 
 /// Random messages tried per run.
 const CASES: u32 = 4096;
 const MEMBERS: u64 = 3;
 
-/// Persists and applies a node's pending Ready; its messages.
-fn ready(raw: &mut RawNode<MemStorage>) -> Vec<RaftMessage> {
-    if !raw.has_ready() {
-        return Vec::new();
-    }
-    let mut ready = raw.ready();
-    let mut mail = ready.take_messages();
-    if !ready.snapshot().is_empty() {
-        let snapshot = ready.snapshot().clone();
-        raw.store().wl().apply_snapshot(snapshot).unwrap();
-    }
-    raw.store().wl().append(ready.entries()).unwrap();
-    if let Some(state) = ready.hs() {
-        raw.store().wl().set_hardstate(state.clone());
-    }
-    mail.extend(ready.take_persisted_messages());
-    let mut light = raw.advance(ready);
-    if let Some(commit) = light.commit_index() {
-        raw.store().wl().mut_hard_state().set_commit(commit);
-    }
-    mail.extend(light.take_messages());
-    raw.advance_apply();
-    mail
-}
-
 /// Processes every node's Ready and delivers their messages to the members (a message to
 /// a stranger is lost).
 fn deliver(nodes: &mut [RawNode<MemStorage>]) {
-    let mail: Vec<RaftMessage> = nodes.iter_mut().flat_map(ready).collect();
+    let mail: Vec<RaftMessage> = nodes.iter_mut().flat_map(|n| ready(n).0).collect();
     for m in mail {
         if let Some(node) = (m.to as usize)
             .checked_sub(1)
