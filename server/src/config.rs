@@ -112,6 +112,16 @@ pub struct Config {
     #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = TXN_OPS_MAX_DEFAULT)]
     pub max_txn_ops: usize,
 
+    /// Raise alarms when backend size exceeds the given quota. 0 means use the default
+    /// quota (2 GiB); a negative value, no quota.
+    #[arg(
+        long,
+        env = "ETCD_QUOTA_BACKEND_BYTES",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    pub quota_backend_bytes: i64,
+
     /// Time (in milliseconds) of a heartbeat interval.
     #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
     pub heartbeat_interval: u64,

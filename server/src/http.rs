@@ -10,6 +10,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 
+use ballast_proto::etcdserverpb::AlarmType;
+
 use crate::node::Node;
 use crate::{CLUSTER_VERSION, ETCD_VERSION};
 
@@ -80,9 +82,24 @@ fn json(status: StatusCode, body: String) -> impl IntoResponse {
     (status, [(header::CONTENT_TYPE, "application/json")], body)
 }
 
-/// Healthy when there is a leader and a linearizable read barrier completes.
-async fn health(State(node): State<Arc<Node>>) -> impl IntoResponse {
-    let reason = if !node.raft.status().has_leader() {
+/// Healthy when no alarm is active (but those named by `?exclude=NOSPACE`, repeatable),
+/// there is a leader and a linearizable read barrier completes; etcd's reasons.
+async fn health(
+    State(node): State<Arc<Node>>,
+    request: axum::extract::Request,
+) -> impl IntoResponse {
+    let query = request.uri().query().unwrap_or_default();
+    let excluded: Vec<&str> = query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("exclude="))
+        .collect();
+    let alarm = node.store.alarms().into_iter().find_map(|a| {
+        let name = AlarmType::try_from(a.alarm).map_or("UNKNOWN", |t| t.as_str_name());
+        (!excluded.contains(&name)).then(|| format!("ALARM {name}"))
+    });
+    let reason = if alarm.is_some() {
+        alarm
+    } else if !node.raft.status().has_leader() {
         Some("RAFT NO LEADER".to_string())
     } else {
         match tokio::time::timeout(HEALTH_CHECK_TIMEOUT, node.raft.read_barrier()).await {

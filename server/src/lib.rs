@@ -18,6 +18,7 @@ pub mod listeners;
 pub(crate) mod log_limit;
 pub(crate) mod node;
 pub(crate) mod peer;
+pub(crate) mod quota;
 pub(crate) mod raft;
 pub(crate) mod rpc;
 mod server;

@@ -33,6 +33,7 @@ use crate::listeners::Listeners;
 use crate::node::expire_leases;
 use crate::node::Node;
 use crate::peer::PeerTransport;
+use crate::quota::Quota;
 use crate::raft::{Raft, RaftConfig, RaftParts};
 use crate::rpc::auth::AuthService;
 use crate::rpc::cluster::ClusterService;
@@ -137,6 +138,7 @@ async fn serve(
         cluster_id = format!("{:x}", cluster.cluster_id),
         "starting member"
     );
+    let quota = Quota::from_flag(config.quota_backend_bytes);
     let node = Arc::new(Node {
         config,
         store,
@@ -145,6 +147,7 @@ async fn serve(
         tokens,
         cluster,
         transport,
+        quota,
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
     });

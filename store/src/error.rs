@@ -75,6 +75,13 @@ pub enum Error {
     /// The request's permissions were checked before the latest auth change.
     #[error("revision of auth store is old")]
     AuthOldRevision,
+    /// A write while the NOSPACE alarm is active (or that would take the store past its
+    /// space quota).
+    #[error("mvcc: database space exceeded")]
+    NoSpace,
+    /// A write while the CORRUPT alarm is active: a member's data differs from the others'.
+    #[error("corrupt cluster")]
+    CorruptCluster,
     /// Internal to applying: an entry read history that earlier entries of its apply
     /// batch wrote but RocksDB does not hold yet. The batch is written and the entry
     /// applied again; it never reaches a client.

@@ -9,9 +9,9 @@
 use ballast_proto::ballast::internal::raft_request::Request;
 use ballast_proto::ballast::internal::Authenticate;
 use ballast_proto::etcdserverpb::{
-    AuthDisableRequest, AuthDisableResponse, AuthEnableRequest, AuthEnableResponse,
-    AuthRoleAddRequest, AuthRoleAddResponse, AuthRoleDeleteRequest, AuthRoleDeleteResponse,
-    AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse,
+    AlarmRequest, AlarmResponse, AuthDisableRequest, AuthDisableResponse, AuthEnableRequest,
+    AuthEnableResponse, AuthRoleAddRequest, AuthRoleAddResponse, AuthRoleDeleteRequest,
+    AuthRoleDeleteResponse, AuthRoleGrantPermissionRequest, AuthRoleGrantPermissionResponse,
     AuthRoleRevokePermissionRequest, AuthRoleRevokePermissionResponse, AuthUserAddRequest,
     AuthUserAddResponse, AuthUserChangePasswordRequest, AuthUserChangePasswordResponse,
     AuthUserDeleteRequest, AuthUserDeleteResponse, AuthUserGrantRoleRequest,
@@ -45,6 +45,7 @@ pub enum Response {
     RoleDelete(AuthRoleDeleteResponse),
     RoleGrantPermission(AuthRoleGrantPermissionResponse),
     RoleRevokePermission(AuthRoleRevokePermissionResponse),
+    Alarm(AlarmResponse),
 }
 
 /// A request that travels through the raft log, with the response applying it gives.
@@ -104,6 +105,7 @@ proposals! {
         RoleGrantPermission(AuthRoleGrantPermissionResponse);
     AuthRoleRevokePermissionRequest => AuthRoleRevokePermission,
         RoleRevokePermission(AuthRoleRevokePermissionResponse);
+    AlarmRequest => Alarm, Alarm(AlarmResponse);
 }
 
 #[cfg(test)]

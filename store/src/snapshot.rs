@@ -38,7 +38,8 @@ const CHUNK_BYTES_MAX: usize = 256 << 20;
 /// Column families whose whole content a snapshot carries.
 const DATA_CFS: [Cf; 5] = [Cf::Kv, Cf::Rev, Cf::Lease, Cf::LeaseKeys, Cf::Auth];
 /// `meta` keys a snapshot carries (the rest is member-local or rewritten on install).
-const META_KEYS: [&[u8]; 6] = [
+const META_KEYS: [&[u8]; 7] = [
+    meta::ALARMS,
     meta::REVISION,
     meta::COMPACTED,
     meta::COMPACT_FINISHED,

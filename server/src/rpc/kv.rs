@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::Error;
 use crate::node::Node;
+use crate::quota::{put_cost, txn_cost};
 
 /// How long a physical compaction may take before Compact answers anyway.
 const PHYSICAL_COMPACTION_WAIT: Duration = Duration::from_secs(60);
@@ -69,6 +70,7 @@ impl Kv for KvService {
         let req = request.into_inner();
         check_put(&req).map_err(Error::Store)?;
         who.put(&req, &self.node.store)?;
+        self.node.check_quota(put_cost(&req)).await?;
         let mut resp = self.node.raft.propose_checked(req, who.stamp).await?;
         self.node.complete(&mut resp.header);
         Ok(Response::new(resp))
@@ -114,6 +116,7 @@ impl Kv for KvService {
             }
             self.node.store.txn_read_only(&req).map_err(Error::Store)?
         } else {
+            self.node.check_quota(txn_cost(&req)).await?;
             self.node.raft.propose_checked(req, who.stamp).await?
         };
         self.node.complete(&mut resp.header);

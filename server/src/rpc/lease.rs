@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::lessor::LEASE_TTL_MAX_SECONDS;
 use crate::node::Node;
 use crate::node::{renew, time_to_live};
+use crate::quota::LEASE_GRANT_BYTES;
 
 /// Keep-alive responses queued towards one client.
 pub const LEASE_KEEPALIVE_OUTPUT_CAPACITY: usize = 16;
@@ -53,6 +54,7 @@ impl Lease for LeaseService {
         if req.id == 0 {
             req.id = self.node.raft.ids().next_positive();
         }
+        self.node.check_quota(LEASE_GRANT_BYTES).await?;
         let mut resp = self.node.raft.propose_checked(req, who.stamp).await?;
         self.node.complete(&mut resp.header);
         Ok(Response::new(resp))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use ballast_proto::etcdserverpb::alarm_request::AlarmAction;
 use ballast_proto::etcdserverpb::maintenance_server::Maintenance;
 use ballast_proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, HashKvRequest,
     HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
     StatusRequest, StatusResponse,
 };
@@ -41,6 +41,19 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<StatusResponse>, Status> {
         let raft = self.node.raft.status();
         let backend = self.node.store.backend();
+        // etcd's errors: no leader, then each alarm as its protobuf text form.
+        let mut errors = Vec::new();
+        if raft.leader == raft::INVALID_ID {
+            errors.push("etcdserver: no leader".to_string());
+        }
+        for alarm in self.node.store.alarms() {
+            let kind = AlarmType::try_from(alarm.alarm).unwrap_or(AlarmType::None);
+            errors.push(format!(
+                "memberID:{} alarm:{} ",
+                alarm.member_id,
+                kind.as_str_name()
+            ));
+        }
         Ok(Response::new(StatusResponse {
             header: Some(self.node.header(self.node.revision())),
             version: ETCD_VERSION.to_string(),
@@ -48,12 +61,14 @@ impl Maintenance for MaintenanceService {
             leader: raft.leader,
             raft_index: raft.commit,
             raft_term: raft.term,
-            raft_applied_index: raft.applied,
-            errors: Vec::new(),
+            // The store's own index: the driver publishes its status only after the
+            // waiters of a Ready were answered, so a caller could see an older one.
+            raft_applied_index: self.node.store.applied_index().max(raft.applied),
+            errors,
             db_size_in_use: backend.live_bytes() as i64,
             is_learner: self.node.cluster.is_learner(raft.id),
             storage_version: CLUSTER_VERSION.to_string(),
-            db_size_quota: 0,
+            db_size_quota: self.node.quota.limit().map_or(0, |q| q as i64),
             downgrade_info: None,
         }))
     }
@@ -62,15 +77,19 @@ impl Maintenance for MaintenanceService {
         &self,
         request: Request<AlarmRequest>,
     ) -> Result<Response<AlarmResponse>, Status> {
-        // No alarm is ever raised yet: there is no space quota and no corruption check.
+        // Every action goes through raft, as in etcd, so a list is linearizable. Listing
+        // is open (etcdctl's endpoint health lists alarms); raising or clearing one
+        // takes the root role when auth is on, where etcd 3.5 checks nothing.
+        let who = self.node.authorize(&request).await?;
         let req = request.into_inner();
         match AlarmAction::try_from(req.action) {
-            Ok(_) => Ok(Response::new(AlarmResponse {
-                header: Some(self.node.header(self.node.revision())),
-                alarms: Vec::new(),
-            })),
-            Err(_) => Err(Status::invalid_argument("etcdserver: unknown alarm action")),
+            Ok(AlarmAction::Get) => {}
+            Ok(AlarmAction::Activate | AlarmAction::Deactivate) => who.admin()?,
+            Err(_) => return Err(Status::invalid_argument("etcdserver: unknown alarm action")),
         }
+        let mut resp = self.node.raft.propose(req).await?;
+        self.node.complete(&mut resp.header);
+        Ok(Response::new(resp))
     }
 
     async fn defragment(

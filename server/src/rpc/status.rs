@@ -78,6 +78,8 @@ impl From<Error> for Status {
                 | StoreError::InvalidAuthMgmt
                 | StoreError::AuthOldRevision => etcd(InvalidArgument, &err),
                 StoreError::PermissionDenied => etcd(PermissionDenied, &err),
+                StoreError::NoSpace => etcd(ResourceExhausted, &err),
+                StoreError::CorruptCluster => etcd(DataLoss, &err),
                 err @ (StoreError::Corrupt(_)
                 | StoreError::RocksDb(_)
                 | StoreError::Io(_)

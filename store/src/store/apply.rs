@@ -154,7 +154,16 @@ impl ApplyBatch<'_> {
                 return Ok(Applied::plain(Err(Error::AuthOldRevision)));
             }
         }
+        if let Some(refused) = store.refused_by_alarm(request) {
+            self.skip(index, term);
+            return Ok(Applied::plain(Err(refused)));
+        }
         match request {
+            Request::Alarm(req) => {
+                self.write_staged()?;
+                let response = store.apply_alarm(index, term, req)?;
+                Ok(Applied::plain(Ok(wrap(req, response))))
+            }
             Request::Put(req) => self.stage(index, term, req, |txn, req| txn.put(req)),
             Request::DeleteRange(req) => {
                 self.stage(index, term, req, |txn, req| txn.delete_range(req))

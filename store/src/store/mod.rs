@@ -10,8 +10,10 @@
 //! - `auth`: applying auth changes and the current auth state;
 //! - `members`: the member list and cluster id kept beside the data;
 //! - `compactor`: the thread that removes history below the compaction point;
-//! - `snapshots`: writing and installing whole-state snapshots.
+//! - `snapshots`: writing and installing whole-state snapshots;
+//! - `alarms`: the NOSPACE and CORRUPT alarms and the writes they refuse.
 
+mod alarms;
 mod apply;
 mod auth;
 mod compactor;
@@ -24,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-use ballast_proto::etcdserverpb::ResponseHeader;
+use ballast_proto::etcdserverpb::{AlarmMember, ResponseHeader};
 use rocksdb::WriteBatch;
 
 use crate::auth::Auth;
@@ -69,6 +71,8 @@ pub struct Store {
     compactor: Compactor,
     /// Users, roles and permissions as of the last applied auth change; swapped whole.
     auth: RwLock<Arc<Auth>>,
+    /// The active alarms, as of the last applied alarm change.
+    alarms: RwLock<Vec<AlarmMember>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -100,6 +104,7 @@ impl Store {
         let finished = read_compact_finished(&backend)?;
         let (applied, applied_term) = read_applied(&backend)?;
         let auth = Auth::load(&backend)?;
+        let alarms = alarms::load(&backend)?;
         let store = Arc::new(Store {
             backend,
             snap_dir,
@@ -111,6 +116,7 @@ impl Store {
             latest: Mutex::new(LatestCache::new(current)),
             compactor: Compactor::new(compacted, finished),
             auth: RwLock::new(Arc::new(auth)),
+            alarms: RwLock::new(alarms),
             threads: Mutex::new(Vec::new()),
         });
         tracing::info!(revision = current, compacted, applied, "store opened");

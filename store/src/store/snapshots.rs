@@ -41,6 +41,7 @@ impl Store {
         self.mark_applied(meta.index, meta.term);
         self.compactor.reset(installed.compacted, finished);
         self.set_auth(crate::auth::Auth::load(&self.backend)?);
+        self.reload_alarms()?;
         drop(revisions);
         self.hub.restart_from(installed.current);
         tracing::info!(
