@@ -7,8 +7,9 @@
 use std::path::Path;
 
 use rocksdb::{
-    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, Options,
-    ReadOptions, SliceTransform, WriteBatch, WriteOptions, DB,
+    BlockBasedIndexType, BlockBasedOptions, BottommostLevelCompaction, Cache, ColumnFamily,
+    ColumnFamilyDescriptor, CompactOptions, Options, ReadOptions, SliceTransform, WriteBatch,
+    WriteOptions, DB,
 };
 
 use crate::error::{Error, Result};
@@ -295,11 +296,17 @@ impl Backend {
     }
 
     /// Compacts every column family fully: drops deleted data and rewrites the files.
-    /// etcd's Defragment.
+    /// etcd's Defragment, without etcd's pause: reads and writes go on (RocksDB writes
+    /// new files beside the old ones), and the background compactions keep running
+    /// beside it (not exclusive), so the files new writes flush meanwhile never pile up
+    /// into a write stall.
     pub fn compact_all(&self) {
+        let mut opts = CompactOptions::default();
+        opts.set_exclusive_manual_compaction(false);
+        opts.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
         for cf in Cf::ALL {
             self.db
-                .compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
+                .compact_range_cf_opt(self.cf(cf), None::<&[u8]>, None::<&[u8]>, &opts);
         }
     }
 }
