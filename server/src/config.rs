@@ -112,6 +112,18 @@ pub struct Config {
     #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = TXN_OPS_MAX_DEFAULT)]
     pub max_txn_ops: usize,
 
+    /// Check data corruption before serving any client/peer traffic.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK",
+        default_value_t = false
+    )]
+    pub experimental_initial_corrupt_check: bool,
+
+    /// Duration of time between cluster corruption check passes (0: never).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s", value_parser = parse_duration)]
+    pub experimental_corrupt_check_time: Duration,
+
     /// Raise alarms when backend size exceeds the given quota. 0 means use the default
     /// quota (2 GiB); a negative value, no quota.
     #[arg(

@@ -9,6 +9,7 @@
 pub(crate) mod auth;
 pub(crate) mod cluster;
 pub mod config;
+pub(crate) mod corrupt;
 pub mod error;
 pub(crate) mod http;
 pub(crate) mod idgen;

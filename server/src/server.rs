@@ -25,6 +25,7 @@ use tonic::service::Routes;
 
 use crate::cluster::{Bootstrap, Cluster};
 use crate::config::Config;
+use crate::corrupt;
 use crate::error::{Error, Result};
 use crate::lessor::Lessor;
 use crate::limits::GRPC_OVERHEAD_BYTES;
@@ -255,6 +256,13 @@ async fn start_servers(
         waited = status.wait_for(|s| s.has_leader()) => {
             waited.map_err(|_| Error::Fatal("raft driver stopped before electing a leader".into()))?;
         }
+    }
+    if node.config.experimental_initial_corrupt_check {
+        corrupt::initial_check(node).await?;
+    }
+    let every = node.config.experimental_corrupt_check_time;
+    if !every.is_zero() {
+        node.tasks.spawn(corrupt::run_periodic(node.clone(), every));
     }
     let routes = routes(node);
     for listener in listeners.client {

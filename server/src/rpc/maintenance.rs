@@ -121,16 +121,7 @@ impl Maintenance for MaintenanceService {
     ) -> Result<Response<HashKvResponse>, Status> {
         self.node.authorize(&request).await?.admin()?;
         let revision = request.into_inner().revision;
-        let store = self.node.store.clone();
-        let (hash, compact_revision, hash_revision) = blocking(move || store.hash_kv(revision))
-            .await?
-            .map_err(Error::Store)?;
-        Ok(Response::new(HashKvResponse {
-            header: Some(self.node.header(self.node.revision())),
-            hash,
-            compact_revision,
-            hash_revision,
-        }))
+        Ok(Response::new(local_hash_kv(&self.node, revision).await?))
     }
 
     async fn move_leader(
@@ -160,4 +151,20 @@ impl Maintenance for MaintenanceService {
             header: Some(self.node.header(self.node.revision())),
         }))
     }
+}
+
+/// This member's hash of its history at `revision` (0: the current one); the header
+/// carries its current revision. Served to clients and, for the corruption check, to
+/// peers.
+pub(crate) async fn local_hash_kv(node: &Node, revision: i64) -> Result<HashKvResponse, Status> {
+    let store = node.store.clone();
+    let (hash, compact_revision, hash_revision) = blocking(move || store.hash_kv(revision))
+        .await?
+        .map_err(Error::Store)?;
+    Ok(HashKvResponse {
+        header: Some(node.header(node.revision())),
+        hash,
+        compact_revision,
+        hash_revision,
+    })
 }

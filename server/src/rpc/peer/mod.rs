@@ -1,5 +1,6 @@
 //! The peer gRPC service: what other members send to this one (raft messages,
-//! snapshots, membership for a joining member, forwarded lease keep-alives).
+//! snapshots, membership for a joining member, forwarded lease keep-alives, hashes for
+//! the corruption check).
 
 #[cfg(test)]
 mod fuzz;
@@ -12,8 +13,8 @@ use ballast_proto::ballast::transport::{
     MembershipRequest, MembershipResponse, RaftBatch, SendDone, SnapshotChunk, SnapshotDone,
 };
 use ballast_proto::etcdserverpb::{
-    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
-    MemberPromoteRequest, MemberPromoteResponse,
+    HashKvRequest, HashKvResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, MemberPromoteRequest, MemberPromoteResponse,
 };
 use protobuf::Message as _;
 use raft::eraftpb::Message as RaftMessage;
@@ -24,6 +25,7 @@ use crate::node::{local_renew, local_time_to_live, Node};
 use crate::peer::admit::{self, log_refused};
 use crate::peer::MEMBER_REMOVED;
 use crate::rpc::cluster::local_promote;
+use crate::rpc::maintenance::local_hash_kv;
 
 /// Why raft messages from a sender that is not a member are refused.
 const UNKNOWN_MEMBER: &str = "raft messages from an unknown member";
@@ -147,5 +149,13 @@ impl RaftTransport for PeerService {
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         let id = request.into_inner().id;
         Ok(Response::new(local_promote(&self.node, id).await?))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let revision = request.into_inner().revision;
+        Ok(Response::new(local_hash_kv(&self.node, revision).await?))
     }
 }
