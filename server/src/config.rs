@@ -55,6 +55,11 @@ pub struct Config {
     )]
     pub listen_client_urls: Vec<String>,
 
+    /// More URLs to serve `/metrics` and `/health` on (http, or https with the client
+    /// certificate).
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", value_delimiter = ',')]
+    pub listen_metrics_urls: Vec<String>,
+
     /// Client URLs of this member, as advertised to the cluster and to clients.
     #[arg(
         long,
@@ -274,7 +279,12 @@ impl Config {
         if self.max_txn_ops == 0 {
             return Err(ConfigError("--max-txn-ops must be positive".into()));
         }
-        for url in self.listen_client_urls.iter().chain(&self.listen_peer_urls) {
+        for url in self
+            .listen_client_urls
+            .iter()
+            .chain(&self.listen_peer_urls)
+            .chain(&self.listen_metrics_urls)
+        {
             socket_addrs(url)?;
         }
         let https = |urls: &[String]| urls.iter().any(|u| u.starts_with("https://"));

@@ -1,5 +1,5 @@
 //! Plain HTTP on the client port, beside gRPC, as etcd serves it: `/health`,
-//! `/version` and a small `/metrics`.
+//! `/version` and `/metrics`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,34 +127,19 @@ async fn version() -> impl IntoResponse {
     )
 }
 
-/// Resident memory of this process, from /proc (Linux).
-fn resident_bytes() -> u64 {
-    let page = 4096;
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * page)
-}
-
-/// A few gauges in Prometheus text format, under etcd's metric names.
+/// The metrics in Prometheus' text format, under etcd's names (`crate::metrics`).
 async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
-    let raft = node.raft.status();
-    let backend = node.store.backend();
-    let body = format!(
-        "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n\
-         # TYPE etcd_server_has_leader gauge\netcd_server_has_leader {}\n\
-         # TYPE etcd_server_is_leader gauge\netcd_server_is_leader {}\n\
-         # TYPE etcd_mvcc_db_total_size_in_bytes gauge\netcd_mvcc_db_total_size_in_bytes {}\n\
-         # TYPE etcd_debugging_mvcc_current_revision gauge\netcd_debugging_mvcc_current_revision {}\n",
-        resident_bytes(),
-        u8::from(raft.has_leader()),
-        u8::from(raft.is_leader()),
-        backend.size_bytes(),
-        node.revision(),
-    );
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
+        [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+        crate::metrics::render(&node),
     )
+}
+
+/// What `--listen-metrics-urls` serve: `/metrics` and `/health`, as etcd's do.
+pub fn metrics_routes(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(node)
 }

@@ -17,6 +17,7 @@ pub(crate) mod lessor;
 pub(crate) mod limits;
 pub mod listeners;
 pub(crate) mod log_limit;
+pub(crate) mod metrics;
 pub(crate) mod node;
 pub(crate) mod peer;
 pub(crate) mod quota;

@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 pub struct Listeners {
     pub client: Vec<Listener>,
     pub peer: Vec<Listener>,
+    /// `--listen-metrics-urls`.
+    pub metrics: Vec<Listener>,
 }
 
 /// One bound socket and whether its URL asked for TLS.
@@ -41,12 +43,17 @@ impl Listeners {
             .collect::<Result<Vec<(SocketAddr, TcpListener)>>>()?;
         let client = bind_urls(&config.listen_client_urls, &mut inherited)?;
         let peer = bind_urls(&config.listen_peer_urls, &mut inherited)?;
+        let metrics = bind_urls(&config.listen_metrics_urls, &mut inherited)?;
         if let Some((address, _)) = inherited.first() {
             return Err(Error::Config(format!(
                 "an inherited socket on {address} matches no listen URL"
             )));
         }
-        Ok(Listeners { client, peer })
+        Ok(Listeners {
+            client,
+            peer,
+            metrics,
+        })
     }
 
     /// Adopts the sockets of `LISTEN_FDS`, if any, and binds the rest.

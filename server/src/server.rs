@@ -31,6 +31,7 @@ use crate::lessor::Lessor;
 use crate::limits::GRPC_OVERHEAD_BYTES;
 use crate::limits::{peer_message_bytes_received, PEER_MESSAGE_BYTES_MAX};
 use crate::listeners::Listeners;
+use crate::metrics::{count_grpc, probe_peers};
 use crate::node::expire_leases;
 use crate::node::Node;
 use crate::peer::PeerTransport;
@@ -291,6 +292,24 @@ async fn start_servers(
             .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
         servers.spawn(server);
     }
+    for listener in listeners.metrics {
+        let https = listener.https;
+        let listener = TcpListener::from_std(listener.socket)?;
+        tracing::info!(address = %listener.local_addr()?, https, "serving metrics");
+        let incoming = incoming(
+            listener,
+            tls.server(https, &tls.client)?,
+            CLIENT_CONNECTIONS_MAX,
+            shutdown.clone(),
+        );
+        let stop = shutdown.clone();
+        let server = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .add_routes(Routes::from(crate::http::metrics_routes(node.clone())))
+            .serve_with_incoming_shutdown(incoming, async move { stop.cancelled().await });
+        servers.spawn(server);
+    }
+    servers.spawn(probe_peers(node.clone()));
     servers.spawn(expire_leases(node.clone()));
     servers.spawn(publish_attributes(node.clone()));
 
@@ -368,6 +387,7 @@ fn routes(node: &Arc<Node>) -> Routes {
     );
     let router = grpc
         .into_axum_router()
+        .layer(axum::middleware::from_fn(count_grpc))
         .merge(crate::http::routes(node.clone()))
         .fallback(crate::http::fallback);
     Routes::from(router)

@@ -105,6 +105,9 @@ pub mod meta {
     pub const COMPACTED: &[u8] = b"compacted";
     /// History below this revision has been physically removed.
     pub const COMPACT_FINISHED: &[u8] = b"compact_finished";
+    /// How many keys exist (u64 big-endian), kept with every write that creates or
+    /// deletes one, so counting them never scans.
+    pub const KEYS: &[u8] = b"keys";
     /// The active alarms (an encoded etcd AlarmResponse), changed only by applied entries.
     pub const ALARMS: &[u8] = b"alarms";
 }
@@ -258,6 +261,16 @@ impl Backend {
             .ok()
             .flatten()
             .unwrap_or(0)
+    }
+
+    /// A property RocksDB reports for the whole DB (0 if it reports none).
+    pub fn db_property(&self, name: &str) -> u64 {
+        self.db.property_int_value(name).ok().flatten().unwrap_or(0)
+    }
+
+    /// A per-column-family property, summed over the column families.
+    pub fn cf_property_total(&self, name: &str) -> u64 {
+        Cf::ALL.iter().map(|&cf| self.cf_property(cf, name)).sum()
     }
 
     /// Bytes of SST files plus memtables: what the DB occupies.

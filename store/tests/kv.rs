@@ -796,3 +796,27 @@ fn a_refused_txn_among_staged_entries_leaves_nothing() {
     assert!(t.get("b").kvs.is_empty());
     assert_eq!(t.store().applied_index(), 3);
 }
+
+#[test]
+fn the_key_count_follows_creates_and_deletes_across_restarts_and_snapshots() {
+    let mut t = TestStore::new();
+    t.staging = true;
+    t.put("a", "1");
+    t.put("a", "2");
+    t.put("b", "1");
+    t.grant(7, 60).unwrap();
+    t.put_lease("c", "1", 7).unwrap();
+    t.commit();
+    assert_eq!(t.store().keys_total(), 3, "an overwrite creates nothing");
+    t.delete("a", "");
+    t.delete("zzz", "");
+    t.revoke(7).unwrap();
+    t.commit();
+    assert_eq!(t.store().keys_total(), 1);
+    t.reopen();
+    assert_eq!(t.store().keys_total(), 1);
+    let (_, path) = t.store().write_snapshot().unwrap();
+    let other = TestStore::new();
+    other.store().install_snapshot(&path).unwrap();
+    assert_eq!(other.store().keys_total(), 1);
+}

@@ -27,6 +27,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 use crate::limits::{PEER_BATCH_BYTES_MAX, PEER_MESSAGE_BYTES_MAX};
+use crate::metrics::metrics;
 use crate::tls::{peer_channel, PeerConnector};
 
 /// Raft messages queued for one peer at most; more are dropped (raft retransmits).
@@ -338,6 +339,10 @@ impl Sender {
                 Err(_) => break,
             }
         }
+        metrics()
+            .peer_sent
+            .with_label_values(&[format!("{:x}", self.to).as_str()])
+            .inc_by(bytes as u64);
         RaftBatch {
             from: self.from,
             cluster_id: self.cluster_id,

@@ -41,6 +41,7 @@ use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::lessor::Lessor;
 use crate::limits::RAFT_MESSAGE_BYTES_MAX;
+use crate::metrics::metrics;
 use crate::peer::admit::{check_against_log, log_refused};
 use crate::peer::PeerTransport;
 use crate::tokens::Tokens;
@@ -347,6 +348,9 @@ impl Io {
 
     fn note_soft_state(&mut self, leader: u64, role: StateRole, term: u64) {
         if leader != self.leader {
+            if leader != raft::INVALID_ID {
+                metrics().leader_changes.inc();
+            }
             tracing::info!(
                 leader = format!("{leader:x}"),
                 term = term,
@@ -461,7 +465,11 @@ impl Io {
             self.follow_up(raw.raft.id, &applied.effect)?;
             replies.push((id, applied.response.map_err(Error::Store)));
         }
+        let started = Instant::now();
         batch.write().map_err(fatal)?;
+        metrics()
+            .backend_commit
+            .observe(started.elapsed().as_secs_f64());
         for (id, outcome) in replies {
             self.waits.trigger(id, outcome);
         }
@@ -544,7 +552,12 @@ impl ReadyIo<LogStore> for Io {
         hard_state: Option<&HardState>,
         sync: bool,
     ) -> Result<()> {
-        self.log.persist(entries, hard_state, sync).map_err(fatal)
+        let started = Instant::now();
+        self.log.persist(entries, hard_state, sync).map_err(fatal)?;
+        if sync {
+            metrics().wal_fsync.observe(started.elapsed().as_secs_f64());
+        }
+        Ok(())
     }
 
     fn persist_commit(&mut self, commit: u64) -> Result<()> {

@@ -37,6 +37,7 @@ use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::idgen::IdGenerator;
 use crate::lessor::Lessor;
+use crate::metrics::metrics;
 use crate::peer::PeerTransport;
 use wait::WaitRegistry;
 
@@ -198,6 +199,11 @@ impl Raft {
         self.status.clone()
     }
 
+    /// Proposals waiting to be applied.
+    pub fn pending_proposals(&self) -> usize {
+        self.waits.len()
+    }
+
     pub fn ids(&self) -> &IdGenerator {
         &self.ids
     }
@@ -249,7 +255,11 @@ impl Raft {
             self.waits.cancel(id);
             return Err(mailbox_error(err));
         }
-        let response = self.wait(id, outcome).await?;
+        let response = self.wait(id, outcome).await.inspect_err(|err| {
+            if !matches!(err, Error::Store(_)) {
+                metrics().proposals_failed.inc();
+            }
+        })?;
         Ok(P::unwrap(response)
             .expect("the apply dispatch answers each request with its own response kind"))
     }

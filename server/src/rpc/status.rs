@@ -13,6 +13,7 @@ pub const DUPLICATE_WATCH_ID: &str = "mvcc: duplicate watch ID provided on the W
 pub(crate) fn go_code_name(code: Code) -> String {
     match code {
         Code::Ok => "OK".into(),
+        Code::Cancelled => "Canceled".into(),
         other => format!("{other:?}"),
     }
 }

@@ -22,6 +22,7 @@ use ballast_proto::etcdserverpb::{
     AuthUserRevokeRoleResponse, AuthenticateResponse, LeaseGrantRequest, LeaseGrantResponse,
     LeaseRevokeRequest, LeaseRevokeResponse, Member, ResponseHeader,
 };
+use ballast_proto::mvccpb::event::EventType;
 use ballast_proto::mvccpb::Event;
 use raft::eraftpb::{ConfChangeV2, ConfState};
 use rocksdb::WriteBatch;
@@ -96,6 +97,8 @@ pub(super) struct Pending {
     revision: i64,
     /// Each staged revision's events, in order, published once written.
     events: Vec<(i64, Vec<Event>)>,
+    /// Keys the staged entries created less those they deleted.
+    keys_delta: i64,
 }
 
 impl Pending {
@@ -488,6 +491,7 @@ impl ApplyBatch<'_> {
         pending.unwritten.keys.extend(staged.overlay);
         if staged.revision != before {
             assert_eq!(staged.revision, before + 1, "one revision per entry");
+            pending.keys_delta += keys_delta(&staged.events);
             pending.revision = staged.revision;
             pending.events.push((staged.revision, staged.events));
         }
@@ -515,7 +519,16 @@ impl ApplyBatch<'_> {
                 encode_u64(staged.revision as u64),
             );
         }
+        let keys = store.keys_total() + staged.keys_delta;
+        if staged.keys_delta != 0 {
+            batch.put_cf(
+                store.backend.cf(Cf::Meta),
+                meta::KEYS,
+                encode_u64(keys as u64),
+            );
+        }
         store.backend.write(batch, false)?;
+        store.keys.store(keys, std::sync::atomic::Ordering::Release);
         {
             let mut cache = store.lock_latest();
             for (key, kv) in staged.unwritten.keys {
@@ -536,6 +549,18 @@ impl ApplyBatch<'_> {
         }
         Ok(())
     }
+}
+
+/// Keys a revision's events created (a put of version 1) less those they deleted.
+fn keys_delta(events: &[Event]) -> i64 {
+    events
+        .iter()
+        .map(|event| match EventType::try_from(event.r#type) {
+            Ok(EventType::Put) if event.kv.as_ref().is_some_and(|kv| kv.version == 1) => 1,
+            Ok(EventType::Delete) => -1,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// A request kind's result as a [`Response`], through that kind's [`Proposal`] impl.

@@ -22,7 +22,7 @@ mod read;
 mod snapshots;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
@@ -33,6 +33,7 @@ use crate::auth::Auth;
 use crate::backend::{meta, Backend, Cf};
 use crate::error::{Error, Result};
 use crate::mvcc::latest::LatestCache;
+use crate::mvcc::query::execute_range;
 use crate::mvcc::read::ReadView;
 use crate::record::{decode_u64, encode_u64};
 use crate::snapshot;
@@ -62,6 +63,8 @@ pub struct Store {
     revisions: RwLock<Revisions>,
     applied: AtomicU64,
     applied_term: AtomicU64,
+    /// How many keys exist, as of the last written apply batch.
+    keys: AtomicI64,
     hub: Arc<WatchHub>,
     /// Staged and not yet written; touched by the apply thread only, a Mutex so the
     /// store stays `Sync`.
@@ -105,12 +108,14 @@ impl Store {
         let (applied, applied_term) = read_applied(&backend)?;
         let auth = Auth::load(&backend)?;
         let alarms = alarms::load(&backend)?;
+        let keys = read_keys_total(&backend, current, compacted)?;
         let store = Arc::new(Store {
             backend,
             snap_dir,
             revisions: RwLock::new(Revisions { current, compacted }),
             applied: AtomicU64::new(applied),
             applied_term: AtomicU64::new(applied_term),
+            keys: AtomicI64::new(keys),
             hub: Arc::new(WatchHub::new(current)),
             pending: Mutex::new(Pending::empty(current)),
             latest: Mutex::new(LatestCache::new(current)),
@@ -189,6 +194,11 @@ impl Store {
         self.applied.load(Ordering::Acquire)
     }
 
+    /// How many keys exist (etcd's `etcd_debugging_mvcc_keys_total`).
+    pub fn keys_total(&self) -> i64 {
+        self.keys.load(Ordering::Acquire)
+    }
+
     /// Term of the last raft entry applied.
     pub fn applied_term(&self) -> u64 {
         self.applied_term.load(Ordering::Acquire)
@@ -236,6 +246,26 @@ fn read_revisions(backend: &Backend) -> Result<Revisions> {
         "compacted {compacted} above revision {current}"
     );
     Ok(Revisions { current, compacted })
+}
+
+/// How many keys exist, as recorded in the DB; counted (and recorded) once for a store
+/// written before the count was kept.
+fn read_keys_total(backend: &Backend, current: i64, compacted: i64) -> Result<i64> {
+    if let Some(keys) = backend.get_u64(Cf::Meta, meta::KEYS)? {
+        return Ok(keys as i64);
+    }
+    let every_key = ballast_proto::etcdserverpb::RangeRequest {
+        key: bytes::Bytes::from_static(b"\0"),
+        range_end: bytes::Bytes::from_static(b"\0"),
+        count_only: true,
+        ..Default::default()
+    };
+    let view = ReadView::snapshot(backend, current, compacted);
+    let keys = execute_range(&view, &every_key)?.count;
+    let mut batch = WriteBatch::default();
+    batch.put_cf(backend.cf(Cf::Meta), meta::KEYS, encode_u64(keys as u64));
+    backend.write(batch, false)?;
+    Ok(keys)
 }
 
 /// How far history has been physically removed, as recorded in the DB.

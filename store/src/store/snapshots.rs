@@ -42,6 +42,8 @@ impl Store {
         self.compactor.reset(installed.compacted, finished);
         self.set_auth(crate::auth::Auth::load(&self.backend)?);
         self.reload_alarms()?;
+        let keys = super::read_keys_total(&self.backend, installed.current, installed.compacted)?;
+        self.keys.store(keys, std::sync::atomic::Ordering::Release);
         drop(revisions);
         self.hub.restart_from(installed.current);
         tracing::info!(

@@ -308,6 +308,11 @@ impl WatchHub {
         true
     }
 
+    /// How many watchers exist (etcd's `etcd_debugging_mvcc_watcher_total`).
+    pub fn watcher_count(&self) -> usize {
+        self.lock().watchers.len()
+    }
+
     /// The last published revision.
     pub fn published(&self) -> i64 {
         self.lock().published

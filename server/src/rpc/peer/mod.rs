@@ -21,6 +21,7 @@ use raft::eraftpb::Message as RaftMessage;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::log_limit::{LogLimit, LOG_INTERVAL};
+use crate::metrics::metrics;
 use crate::node::{local_renew, local_time_to_live, Node};
 use crate::peer::admit::{self, log_refused};
 use crate::peer::MEMBER_REMOVED;
@@ -94,6 +95,11 @@ impl RaftTransport for PeerService {
             if self.node.transport.is_blocked(batch.from) {
                 continue;
             }
+            let received: usize = batch.messages.iter().map(|m| m.len()).sum();
+            metrics()
+                .peer_received
+                .with_label_values(&[format!("{:x}", batch.from).as_str()])
+                .inc_by(received as u64);
             for bytes in batch.messages {
                 let message = RaftMessage::parse_from_bytes(&bytes)
                     .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
