@@ -6,7 +6,7 @@ CARGO ?= cargo
 BUILD_PACKAGES := librocksdb-dev libclang-dev
 # etcdctl, the client nobody here wrote, drives the end-to-end tests; a real etcd holds
 # the client library to the reference server and runs beside Ballast in benchmarks.
-TEST_PACKAGES := etcd-client etcd-server
+TEST_PACKAGES := etcd-client etcd-server curl python3-pip
 DATA_DIR ?= ./data
 
 .PHONY: run test build cluster bench bench-compare bench-scale deps-build deps-test check-toolchain
@@ -57,6 +57,7 @@ deps-build: check-toolchain
 deps-test:
 	@./scripts/ensure-packages $(TEST_PACKAGES)
 	@./scripts/ensure-etcd-3.5
+	@./scripts/ensure-python-clients
 	@./scripts/no-etcd-service
 
 check-toolchain:

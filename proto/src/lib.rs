@@ -40,3 +40,8 @@ pub mod ballast {
         tonic::include_proto!("ballast.transport");
     }
 }
+
+/// Descriptors of every message above (an encoded `FileDescriptorSet`) for the JSON
+/// gateway, whose fields carry the names etcd's .proto files give them (see build.rs).
+pub const GATEWAY_DESCRIPTORS: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/gateway_descriptors.bin"));

@@ -11,6 +11,7 @@ pub(crate) mod cluster;
 pub mod config;
 pub(crate) mod corrupt;
 pub mod error;
+pub(crate) mod gateway;
 pub(crate) mod http;
 pub(crate) mod idgen;
 pub(crate) mod lessor;

@@ -385,9 +385,12 @@ fn routes(node: &Arc<Node>) -> Routes {
         ElectionServer::new(ElectionService::new(node.clone()))
             .max_decoding_message_size(decode_max),
     );
-    let router = grpc
+    let grpc = grpc
         .into_axum_router()
-        .layer(axum::middleware::from_fn(count_grpc))
+        .layer(axum::middleware::from_fn(count_grpc));
+    let router = grpc
+        .clone()
+        .merge(crate::gateway::routes(grpc, decode_max))
         .merge(crate::http::routes(node.clone()))
         .fallback(crate::http::fallback);
     Routes::from(router)

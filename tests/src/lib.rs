@@ -16,6 +16,7 @@ pub mod linearizability;
 mod node;
 mod ports;
 mod process;
+mod python;
 mod wait;
 
 pub use binaries::{ballast_binary, client_examples_dir};
@@ -26,4 +27,5 @@ pub use http::http_get;
 pub use node::Node;
 pub use ports::{bind_port, free_port, port_of};
 pub use process::{disk_usage, peak_rss_of, rss_of};
+pub use python::{python_clients_dir, run_python};
 pub use wait::{eventually, WAIT};

@@ -363,3 +363,40 @@ async fn watch_ids_auto_from_zero_explicit_and_duplicate() {
     assert!(canceled.canceled);
     assert_eq!(canceled.watch_id, 7);
 }
+
+/// etcd keeps a watch stream after the client half-closes its side (its recvLoop ends
+/// on EOF, the stream does not): events keep coming. The JSON gateway relies on it.
+#[tokio::test]
+async fn a_half_closed_stream_keeps_its_watches() {
+    use ballast_proto::etcdserverpb::watch_client::WatchClient;
+    use ballast_proto::etcdserverpb::watch_request::RequestUnion;
+    use ballast_proto::etcdserverpb::{WatchCreateRequest, WatchRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("n"));
+    let create = WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: b"half".to_vec().into(),
+            ..Default::default()
+        })),
+    };
+    // The request stream ends after the create: a half-close.
+    let mut responses = WatchClient::connect(node.url())
+        .await
+        .unwrap()
+        .watch(tokio_stream::iter([create]))
+        .await
+        .unwrap()
+        .into_inner();
+    let created = tokio::time::timeout(WAIT, responses.next()).await.unwrap();
+    assert!(created.unwrap().unwrap().created);
+    let client = node.client().await;
+    client.put("half", "v", PutOptions::new()).await.unwrap();
+    let event = tokio::time::timeout(WAIT, responses.next())
+        .await
+        .expect("an event after the half-close")
+        .expect("the stream is still open")
+        .unwrap();
+    assert_eq!(event.events.len(), 1);
+    assert_eq!(&event.events[0].kv.as_ref().unwrap().value[..], b"v");
+}

@@ -228,7 +228,15 @@ async fn read_ahead(
                 };
                 (Ok(request), permit)
             }
-            Ok(None) => return,
+            Ok(None) => {
+                // As in etcd, a client that half-closes its side keeps its watches:
+                // events go on until it goes away.
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = ahead.closed() => {}
+                }
+                return;
+            }
             Err(status) => (Err(status), None),
         };
         let failed = item.0.is_err();
@@ -286,6 +294,8 @@ impl Session {
                     }
                 },
                 Some((message, charge)) = events.recv() => self.forward(message, charge).await,
+                // The client went away (it may have half-closed long before).
+                _ = self.out.closed() => Err(Closed),
                 _ = progress.tick() => {
                     self.notify_progress();
                     Ok(())
