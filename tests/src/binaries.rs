@@ -52,3 +52,17 @@ pub fn client_examples_dir() -> &'static Path {
         profile_dir.join("examples")
     })
 }
+
+/// Runs `scripts/<script>` of the workspace (the installers of outside tools, which do
+/// nothing when the tool is there) and returns `.tools/<dir>`.
+pub(crate) fn installed_tool(script: &str, dir: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    let status = Command::new(root.join("scripts").join(script))
+        .status()
+        .unwrap_or_else(|e| panic!("run scripts/{script}: {e}"));
+    assert!(status.success(), "scripts/{script} failed");
+    root.join(".tools").join(dir)
+}

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+use crate::binaries::installed_tool;
+
 /// Which etcdctl runs a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Etcdctl {
@@ -38,17 +40,7 @@ impl Etcdctl {
 /// The directory holding etcd, etcdctl and etcdutl 3.5.1, installed on first use.
 pub fn etcd_35_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root")
-            .to_path_buf();
-        let status = Command::new(root.join("scripts/ensure-etcd-3.5"))
-            .status()
-            .expect("run scripts/ensure-etcd-3.5");
-        assert!(status.success(), "installing etcd 3.5.1 failed");
-        root.join(".tools/etcd-v3.5.1")
-    })
+    DIR.get_or_init(|| installed_tool("ensure-etcd-3.5", "etcd-v3.5.1"))
 }
 
 /// Runs etcdctl (v3 API) against `endpoint`; returns (success, stdout, stderr).

@@ -5,20 +5,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::binaries::installed_tool;
+
 /// The directory to put on PYTHONPATH.
 pub fn python_clients_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root")
-            .to_path_buf();
-        let status = Command::new(root.join("scripts/ensure-python-clients"))
-            .status()
-            .expect("run scripts/ensure-python-clients");
-        assert!(status.success(), "installing the Python clients failed");
-        root.join(".tools/python")
-    })
+    DIR.get_or_init(|| installed_tool("ensure-python-clients", "python"))
 }
 
 /// Runs `script` (a path under `tests/python`) with the clients importable; returns
