@@ -7,8 +7,10 @@
 
 pub mod auth;
 pub mod backend;
+pub mod bbolt;
 pub mod crash;
 pub mod error;
+pub mod etcd_db;
 pub mod keys;
 pub mod lease;
 pub mod mvcc;

@@ -29,6 +29,10 @@ pub struct Etcd {
     pub extra_args: Vec<String>,
     /// Serve clients over https.
     pub https: bool,
+    /// The etcd binary ([`etcd_binary`] unless a constructor says otherwise).
+    pub binary: PathBuf,
+    /// The peer port; 0 picks one at each start.
+    peer_port: u16,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -47,6 +51,42 @@ impl Etcd {
             port: 0,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             https,
+            binary: etcd_binary(),
+            peer_port: 0,
+            child: None,
+            log: dir.with_extension("etcd.log"),
+        };
+        etcd.launch();
+        etcd
+    }
+
+    /// Restores `snapshot` into `dir` with etcdutl 3.5.1 (`snapshot restore`, checking
+    /// its SHA-256) and starts etcd 3.5.1 on the data dir it made.
+    pub fn start_restored(dir: &Path, snapshot: &Path) -> Etcd {
+        let peer_port = free_port();
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let output = Command::new(etcd_35_dir().join("etcdutl"))
+            .args(["snapshot", "restore"])
+            .arg(snapshot)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--name", "etcd", "--initial-cluster"])
+            .arg(format!("etcd={peer_url}"))
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .output()
+            .expect("run etcdutl");
+        assert!(
+            output.status.success(),
+            "etcdutl snapshot restore failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut etcd = Etcd {
+            dir: dir.to_path_buf(),
+            port: 0,
+            extra_args: Vec::new(),
+            https: false,
+            binary: etcd_35_dir().join("etcd"),
+            peer_port,
             child: None,
             log: dir.with_extension("etcd.log"),
         };
@@ -56,12 +96,16 @@ impl Etcd {
 
     fn launch(&mut self) {
         self.port = free_port();
-        let peer = free_port();
+        let peer = if self.peer_port == 0 {
+            free_port()
+        } else {
+            self.peer_port
+        };
         let scheme = if self.https { "https" } else { "http" };
         let url = format!("{scheme}://127.0.0.1:{}", self.port);
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log = std::fs::File::create(&self.log).expect("create etcd log");
-        let child = Command::new(etcd_binary())
+        let child = Command::new(&self.binary)
             .args(["--name", "etcd", "--data-dir"])
             .arg(&self.dir)
             .args([

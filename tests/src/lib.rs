@@ -18,6 +18,7 @@ mod ports;
 mod process;
 mod python;
 mod wait;
+mod writer;
 
 pub use binaries::{ballast_binary, client_examples_dir};
 pub use cluster::TestCluster;
@@ -29,3 +30,4 @@ pub use ports::{bind_port, free_port, port_of};
 pub use process::{disk_usage, peak_rss_of, rss_of};
 pub use python::{python_clients_dir, run_python};
 pub use wait::{eventually, WAIT};
+pub use writer::{stalls, BackgroundWriter, Stalls};

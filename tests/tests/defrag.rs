@@ -1,12 +1,10 @@
 //! Defragment does not stop the world: a writer keeps completing writes while a member
 //! rewrites all its files (etcd's defragment blocks every read and write meanwhile).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ballast_client::PutOptions;
-use ballast_tests::Node;
+use ballast_tests::{stalls, BackgroundWriter, Node, Stalls};
 
 const VALUE_BYTES: usize = 100 << 10;
 /// Values written per round: 32 MB, so the defragment has files to rewrite.
@@ -50,47 +48,22 @@ async fn writes_complete_while_a_defragment_runs() {
         let revision = client.status().await.unwrap().header.revision;
         client.compact(revision, true).await.unwrap();
 
-        let done = Arc::new(Mutex::new(Vec::<Instant>::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let writer = {
-            let (client, done, stop) = (client.clone(), done.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    client
-                        .put("writer", n.to_string(), PutOptions::new())
-                        .await
-                        .unwrap();
-                    done.lock().unwrap().push(Instant::now());
-                    n += 1;
-                }
-            })
-        };
+        let writer = BackgroundWriter::start(&client, "writer");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let started = Instant::now();
         client.defragment().await.unwrap();
         let took = started.elapsed();
         tokio::time::sleep(Duration::from_millis(200)).await;
-        stop.store(true, Ordering::Relaxed);
-        writer.await.unwrap();
-        let completions = done.lock().unwrap().clone();
+        let writes = writer.stop().await;
         if took >= DEFRAG_LONG_ENOUGH || round == ROUNDS_MAX {
-            break (completions, started, took);
+            break (writes, started, took);
         }
     };
 
-    let ended = started + took;
-    let during = completions
-        .iter()
-        .filter(|t| **t > started && **t < ended)
-        .count();
-    // The longest wait for a write around and within the defragment.
-    let longest_gap = completions
-        .windows(2)
-        .filter(|w| w[1] > started && w[0] < ended)
-        .map(|w| w[1] - w[0])
-        .max()
-        .unwrap_or(took);
+    let Stalls {
+        during,
+        longest_gap,
+    } = stalls(&completions, started, took);
     println!(
         "defragment took {took:?} after {round} round(s); {during} writes completed during it, \
          the longest gap between writes was {longest_gap:?}"

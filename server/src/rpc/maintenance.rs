@@ -1,4 +1,4 @@
-//! Maintenance: Status, Alarm, Hash, HashKV, Defragment, MoveLeader.
+//! Maintenance: Status, Alarm, Hash, HashKV, Snapshot, Defragment, MoveLeader.
 
 use std::sync::Arc;
 
@@ -7,8 +7,9 @@ use ballast_proto::etcdserverpb::maintenance_server::Maintenance;
 use ballast_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, AlarmType, DefragmentRequest, DefragmentResponse, HashKvRequest,
     HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
-    StatusRequest, StatusResponse,
+    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
+use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use crate::error::Error;
@@ -90,6 +91,15 @@ impl Maintenance for MaintenanceService {
         let mut resp = self.node.raft.propose(req).await?;
         self.node.complete(&mut resp.header);
         Ok(Response::new(resp))
+    }
+
+    /// The whole state as etcd's backend database, then its SHA-256 (`rpc/snapshot.rs`).
+    async fn snapshot(
+        &self,
+        request: Request<SnapshotRequest>,
+    ) -> Result<Response<BoxStream<SnapshotResponse>>, Status> {
+        self.node.authorize(&request).await?.admin()?;
+        Ok(Response::new(super::snapshot::stream(&self.node).await?))
     }
 
     async fn defragment(

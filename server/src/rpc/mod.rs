@@ -11,5 +11,6 @@ pub(crate) mod lock;
 pub(crate) mod maintenance;
 pub(crate) mod peer;
 mod recipes;
+mod snapshot;
 pub(crate) mod status;
 pub(crate) mod watch;

@@ -31,7 +31,7 @@ pub const ROOT: &str = "root";
 pub const INITIAL_AUTH_REVISION: u64 = 1;
 
 /// Keys of the `auth` column family.
-pub(crate) mod layout {
+pub mod layout {
     pub const ENABLED: &[u8] = b"enabled";
     pub const REVISION: &[u8] = b"revision";
     pub const USER_PREFIX: &[u8] = b"user/";
