@@ -135,9 +135,7 @@ impl Cluster {
             parse_initial_cluster(&config.initial_cluster(), &config.initial_cluster_token)?;
         match config.initial_cluster_state {
             ClusterState::New => {
-                let cluster_id = founding_cluster_id(&listed, &config.initial_cluster_token);
-                let local_id = local_member(&listed, config)?;
-                store.set_cluster(cluster_id, &listed)?;
+                let (cluster_id, local_id) = found(store, config, &listed)?;
                 let voters = listed.iter().map(|m| m.id).collect();
                 Ok(Bootstrap {
                     cluster: Cluster::new(cluster_id, local_id, listed),
@@ -202,6 +200,16 @@ impl Cluster {
 
 /// This node's member: by name, or (for a member added by MemberAdd, which has no name
 /// until it publishes one) by its advertised peer URLs.
+/// Records the cluster `listed` (from `--initial-cluster`) founds, with this member in
+/// it; returns the cluster id and this member's id. Used at a new cluster's first start
+/// and by `ballastutl snapshot restore`.
+pub(crate) fn found(store: &Store, config: &Config, listed: &[Member]) -> Result<(u64, u64)> {
+    let cluster_id = founding_cluster_id(listed, &config.initial_cluster_token);
+    let local_id = local_member(listed, config)?;
+    store.set_cluster(cluster_id, listed)?;
+    Ok((cluster_id, local_id))
+}
+
 fn local_member(members: &[Member], config: &Config) -> Result<u64> {
     let mut urls = config.initial_advertise_peer_urls.clone();
     urls.sort();

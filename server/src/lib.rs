@@ -23,6 +23,7 @@ pub(crate) mod node;
 pub(crate) mod peer;
 pub(crate) mod quota;
 pub(crate) mod raft;
+pub mod restore;
 pub(crate) mod rpc;
 mod server;
 pub(crate) mod tls;

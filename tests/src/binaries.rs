@@ -16,14 +16,8 @@ pub fn ballast_binary() -> &'static Path {
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "--quiet",
-            "-p",
-            "ballast-server",
-            "--bin",
-            "ballast",
-        ]);
+        // Both binaries of the server crate: `ballast` and `ballastutl`.
+        build.args(["build", "--quiet", "-p", "ballast-server", "--bins"]);
         if profile_dir.ends_with("release") {
             build.arg("--release");
         }
@@ -31,6 +25,11 @@ pub fn ballast_binary() -> &'static Path {
         assert!(status.success(), "building ballast failed");
         profile_dir.join("ballast")
     })
+}
+
+/// Path of the `ballastutl` binary, built with `ballast`.
+pub fn ballastutl_binary() -> PathBuf {
+    ballast_binary().with_file_name("ballastutl")
 }
 
 /// Directory of ballast-client's example binaries, built once per test process.

@@ -86,3 +86,19 @@ fn run_etcdctl(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `<program> snapshot status -w json FILE` (etcdutl's or ballastutl's), as JSON text.
+pub fn snapshot_status_json(program: &Path, file: &Path) -> String {
+    let output = Command::new(program)
+        .args(["snapshot", "status", "-w", "json"])
+        .arg(file)
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
+    assert!(
+        output.status.success(),
+        "{} snapshot status: {}",
+        program.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}

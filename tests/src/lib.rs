@@ -20,10 +20,10 @@ mod python;
 mod wait;
 mod writer;
 
-pub use binaries::{ballast_binary, client_examples_dir};
+pub use binaries::{ballast_binary, ballastutl_binary, client_examples_dir};
 pub use cluster::TestCluster;
 pub use etcd::{etcd_binary, Etcd, EtcdCluster};
-pub use etcdctl::{etcd_35_dir, etcdctl, etcdctl_stdin, Etcdctl};
+pub use etcdctl::{etcd_35_dir, etcdctl, etcdctl_stdin, snapshot_status_json, Etcdctl};
 pub use http::http_get;
 pub use node::Node;
 pub use ports::{bind_port, free_port, port_of};

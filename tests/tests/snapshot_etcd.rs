@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ballast_client::{PutOptions, WatchOptions};
-use ballast_tests::{etcd_35_dir, stalls, BackgroundWriter, Etcd, Etcdctl, Node, Stalls};
+use ballast_tests::{
+    etcd_35_dir, snapshot_status_json, stalls, BackgroundWriter, Etcd, Etcdctl, Node, Stalls,
+};
 use serde_json::Value;
 
 fn ctl(endpoint: &str, args: &[&str]) -> String {
@@ -25,17 +27,8 @@ fn listing(endpoint: &str) -> (Vec<Value>, i64) {
 }
 
 fn etcdutl_status(file: &Path) -> Value {
-    let output = std::process::Command::new(etcd_35_dir().join("etcdutl"))
-        .args(["snapshot", "status", "-w", "json"])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    let etcdutl = etcd_35_dir().join("etcdutl");
+    serde_json::from_str(&snapshot_status_json(&etcdutl, file)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

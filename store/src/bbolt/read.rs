@@ -125,6 +125,11 @@ impl BoltReader {
         Ok(reader)
     }
 
+    /// The database's size: its pages, as the meta counts them (bbolt's `Tx.Size`).
+    pub fn size(&self) -> u64 {
+        self.pages * self.page_size as u64
+    }
+
     /// A page with its overflow pages.
     fn page(&self, id: u64) -> Result<Vec<u8>> {
         if id < 2 || id >= self.pages {

@@ -13,8 +13,12 @@
 //! - `cluster`: `clusterVersion`; `alarm`: an encoded `AlarmMember` -> nothing.
 
 mod export;
+mod import;
+mod status;
 
 pub use export::{write_etcd_db, EtcdDbSummary};
+pub use import::{import_etcd_db, verify_snapshot_hash, ImportSummary, SNAPSHOT_HASH_BYTES};
+pub use status::{snapshot_status, SnapshotStatus};
 
 /// etcd's bucket names.
 pub mod buckets {
