@@ -12,6 +12,7 @@ use axum::Router;
 
 use ballast_proto::etcdserverpb::AlarmType;
 
+use crate::metrics::{render, Gauges, ROCKSDB_PROPERTIES};
 use crate::node::Node;
 use crate::{CLUSTER_VERSION, ETCD_VERSION};
 
@@ -129,10 +130,39 @@ async fn version() -> impl IntoResponse {
 
 /// The metrics in Prometheus' text format, under etcd's names (`crate::metrics`).
 async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    let raft = node.raft.status();
+    let store = &node.store;
+    let backend = store.backend();
+    let revisions = store.revisions();
+    let gauges = Gauges {
+        has_leader: raft.has_leader(),
+        is_leader: raft.is_leader(),
+        committed: raft.commit,
+        applied: store.applied_index(),
+        pending: node.raft.pending_proposals(),
+        quota_bytes: node.quota.limit().map_or(-1, |q| q as i64),
+        db_bytes: backend.size_bytes(),
+        db_bytes_in_use: backend.live_bytes(),
+        keys: store.keys_total(),
+        watchers: store.watch_hub().watcher_count(),
+        revision: revisions.current,
+        compacted: revisions.compacted,
+        rocksdb: ROCKSDB_PROPERTIES
+            .iter()
+            .map(|&(property, per_cf)| {
+                let value = if per_cf {
+                    backend.cf_property_total(property)
+                } else {
+                    backend.db_property(property)
+                };
+                (property, value)
+            })
+            .collect(),
+    };
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-        crate::metrics::render(&node),
+        render(&gauges),
     )
 }
 

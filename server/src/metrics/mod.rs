@@ -1,14 +1,10 @@
 //! Prometheus metrics with etcd's names, types, labels and buckets, so etcd's alerts
 //! and Grafana dashboard work unchanged; served on `/metrics` of the client URLs and of
 //! `--listen-metrics-urls`. One registry per process (as etcd's): counters and
-//! histograms are updated where things happen (`grpc` for the gRPC calls, the raft
-//! driver, the peer transport), gauges are read from the node when scraped.
-
-mod grpc;
-mod probe;
-
-pub(crate) use grpc::count_grpc;
-pub(crate) use probe::probe_peers;
+//! histograms are updated where things happen (the gRPC middleware in
+//! `rpc/grpc_metrics.rs`, the raft driver, the peer transport and its prober in
+//! `node/probe.rs`), gauges are set from [`Gauges`] when scraped. This module names
+//! nothing of the node, so every layer can count into it.
 
 use std::sync::LazyLock;
 
@@ -17,7 +13,6 @@ use prometheus::{
     IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::node::Node;
 use crate::{CLUSTER_VERSION, ETCD_VERSION};
 
 /// Every metric of this process.
@@ -49,7 +44,7 @@ pub(crate) struct Metrics {
 
 /// RocksDB properties reported as `ballast_rocksdb{property=...}`, what explains a slow
 /// disk or a write stall; each with whether it is per column family (then summed).
-const ROCKSDB_PROPERTIES: [(&str, bool); 6] = [
+pub(crate) const ROCKSDB_PROPERTIES: [(&str, bool); 6] = [
     ("rocksdb.num-running-compactions", false),
     ("rocksdb.num-running-flushes", false),
     ("rocksdb.actual-delayed-write-rate", false),
@@ -254,36 +249,45 @@ impl Metrics {
     }
 }
 
+/// The gauges, read from the node at a scrape.
+#[derive(Debug, Default)]
+pub(crate) struct Gauges {
+    pub has_leader: bool,
+    pub is_leader: bool,
+    pub committed: u64,
+    pub applied: u64,
+    pub pending: usize,
+    /// -1: no quota.
+    pub quota_bytes: i64,
+    pub db_bytes: u64,
+    pub db_bytes_in_use: u64,
+    pub keys: i64,
+    pub watchers: usize,
+    pub revision: i64,
+    pub compacted: i64,
+    /// Each of [`ROCKSDB_PROPERTIES`] with its value.
+    pub rocksdb: Vec<(&'static str, u64)>,
+}
+
 /// The metrics as of now, in Prometheus' text format (`text/plain; version=0.0.4`).
-pub(crate) fn render(node: &Node) -> String {
+pub(crate) fn render(gauges: &Gauges) -> String {
     let m = metrics();
-    let raft = node.raft.status();
-    let store = &node.store;
-    let backend = store.backend();
-    let revisions = store.revisions();
-    m.has_leader.set(i64::from(raft.has_leader()));
-    m.is_leader.set(i64::from(raft.is_leader()));
-    m.proposals_committed.set(raft.commit as i64);
-    m.proposals_applied.set(store.applied_index() as i64);
-    m.proposals_pending
-        .set(node.raft.pending_proposals() as i64);
-    m.quota_bytes
-        .set(node.quota.limit().map_or(-1, |q| q as i64));
-    m.db_total_size.set(backend.size_bytes() as i64);
-    m.db_in_use.set(backend.live_bytes() as i64);
-    m.keys_total.set(store.keys_total());
-    m.watchers.set(store.watch_hub().watcher_count() as i64);
-    m.current_revision.set(revisions.current);
-    m.compact_revision.set(revisions.compacted);
-    for (property, per_cf) in ROCKSDB_PROPERTIES {
-        let value = if per_cf {
-            backend.cf_property_total(property)
-        } else {
-            backend.db_property(property)
-        };
+    m.has_leader.set(i64::from(gauges.has_leader));
+    m.is_leader.set(i64::from(gauges.is_leader));
+    m.proposals_committed.set(gauges.committed as i64);
+    m.proposals_applied.set(gauges.applied as i64);
+    m.proposals_pending.set(gauges.pending as i64);
+    m.quota_bytes.set(gauges.quota_bytes);
+    m.db_total_size.set(gauges.db_bytes as i64);
+    m.db_in_use.set(gauges.db_bytes_in_use as i64);
+    m.keys_total.set(gauges.keys);
+    m.watchers.set(gauges.watchers as i64);
+    m.current_revision.set(gauges.revision);
+    m.compact_revision.set(gauges.compacted);
+    for (property, value) in &gauges.rocksdb {
         m.rocksdb
             .with_label_values(&[property.trim_start_matches("rocksdb.")])
-            .set(value as i64);
+            .set(*value as i64);
     }
     let mut out = Vec::new();
     TextEncoder::new()

@@ -5,9 +5,11 @@
 
 mod expiry;
 mod leases;
+mod probe;
 
 pub(crate) use expiry::expire_leases;
 pub(crate) use leases::{local_renew, local_time_to_live, renew, time_to_live};
+pub(crate) use probe::probe_peers;
 
 use std::sync::Arc;
 

@@ -5,6 +5,7 @@
 pub(crate) mod auth;
 pub(crate) mod cluster;
 pub(crate) mod election;
+pub(crate) mod grpc_metrics;
 pub(crate) mod kv;
 pub(crate) mod lease;
 pub(crate) mod lock;

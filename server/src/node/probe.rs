@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use ballast_proto::ballast::transport::MembershipRequest;
 
-use super::metrics;
-use crate::node::Node;
+use super::Node;
+use crate::metrics::metrics;
 
 /// How often each peer is probed (etcd's prober: the peer read timeout less a second).
 const PROBE_INTERVAL: Duration = Duration::from_secs(4);

@@ -14,8 +14,8 @@ use http::HeaderMap;
 use http_body::Frame;
 use tonic::Code;
 
-use super::metrics;
-use crate::rpc::status::go_code_name;
+use super::status::go_code_name;
+use crate::metrics::metrics;
 
 /// The labels of one call: type, service, method.
 type Labels = [String; 3];
