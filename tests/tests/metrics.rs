@@ -37,7 +37,10 @@ fn get(scrape: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 /// What etcd's dashboard and alerts read, with its type.
-const NAMES: [(&str, &str); 18] = [
+const NAMES: [(&str, &str); 21] = [
+    ("etcd_network_client_grpc_received_bytes_total", "counter"),
+    ("etcd_network_client_grpc_sent_bytes_total", "counter"),
+    ("etcd_debugging_mvcc_db_total_size_in_bytes", "gauge"),
     ("etcd_server_has_leader", "gauge"),
     ("etcd_server_is_leader", "gauge"),
     ("etcd_server_leader_changes_seen_total", "counter"),
@@ -58,6 +61,27 @@ const NAMES: [(&str, &str); 18] = [
     ("process_cpu_seconds_total", "counter"),
 ];
 
+/// Every series etcd's sample Grafana dashboard (`Documentation/op-guide/grafana.json` in
+/// etcd's repository) queries.
+const DASHBOARD: [&str; 16] = [
+    "etcd_server_has_leader",
+    "grpc_server_started_total",
+    "grpc_server_handled_total",
+    "etcd_debugging_mvcc_db_total_size_in_bytes",
+    "etcd_disk_wal_fsync_duration_seconds_bucket",
+    "etcd_disk_backend_commit_duration_seconds_bucket",
+    "process_resident_memory_bytes",
+    "etcd_network_client_grpc_received_bytes_total",
+    "etcd_network_client_grpc_sent_bytes_total",
+    "etcd_network_peer_received_bytes_total",
+    "etcd_network_peer_sent_bytes_total",
+    "etcd_server_proposals_failed_total",
+    "etcd_server_proposals_pending",
+    "etcd_server_proposals_committed_total",
+    "etcd_server_proposals_applied_total",
+    "etcd_server_leader_changes_seen_total",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_metrics_are_reported_and_move() {
     let dir = tempfile::tempdir().unwrap();
@@ -74,6 +98,12 @@ async fn etcd_metrics_are_reported_and_move() {
         );
     }
     assert_eq!(get(&before, "etcd_server_has_leader", &[]), 1.0);
+    for series in DASHBOARD {
+        assert!(
+            response.lines().any(|line| line.starts_with(series)),
+            "etcd's dashboard queries {series}"
+        );
+    }
     assert_eq!(get(&before, "etcd_server_is_leader", &[]), 1.0);
 
     let client = ballast_client::Client::connect([node.endpoint()], Default::default())
@@ -108,6 +138,9 @@ async fn etcd_metrics_are_reported_and_move() {
     grew("etcd_server_proposals_committed_total", &[], 50.0);
     grew("etcd_server_proposals_applied_total", &[], 50.0);
     grew("etcd_debugging_mvcc_keys_total", &[], 50.0);
+    // 50 puts of a 2-byte key and 1-byte value, framed: more than 50 * 3 bytes each way.
+    grew("etcd_network_client_grpc_received_bytes_total", &[], 150.0);
+    grew("etcd_network_client_grpc_sent_bytes_total", &[], 150.0);
     grew("etcd_disk_wal_fsync_duration_seconds_count", &[], 1.0);
     grew("etcd_disk_backend_commit_duration_seconds_count", &[], 1.0);
     let put = [("grpc_service", "etcdserverpb.KV"), ("grpc_method", "Put")];

@@ -30,6 +30,8 @@ pub(crate) struct Metrics {
     pub(crate) backend_commit: Histogram,
     db_total_size: IntGauge,
     db_in_use: IntGauge,
+    /// etcd 3.4's name for the database size, still read by etcd's Grafana dashboard.
+    db_total_size_debugging: IntGauge,
     keys_total: IntGauge,
     watchers: IntGauge,
     current_revision: IntGauge,
@@ -37,6 +39,8 @@ pub(crate) struct Metrics {
     pub(crate) peer_sent: IntCounterVec,
     pub(crate) peer_received: IntCounterVec,
     pub(crate) peer_round_trip: HistogramVec,
+    pub(crate) client_received: IntCounter,
+    pub(crate) client_sent: IntCounter,
     pub(crate) grpc_started: IntCounterVec,
     pub(crate) grpc_handled: IntCounterVec,
     rocksdb: IntGaugeVec,
@@ -231,6 +235,21 @@ impl Metrics {
                 &["From"],
             ),
             peer_round_trip,
+            client_received: counter(
+                &r,
+                "etcd_network_client_grpc_received_bytes_total",
+                "The total number of bytes received from grpc clients.",
+            ),
+            client_sent: counter(
+                &r,
+                "etcd_network_client_grpc_sent_bytes_total",
+                "The total number of bytes sent to grpc clients.",
+            ),
+            db_total_size_debugging: gauge(
+                &r,
+                "etcd_debugging_mvcc_db_total_size_in_bytes",
+                "Total size of the underlying database physically allocated in bytes.",
+            ),
             grpc_started: counter_vec(
                 &r,
                 "grpc_server_started_total",
@@ -279,6 +298,7 @@ pub(crate) fn render(gauges: &Gauges) -> String {
     m.proposals_pending.set(gauges.pending as i64);
     m.quota_bytes.set(gauges.quota_bytes);
     m.db_total_size.set(gauges.db_bytes as i64);
+    m.db_total_size_debugging.set(gauges.db_bytes as i64);
     m.db_in_use.set(gauges.db_bytes_in_use as i64);
     m.keys_total.set(gauges.keys);
     m.watchers.set(gauges.watchers as i64);

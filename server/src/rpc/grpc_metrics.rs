@@ -66,6 +66,7 @@ pub(crate) async fn count_grpc(request: Request, next: Next) -> Response {
         .grpc_started
         .with_label_values(&[kind.as_str(), service, method])
         .inc();
+    let request = request.map(|body| Body::new(Received { inner: body }));
     let response = next.run(request).await;
     // A call refused before any message ends in its headers (trailers-only).
     if let Some(code) = code_of(response.headers()) {
@@ -80,8 +81,41 @@ pub(crate) async fn count_grpc(request: Request, next: Next) -> Response {
     })
 }
 
-/// A response body that counts its call as handled when its trailers pass, or as
-/// canceled if it is dropped before (the client went away).
+/// A request body that counts the bytes it carries
+/// (`etcd_network_client_grpc_received_bytes_total`).
+struct Received {
+    inner: Body,
+}
+
+impl http_body::Body for Received {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.get_mut().inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                metrics().client_received.inc_by(data.len() as u64);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that counts the bytes it carries
+/// (`etcd_network_client_grpc_sent_bytes_total`) and its call as handled when its
+/// trailers pass, or as canceled if it is dropped before (the client went away).
 struct Counted {
     inner: Body,
     /// Taken once the call is counted.
@@ -98,6 +132,11 @@ impl http_body::Body for Counted {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                metrics().client_sent.inc_by(data.len() as u64);
+            }
+        }
         let code = match &polled {
             Poll::Ready(Some(Ok(frame))) => frame
                 .trailers_ref()
