@@ -12,6 +12,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::Frame;
+use prometheus::IntCounter;
 use tonic::Code;
 
 use super::status::go_code_name;
@@ -66,7 +67,13 @@ pub(crate) async fn count_grpc(request: Request, next: Next) -> Response {
         .grpc_started
         .with_label_values(&[kind.as_str(), service, method])
         .inc();
-    let request = request.map(|body| Body::new(Received { inner: body }));
+    let request = request.map(|body| {
+        Body::new(Metered {
+            inner: body,
+            bytes: &metrics().client_received,
+            labels: None,
+        })
+    });
     let response = next.run(request).await;
     // A call refused before any message ends in its headers (trailers-only).
     if let Some(code) = code_of(response.headers()) {
@@ -74,55 +81,26 @@ pub(crate) async fn count_grpc(request: Request, next: Next) -> Response {
         return response;
     }
     response.map(|body| {
-        Body::new(Counted {
+        Body::new(Metered {
             inner: body,
+            bytes: &metrics().client_sent,
             labels: Some(labels),
         })
     })
 }
 
-/// A request body that counts the bytes it carries
-/// (`etcd_network_client_grpc_received_bytes_total`).
-struct Received {
+/// A request or response body that counts the bytes it carries (into `bytes`:
+/// `etcd_network_client_grpc_{received,sent}_bytes_total`); a response's also counts its
+/// call as handled when its trailers pass, or as canceled if it is dropped before (the
+/// client went away).
+struct Metered {
     inner: Body,
-}
-
-impl http_body::Body for Received {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.get_mut().inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                metrics().client_received.inc_by(data.len() as u64);
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A response body that counts the bytes it carries
-/// (`etcd_network_client_grpc_sent_bytes_total`) and its call as handled when its
-/// trailers pass, or as canceled if it is dropped before (the client went away).
-struct Counted {
-    inner: Body,
-    /// Taken once the call is counted.
+    bytes: &'static IntCounter,
+    /// A response's call labels; taken once the call is counted.
     labels: Option<Labels>,
 }
 
-impl http_body::Body for Counted {
+impl http_body::Body for Metered {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -132,15 +110,15 @@ impl http_body::Body for Counted {
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                metrics().client_sent.inc_by(data.len() as u64);
-            }
-        }
         let code = match &polled {
-            Poll::Ready(Some(Ok(frame))) => frame
-                .trailers_ref()
-                .map(|trailers| code_of(trailers).unwrap_or_else(|| "Unknown".into())),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes.inc_by(data.len() as u64);
+                }
+                frame
+                    .trailers_ref()
+                    .map(|trailers| code_of(trailers).unwrap_or_else(|| "Unknown".into()))
+            }
             Poll::Ready(Some(Err(_))) | Poll::Ready(None) => Some("Unknown".into()),
             Poll::Pending => None,
         };
@@ -161,7 +139,7 @@ impl http_body::Body for Counted {
     }
 }
 
-impl Drop for Counted {
+impl Drop for Metered {
     fn drop(&mut self) {
         if let Some(labels) = self.labels.take() {
             handled(&labels, &go_code_name(Code::Cancelled));
