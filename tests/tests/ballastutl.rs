@@ -263,3 +263,86 @@ fn defrag_of_a_stopped_member_keeps_its_data() {
         "{stderr}"
     );
 }
+
+/// The README's migration: one etcd snapshot restored on three members with the same
+/// `--initial-cluster`; they form one cluster over the same data and replicate writes.
+#[test]
+fn one_snapshot_restored_on_three_members_forms_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = Etcd::start(&dir.path().join("etcd"));
+    let lease = fill(Etcdctl::V34, &etcd.endpoint());
+    let file = dir.path().join("etcd.db");
+    ctl(
+        Etcdctl::V34,
+        &etcd.endpoint(),
+        &["snapshot", "save", file.to_str().unwrap()],
+    );
+    let (kvs, revision) = listing(&etcd.endpoint());
+    etcd.kill9();
+
+    let peers: Vec<_> = (0..3).map(|_| bind_port()).collect();
+    let initial = peers
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("m{i}=http://127.0.0.1:{}", port_of(p)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut members = Vec::new();
+    for (i, peer) in peers.into_iter().enumerate() {
+        let data = dir.path().join(format!("m{i}"));
+        let peer_url = format!("http://127.0.0.1:{}", port_of(&peer));
+        let (ok, _, stderr) = ballastutl(&[
+            "snapshot",
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--name",
+            &format!("m{i}"),
+            "--initial-cluster",
+            &initial,
+            "--initial-cluster-token",
+            "migrated",
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ]);
+        assert!(ok, "restore of m{i}: {stderr}");
+        members.push(Node::new(
+            &data,
+            &format!("m{i}"),
+            peer,
+            Some(initial.clone()),
+            &[],
+        ));
+    }
+    for member in &mut members {
+        member.spawn();
+    }
+    for member in &mut members {
+        member.wait_ready().expect("a restored member serves");
+    }
+    for member in &members {
+        assert_eq!(
+            listing(&member.endpoint()),
+            (kvs.clone(), revision),
+            "{}",
+            member.name
+        );
+        assert!(ctl(Etcdctl::V35, &member.endpoint(), &["lease", "list"]).contains(&lease));
+    }
+    let list = ctl(Etcdctl::V35, &members[0].endpoint(), &["member", "list"]);
+    assert_eq!(list.lines().count(), 3, "{list}");
+    ctl(
+        Etcdctl::V35,
+        &members[1].endpoint(),
+        &["put", "after", "migration"],
+    );
+    for member in &members {
+        let value = ctl(
+            Etcdctl::V35,
+            &member.endpoint(),
+            &["get", "after", "--print-value-only"],
+        );
+        assert_eq!(value.trim(), "migration", "{}", member.name);
+    }
+}
