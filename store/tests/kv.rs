@@ -592,7 +592,10 @@ fn compaction_rules() {
     let kv_entries = count_cf(&t, ballast_store::backend::Cf::Kv);
     assert_eq!(kv_entries, 3);
     let history = count_cf(&t, ballast_store::backend::Cf::Rev);
-    assert_eq!(history, 2, "history of revisions 5 and 6 remains");
+    assert_eq!(
+        history, 3,
+        "the history indexes the surviving versions only"
+    );
 }
 
 fn count_cf(t: &TestStore, cf: ballast_store::backend::Cf) -> usize {
@@ -819,4 +822,59 @@ fn the_key_count_follows_creates_and_deletes_across_restarts_and_snapshots() {
     let other = TestStore::new();
     other.store().install_snapshot(&path).unwrap();
     assert_eq!(other.store().keys_total(), 1);
+}
+
+#[test]
+fn physical_compaction_keeps_a_history_entry_for_every_version_it_keeps() {
+    use ballast_store::backend::Cf;
+    use ballast_store::keys::{split_rev_key, split_version_key};
+    use ballast_store::record::Change;
+
+    let mut t = TestStore::new();
+    t.put("once", "0");
+    t.put("a", "1");
+    t.put("b", "2");
+    t.put("a", "3");
+    t.delete("b", "");
+    t.put("c", "4");
+    let compact = 5;
+    t.compact(compact).unwrap();
+    assert!(t
+        .store()
+        .wait_compacted(compact, std::time::Duration::from_secs(10)));
+
+    let backend = t.store().backend();
+    let db = backend.db();
+    let mut versions: Vec<(Vec<u8>, i64)> = db
+        .iterator_cf(backend.cf(Cf::Kv), rocksdb::IteratorMode::Start)
+        .map(|item| {
+            let (key, _) = item.unwrap();
+            let (prefix, revision) = split_version_key(&key);
+            (ballast_store::keys::decode_key_prefix(prefix), revision)
+        })
+        .collect();
+    let mut history: Vec<(Vec<u8>, i64)> = db
+        .iterator_cf(backend.cf(Cf::Rev), rocksdb::IteratorMode::Start)
+        .map(|item| {
+            let (rev, change) = item.unwrap();
+            (
+                Change::decode(&change).unwrap().key.to_vec(),
+                split_rev_key(&rev).0,
+            )
+        })
+        .collect();
+    versions.sort();
+    history.sort();
+    assert_eq!(
+        history, versions,
+        "the history indexes exactly the stored versions"
+    );
+    assert!(
+        versions.contains(&(b"once".to_vec(), 2)),
+        "the one version of a key below the point stays"
+    );
+    assert!(
+        !versions.contains(&(b"a".to_vec(), 3)),
+        "an overwritten version below the point goes"
+    );
 }

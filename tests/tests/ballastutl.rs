@@ -42,8 +42,10 @@ fn listing(endpoint: &str) -> (Vec<Value>, i64) {
     (out["kvs"].as_array().cloned().unwrap_or_default(), revision)
 }
 
-/// Overwrites, a delete, a leased key and a compaction; returns the lease id (hex).
+/// A key written once below the compaction point, overwrites, a delete, a leased key and
+/// a physical compaction; returns the lease id (hex).
 fn fill(version: Etcdctl, endpoint: &str) -> String {
+    ctl(version, endpoint, &["put", "old", "0"]);
     ctl(version, endpoint, &["put", "a", "1"]);
     ctl(version, endpoint, &["put", "b", "2"]);
     ctl(version, endpoint, &["put", "a", "3"]);
@@ -55,7 +57,7 @@ fn fill(version: Etcdctl, endpoint: &str) -> String {
         endpoint,
         &["put", "leased", "x", "--lease", &lease],
     );
-    ctl(version, endpoint, &["compact", "3"]);
+    ctl(version, endpoint, &["compact", "4", "--physical"]);
     ctl(version, endpoint, &["put", "c", "4"]);
     ctl(version, endpoint, &["put", "c", "5"]);
     lease
@@ -93,11 +95,20 @@ fn assert_same_data(source: &str, restored: &str, lease: &str) {
     assert_eq!(restored_kvs, kvs);
     assert_eq!(restored_revision, revision);
     assert!(ctl(Etcdctl::V35, restored, &["lease", "list"]).contains(lease));
-    let (ok, _, stderr) = Etcdctl::V35.run(restored, &["get", "a", "--rev", "2"]);
+    let (ok, _, stderr) = Etcdctl::V35.run(restored, &["get", "a", "--rev", "3"]);
     assert!(
         !ok && stderr.contains("required revision has been compacted"),
         "{stderr}"
     );
+    // At the compaction point, the versions below it that it still shows.
+    for (rev, key, value) in [("4", "a", "1"), ("4", "old", "0"), ("5", "a", "3")] {
+        let got = ctl(
+            Etcdctl::V35,
+            restored,
+            &["get", key, "--rev", rev, "--print-value-only"],
+        );
+        assert_eq!(got.trim(), value, "{key} at {rev}");
+    }
     let old = ctl(
         Etcdctl::V35,
         restored,

@@ -36,6 +36,8 @@ async fn a_ballast_snapshot_is_restored_and_served_by_etcd() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(&dir.path().join("ballast"));
     let ep = node.endpoint();
+    // "old" is written once, below the compaction point: its one version must come along.
+    ctl(&ep, &["put", "old", "0"]);
     ctl(&ep, &["put", "a", "1"]);
     ctl(&ep, &["put", "b", "2"]);
     ctl(&ep, &["put", "a", "3"]);
@@ -43,7 +45,7 @@ async fn a_ballast_snapshot_is_restored_and_served_by_etcd() {
     let lease = ctl(&ep, &["lease", "grant", "600"]);
     let lease_id = lease.split_whitespace().nth(1).unwrap().to_string();
     ctl(&ep, &["put", "leased", "x", "--lease", &lease_id]);
-    ctl(&ep, &["compact", "3"]);
+    ctl(&ep, &["compact", "4", "--physical"]);
     ctl(&ep, &["put", "c", "4"]);
     ctl(&ep, &["user", "add", "alice:secret"]);
     ctl(&ep, &["role", "add", "reader"]);
@@ -66,15 +68,16 @@ async fn a_ballast_snapshot_is_restored_and_served_by_etcd() {
     );
     assert_eq!(etcd_revision, revision);
     assert!(ctl(&served, &["lease", "list"]).contains(&lease_id));
-    let (ok, _, stderr) = Etcdctl::V35.run(&served, &["get", "a", "--rev", "2"]);
+    let (ok, _, stderr) = Etcdctl::V35.run(&served, &["get", "a", "--rev", "3"]);
     assert!(
         !ok && stderr.contains("required revision has been compacted"),
         "{stderr}"
     );
-    assert_eq!(
-        ctl(&served, &["get", "a", "--rev", "4", "--print-value-only"]).trim(),
-        "3"
-    );
+    // At the compaction point, the versions below it that it still shows.
+    for (rev, key, value) in [("4", "a", "1"), ("4", "old", "0"), ("5", "a", "3")] {
+        let got = ctl(&served, &["get", key, "--rev", rev, "--print-value-only"]);
+        assert_eq!(got.trim(), value, "{key} at {rev}");
+    }
     assert!(ctl(&served, &["user", "get", "alice"]).contains("reader"));
     let role = ctl(&served, &["role", "get", "reader"]);
     assert!(role.contains("KV Read:\n\ta\n"), "{role}");

@@ -16,9 +16,9 @@ use rocksdb::WriteBatch;
 
 use crate::backend::{meta, Backend, Cf};
 use crate::error::Result;
-use crate::keys::{rev_key, split_version_key};
+use crate::keys::{rev_key, split_rev_key, split_version_key};
 use crate::mvcc::read::{KvRead, ReadView};
-use crate::record::{encode_u64, Version};
+use crate::record::{encode_u64, Change, Version};
 
 /// Deletes per WriteBatch during physical compaction: bounds the memory of a batch and
 /// lets applies interleave with a long compaction.
@@ -59,30 +59,62 @@ impl Survival {
     }
 }
 
+/// Deletes written in batches of [`COMPACTION_DELETES_PER_BATCH`].
+struct Deletes<'a> {
+    backend: &'a Backend,
+    batch: WriteBatch,
+    count: usize,
+}
+
+impl Deletes<'_> {
+    fn delete(&mut self, cf: Cf, key: &[u8]) -> Result<()> {
+        self.batch.delete_cf(self.backend.cf(cf), key);
+        self.count += 1;
+        if self.count == COMPACTION_DELETES_PER_BATCH {
+            self.backend.write(std::mem::take(&mut self.batch), false)?;
+            self.count = 0;
+        }
+        Ok(())
+    }
+}
+
 /// Physically removes the history below `compact` and records it as finished.
 /// `view` must be a snapshot taken after the compaction was applied.
 pub(crate) fn compact_physical(view: &ReadView<'_>, compact: i64) -> Result<()> {
     let backend: &Backend = view.backend();
+    let mut deletes = Deletes {
+        backend,
+        batch: WriteBatch::default(),
+        count: 0,
+    };
     let mut iter = view.iterator(Cf::Kv, None, None);
     iter.seek_to_first();
     let mut survival = Survival::new(compact);
-    let mut batch = WriteBatch::default();
-    let mut deletes = 0;
     while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
         let (prefix, revision) = split_version_key(key);
         let is_tombstone = Version::decode(value, false)? == Version::Tombstone;
         if !survival.survives(prefix, revision, is_tombstone) {
-            batch.delete_cf(backend.cf(Cf::Kv), key);
-            deletes += 1;
-            if deletes == COMPACTION_DELETES_PER_BATCH {
-                backend.write(std::mem::take(&mut batch), false)?;
-                deletes = 0;
-            }
+            deletes.delete(Cf::Kv, key)?;
         }
         iter.next();
     }
     iter.status()?;
-    batch.delete_range_cf(backend.cf(Cf::Rev), rev_key(0, 0), rev_key(compact, 0));
+    drop(iter);
+    // The history keeps an entry for every stored version (a snapshot in etcd's format
+    // lists versions by it): below the compaction point, only the survivors' stay.
+    let mut history = view.iterator(Cf::Rev, None, Some(rev_key(compact, 0).to_vec()));
+    history.seek_to_first();
+    while let (Some(rev), Some(change)) = (history.key(), history.value()) {
+        let (main, _) = split_rev_key(rev);
+        let change = Change::decode(change)?;
+        let survivor = view.get(&change.key, compact)?;
+        if survivor.is_none_or(|kv| kv.mod_revision != main) {
+            deletes.delete(Cf::Rev, rev)?;
+        }
+        history.next();
+    }
+    history.status()?;
+    let mut batch = deletes.batch;
     batch.put_cf(
         backend.cf(Cf::Meta),
         meta::COMPACT_FINISHED,
