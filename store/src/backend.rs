@@ -105,6 +105,9 @@ pub mod meta {
     pub const COMPACTED: &[u8] = b"compacted";
     /// History below this revision has been physically removed.
     pub const COMPACT_FINISHED: &[u8] = b"compact_finished";
+    /// Present once the history (`rev`) indexes every stored version, the survivors of
+    /// a physical compaction included (stores written before that was so lack it).
+    pub const HISTORY_COMPLETE: &[u8] = b"history_complete";
     /// How many keys exist (u64 big-endian), kept with every write that creates or
     /// deletes one, so counting them never scans.
     pub const KEYS: &[u8] = b"keys";

@@ -38,8 +38,9 @@ const CHUNK_BYTES_MAX: usize = 256 << 20;
 /// Column families whose whole content a snapshot carries.
 const DATA_CFS: [Cf; 5] = [Cf::Kv, Cf::Rev, Cf::Lease, Cf::LeaseKeys, Cf::Auth];
 /// `meta` keys a snapshot carries (the rest is member-local or rewritten on install).
-const META_KEYS: [&[u8]; 8] = [
+const META_KEYS: [&[u8]; 9] = [
     meta::ALARMS,
+    meta::HISTORY_COMPLETE,
     meta::KEYS,
     meta::REVISION,
     meta::COMPACTED,

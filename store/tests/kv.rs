@@ -878,3 +878,39 @@ fn physical_compaction_keeps_a_history_entry_for_every_version_it_keeps() {
         "an overwritten version below the point goes"
     );
 }
+
+#[test]
+fn history_entries_a_store_from_before_lacks_are_restored_at_open() {
+    use ballast_store::backend::{meta, Cf};
+    use ballast_store::keys::rev_key;
+
+    let mut t = TestStore::new();
+    t.put("once", "0"); // 2
+    t.put("a", "1"); // 3
+    t.put("a", "2"); // 4
+    t.compact(4).unwrap();
+    assert!(t
+        .store()
+        .wait_compacted(4, std::time::Duration::from_secs(10)));
+    // What an earlier compaction left: no history below the point, no marker.
+    {
+        let backend = t.store().backend();
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.delete_cf(backend.cf(Cf::Rev), rev_key(2, 0));
+        batch.delete_cf(backend.cf(Cf::Meta), meta::HISTORY_COMPLETE);
+        backend.write(batch, true).unwrap();
+    }
+    t.reopen();
+    let backend = t.store().backend();
+    let restored = backend.get(Cf::Rev, &rev_key(2, 0)).unwrap();
+    let change = ballast_store::record::Change::decode(&restored.expect("restored")).unwrap();
+    assert_eq!(&change.key[..], b"once");
+    assert!(backend
+        .get(Cf::Meta, meta::HISTORY_COMPLETE)
+        .unwrap()
+        .is_some());
+    assert!(
+        backend.get(Cf::Rev, &rev_key(3, 0)).unwrap().is_none(),
+        "an overwritten version below the point stays out"
+    );
+}

@@ -16,9 +16,9 @@ use rocksdb::WriteBatch;
 
 use crate::backend::{meta, Backend, Cf};
 use crate::error::Result;
-use crate::keys::{rev_key, split_rev_key, split_version_key};
+use crate::keys::{decode_key_prefix, rev_key, split_rev_key, split_version_key};
 use crate::mvcc::read::{KvRead, ReadView};
-use crate::record::{encode_u64, Change, Version};
+use crate::record::{encode_u64, Change, ChangeKind, Version};
 
 /// Deletes per WriteBatch during physical compaction: bounds the memory of a batch and
 /// lets applies interleave with a long compaction.
@@ -57,6 +57,78 @@ impl Survival {
         self.settled = true;
         revision == self.compact || !is_tombstone
     }
+}
+
+/// Gives back the history entries that physical compaction used to drop with everything
+/// below the compaction point, survivors included, in a store written before they were
+/// kept (each gets the next free sub revision of its revision); then records that the
+/// history is complete, so this runs once.
+pub(crate) fn complete_history(backend: &Backend) -> Result<()> {
+    if backend.get(Cf::Meta, meta::HISTORY_COMPLETE)?.is_some() {
+        return Ok(());
+    }
+    let finished = backend
+        .get_u64(Cf::Meta, meta::COMPACT_FINISHED)?
+        .unwrap_or(0) as i64;
+    let mut batch = WriteBatch::default();
+    let mut restored = 0u64;
+    let db = backend.db();
+    let mut versions = db.raw_iterator_cf_opt(backend.cf(Cf::Kv), backend.read_options());
+    versions.seek_to_first();
+    // Sub revisions handed out here, per revision.
+    let mut assigned: std::collections::HashMap<i64, i64> = Default::default();
+    while let (Some(key), Some(value)) = (versions.key(), versions.value()) {
+        let (prefix, revision) = split_version_key(key);
+        if revision < finished {
+            let user_key = decode_key_prefix(prefix);
+            let mut next_sub = 0;
+            let mut indexed = false;
+            let mut history = db.raw_iterator_cf_opt(backend.cf(Cf::Rev), backend.read_options());
+            history.seek(rev_key(revision, 0));
+            while let (Some(rev), Some(change)) = (history.key(), history.value()) {
+                let (main, sub) = split_rev_key(rev);
+                if main != revision {
+                    break;
+                }
+                next_sub = sub + 1;
+                if Change::decode(change)?.key[..] == user_key[..] {
+                    indexed = true;
+                    break;
+                }
+                history.next();
+            }
+            history.status()?;
+            if !indexed {
+                let sub = assigned.entry(revision).or_insert(next_sub);
+                let kind = match Version::decode(value, false)? {
+                    Version::Tombstone => ChangeKind::Delete,
+                    Version::Put { .. } => ChangeKind::Put,
+                };
+                let change = Change {
+                    kind,
+                    key: user_key.into(),
+                };
+                batch.put_cf(
+                    backend.cf(Cf::Rev),
+                    rev_key(revision, *sub),
+                    change.encode(),
+                );
+                *sub += 1;
+                restored += 1;
+            }
+        }
+        versions.next();
+    }
+    versions.status()?;
+    batch.put_cf(backend.cf(Cf::Meta), meta::HISTORY_COMPLETE, []);
+    backend.write(batch, true)?;
+    if restored > 0 {
+        tracing::warn!(
+            restored,
+            "history entries of versions kept by compaction restored"
+        );
+    }
+    Ok(())
 }
 
 /// Deletes written in batches of [`COMPACTION_DELETES_PER_BATCH`].

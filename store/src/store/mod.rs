@@ -103,6 +103,7 @@ impl Store {
             tracing::warn!(snapshot = %name, "finishing an interrupted snapshot install");
             snapshot::install(&backend, &snap_dir.join(name))?;
         }
+        crate::mvcc::compact::complete_history(&backend)?;
         let Revisions { current, compacted } = read_revisions(&backend)?;
         let finished = read_compact_finished(&backend)?;
         let (applied, applied_term) = read_applied(&backend)?;

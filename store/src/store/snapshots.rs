@@ -32,6 +32,8 @@ impl Store {
         let mut pending = self.lock_pending();
         let mut revisions = self.revisions.write().expect("revision lock poisoned");
         let meta = snapshot::install(&self.backend, path)?;
+        // A snapshot from a member of an older version may lack history entries.
+        crate::mvcc::compact::complete_history(&self.backend)?;
         let installed = read_revisions(&self.backend)?;
         let finished = read_compact_finished(&self.backend)?;
         *revisions = installed;
