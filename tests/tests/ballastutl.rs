@@ -63,23 +63,38 @@ fn fill(version: Etcdctl, endpoint: &str) -> String {
     lease
 }
 
-/// Restores `snapshot` with ballastutl into `dir` and starts a member on it.
-fn start_restored(snapshot: &Path, dir: &Path) -> Node {
-    let peer = bind_port();
-    let peer_url = format!("http://127.0.0.1:{}", port_of(&peer));
-    let (ok, stdout, stderr) = ballastutl(&[
+/// `ballastutl snapshot restore` of `snapshot` into `dir` for member `name` of the
+/// cluster `initial`; returns (success, stdout, stderr).
+fn restore_member(
+    snapshot: &Path,
+    dir: &Path,
+    name: &str,
+    initial: &str,
+    peer_url: &str,
+) -> (bool, String, String) {
+    ballastutl(&[
         "snapshot",
         "restore",
         snapshot.to_str().unwrap(),
         "--data-dir",
         dir.to_str().unwrap(),
         "--name",
-        "node",
+        name,
         "--initial-cluster",
-        &format!("node={peer_url}"),
+        initial,
+        "--initial-cluster-token",
+        "migrated",
         "--initial-advertise-peer-urls",
-        &peer_url,
-    ]);
+        peer_url,
+    ])
+}
+
+/// Restores `snapshot` with ballastutl into `dir` and starts a member on it.
+fn start_restored(snapshot: &Path, dir: &Path) -> Node {
+    let peer = bind_port();
+    let peer_url = format!("http://127.0.0.1:{}", port_of(&peer));
+    let initial = format!("node={peer_url}");
+    let (ok, stdout, stderr) = restore_member(snapshot, dir, "node", &initial, &peer_url);
     assert!(ok, "ballastutl snapshot restore: {stdout}{stderr}");
     let mut node = Node::new(dir, "node", peer, None, &[]);
     node.spawn();
@@ -302,21 +317,8 @@ fn one_snapshot_restored_on_three_members_forms_a_cluster() {
     for (i, peer) in peers.into_iter().enumerate() {
         let data = dir.path().join(format!("m{i}"));
         let peer_url = format!("http://127.0.0.1:{}", port_of(&peer));
-        let (ok, _, stderr) = ballastutl(&[
-            "snapshot",
-            "restore",
-            file.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--name",
-            &format!("m{i}"),
-            "--initial-cluster",
-            &initial,
-            "--initial-cluster-token",
-            "migrated",
-            "--initial-advertise-peer-urls",
-            &peer_url,
-        ]);
+        let name = format!("m{i}");
+        let (ok, _, stderr) = restore_member(&file, &data, &name, &initial, &peer_url);
         assert!(ok, "restore of m{i}: {stderr}");
         members.push(Node::new(
             &data,
