@@ -1,0 +1,51 @@
+//! Admission: checks against the cluster's state before a write. Part 2 of the API server
+//! adds the plugin chain and webhooks here; today it runs kube's NamespaceLifecycle rules,
+//! which every user meets: nothing is created in a namespace that is missing or being
+//! terminated, and the system namespaces cannot be deleted.
+
+use crate::resources::{Resource, SYSTEM_NAMESPACES};
+use crate::status::{ApiError, ApiResult};
+use crate::storage::Storage;
+
+/// Namespaces that may never be deleted.
+const UNDELETABLE: &[&str] = &["default", "kube-system", "kube-public"];
+
+/// Refuses a create in a namespace that does not exist or is terminating.
+pub async fn create(
+    storage: &Storage,
+    resource: &Resource,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<()> {
+    let Some(ns) = namespace.filter(|_| resource.namespaced) else {
+        return Ok(());
+    };
+    let namespaces = crate::resources::find("", "v1", "namespaces").expect("namespaces are served");
+    match storage.get(&storage.key(namespaces, None, ns)).await? {
+        None if SYSTEM_NAMESPACES.contains(&ns) => Ok(()),
+        None => Err(ApiError::not_found(namespaces, ns)),
+        Some(stored) if stored.object.pointer("/metadata/deletionTimestamp").is_some() => {
+            Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    resource.qualified(),
+                ),
+            ))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// Refuses deleting a system namespace.
+pub fn delete(resource: &Resource, name: &str) -> ApiResult<()> {
+    if resource.plural == "namespaces" && resource.group.is_empty() && UNDELETABLE.contains(&name) {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"),
+        ));
+    }
+    Ok(())
+}

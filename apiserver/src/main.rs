@@ -1,0 +1,25 @@
+//! The `ballast-apiserver` binary.
+
+use clap::Parser as _;
+
+fn main() -> std::process::ExitCode {
+    let config = ballast_apiserver::Config::parse();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ballast-apiserver: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ballast_apiserver::run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ballast-apiserver: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The verbs on stored resources. Each handler runs after authentication and
+//! authorization; writes pass admission and validation before storage.
+
+pub(crate) mod delete;
+mod read;
+mod subresource;
+mod write;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Response};
+use serde_json::Value;
+
+use crate::resources::{self, Resource};
+use crate::status::{ApiError, ApiResult};
+use crate::storage::Storage;
+use crate::transport::codec::{Output, Query};
+use crate::transport::request::ResourceRequest;
+use crate::transport::Body;
+use crate::watch::Caches;
+
+/// What the handlers share; cheap to clone into tasks.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Objects in the store.
+    pub storage: Storage,
+    /// The watch caches.
+    pub caches: std::sync::Arc<Caches>,
+    /// How long events live.
+    pub event_ttl: Duration,
+    /// Namespaces to finish, for the namespace controller.
+    pub terminating: tokio::sync::mpsc::Sender<String>,
+}
+
+impl Api {
+    /// The handlers' state over `storage`, with the namespace controller running.
+    pub fn start(storage: Storage, event_ttl: Duration) -> Api {
+        let (terminating, queue) = tokio::sync::mpsc::channel(delete::TERMINATING_QUEUE);
+        let api = Api {
+            caches: std::sync::Arc::new(Caches::new(storage.clone())),
+            storage,
+            event_ttl,
+            terminating,
+        };
+        tokio::spawn(delete::namespace_controller(api.clone(), queue));
+        api
+    }
+}
+
+/// One request, parsed.
+#[derive(Debug)]
+pub struct Call<'a> {
+    /// Route and verb.
+    pub request: &'a ResourceRequest,
+    /// The resource's row.
+    pub resource: &'static Resource,
+    /// The query string.
+    pub query: &'a Query,
+    /// How to answer.
+    pub output: Output,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+    /// The body's media type.
+    pub media: String,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Call<'_> {
+    /// The namespace of the request (namespaced resources only).
+    pub fn namespace(&self) -> Option<&str> {
+        if self.resource.namespaced {
+            self.request.namespace.as_deref()
+        } else {
+            None
+        }
+    }
+
+    /// The object name from the path.
+    pub fn name(&self) -> ApiResult<&str> {
+        self.request
+            .name
+            .as_deref()
+            .ok_or_else(|| ApiError::method_not_allowed("a name is required"))
+    }
+
+    /// The store key of the named object.
+    pub fn key(&self, api: &Api) -> ApiResult<String> {
+        Ok(api
+            .storage
+            .key(self.resource, self.namespace(), self.name()?))
+    }
+
+    /// `dryRun=All`.
+    pub fn dry_run(&self) -> bool {
+        self.query.get("dryRun") == Some("All")
+    }
+}
+
+/// Finds the resource a request names.
+pub fn resource_of(request: &ResourceRequest) -> ApiResult<&'static Resource> {
+    resources::find(&request.group, &request.version, &request.resource)
+        .ok_or_else(ApiError::no_route)
+}
+
+/// Runs the verb.
+pub async fn handle(api: &Api, call: &Call<'_>) -> ApiResult<Response<Body>> {
+    if call.resource.namespaced
+        && call.request.namespace.is_none()
+        && !matches!(call.request.verb, "list" | "watch")
+    {
+        return Err(ApiError::no_route());
+    }
+    if let Some(sub) = &call.request.subresource {
+        return subresource::handle(api, call, sub).await;
+    }
+    match call.request.verb {
+        "get" => read::get(api, call).await,
+        "list" => read::list(api, call).await,
+        "watch" => read::watch(api, call).await,
+        "create" if call.request.name.is_none() => write::create(api, call).await,
+        "update" => write::update(api, call, write::Part::Main).await,
+        "patch" => write::patch(api, call, write::Part::Main).await,
+        "delete" => delete::delete(api, call).await,
+        "deletecollection" => delete::delete_collection(api, call).await,
+        verb => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({verb})"
+        ))),
+    }
+}
+
+/// The object as the client sees it: apiVersion and kind set.
+pub fn shown(resource: &Resource, mut object: Value) -> Value {
+    crate::object::set_type(&mut object, resource);
+    object
+}

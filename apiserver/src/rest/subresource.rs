@@ -1,0 +1,129 @@
+//! Subresources: `/status` (only `.status` changes), `/scale` (an `autoscaling/v1 Scale`
+//! view of `.spec.replicas`) and a namespace's `/finalize`.
+
+use http::Response;
+use serde_json::{json, Value};
+
+use super::read::object_response;
+use super::write::{self, guaranteed_update, Part};
+use super::{Api, Call};
+use crate::object::{meta_mut, meta_str};
+use crate::patch::{self, Flavour};
+use crate::resources::Sub;
+use crate::status::{ApiError, ApiResult};
+use crate::transport::codec::{self, Output};
+use crate::transport::Body;
+
+pub async fn handle(api: &Api, call: &Call<'_>, sub: &str) -> ApiResult<Response<Body>> {
+    let resource = call.resource;
+    let served = resource
+        .subresources
+        .iter()
+        .find(|s| s.name() == sub)
+        .copied();
+    match (served, sub, call.request.verb) {
+        (Some(Sub::Status), _, "get") => super::read::get(api, call).await,
+        (Some(Sub::Status), _, "update") => write::update(api, call, Part::Status).await,
+        (Some(Sub::Status), _, "patch") => write::patch(api, call, Part::Status).await,
+        (Some(Sub::Scale), _, "get") => {
+            let name = call.name()?;
+            let stored = api
+                .storage
+                .get(&call.key(api)?)
+                .await?
+                .ok_or_else(|| ApiError::not_found(resource, name))?;
+            Ok(scale_response(call, 200, &scale_of(&stored.object)))
+        }
+        (Some(Sub::Scale), _, verb @ ("update" | "patch")) => {
+            let flavour = if verb == "patch" {
+                Some(Flavour::of(&call.media)?)
+            } else {
+                None
+            };
+            let change = |current: &Value| {
+                let scale = scale_of(current);
+                let wanted = match flavour {
+                    Some(flavour) => patch::apply(flavour, &scale, &call.body)?,
+                    None => codec::decode(&call.media, &call.body)?,
+                };
+                let replicas = wanted
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| ApiError::bad_request("spec.replicas is required"))?;
+                let mut new = current.clone();
+                new["spec"]["replicas"] = json!(replicas);
+                if let Some(rv) = meta_str(&wanted, "resourceVersion") {
+                    meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
+                }
+                Ok(new)
+            };
+            let updated = guaranteed_update(api, call, Part::Main, change).await?;
+            Ok(scale_response(call, 200, &scale_of(&updated)))
+        }
+        (None, "finalize", "update")
+            if resource.plural == "namespaces" && resource.group.is_empty() =>
+        {
+            let body = codec::decode(&call.media, &call.body)?;
+            let finalizers = body
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
+            let change = |current: &Value| {
+                let mut new = current.clone();
+                new["spec"]["finalizers"] = finalizers.clone();
+                Ok(new)
+            };
+            let updated = guaranteed_update(api, call, Part::Main, change).await?;
+            super::delete::finish_namespace(api, call.name()?).await?;
+            Ok(object_response(call, 200, &updated))
+        }
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+fn scale_response(call: &Call<'_>, code: u16, scale: &Value) -> Response<Body> {
+    let output = if call.output == Output::Yaml {
+        Output::Yaml
+    } else {
+        Output::Json
+    };
+    codec::respond(code, scale, output)
+}
+
+/// The Scale view of a workload.
+fn scale_of(object: &Value) -> Value {
+    let meta = object.get("metadata").cloned().unwrap_or(json!({}));
+    let mut scale_meta = json!({});
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if let Some(v) = meta.get(field) {
+            scale_meta[field] = v.clone();
+        }
+    }
+    let selector = object
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": scale_meta,
+        "spec": { "replicas": object.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) },
+        "status": {
+            "replicas": object.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}

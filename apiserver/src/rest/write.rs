@@ -1,0 +1,300 @@
+//! create, update and patch: defaulting, admission and validation, then a conditional
+//! write (kube's GuaranteedUpdate: read, change, write if the key is still at the
+//! revision read; read again and retry when it is not and the client named no version).
+
+use http::Response;
+use serde_json::{json, Value};
+
+use super::read::object_response;
+use super::{shown, Api, Call};
+use crate::object::{self, meta_mut, meta_str};
+use crate::patch::{self, Flavour};
+use crate::resources::{Resource, Sub};
+use crate::status::{ApiError, ApiResult};
+use crate::storage::{Outcome, Stored};
+use crate::transport::codec;
+use crate::transport::Body;
+use crate::{admission, defaults, validation};
+
+/// Read-change-write rounds before a write that keeps meeting newer versions gives up.
+const UPDATE_ROUNDS_MAX: usize = 16;
+
+/// Which part of the object a write changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The object, its status kept as stored (for kinds with a status subresource).
+    Main,
+    /// Only `.status` (the `/status` subresource).
+    Status,
+}
+
+/// Checks a body's apiVersion and kind against the resource; fills them when missing.
+fn check_type(resource: &Resource, object: &mut Value) -> ApiResult<()> {
+    let want = resource.api_version();
+    if let Some(have) = object.get("apiVersion").and_then(Value::as_str) {
+        if have != want {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({have}) does not match the expected API version ({want})"
+            )));
+        }
+    }
+    if let Some(kind) = object.get("kind").and_then(Value::as_str) {
+        if kind != resource.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({kind}) does not match the expected kind ({})",
+                resource.kind
+            )));
+        }
+    }
+    object::set_type(object, resource);
+    Ok(())
+}
+
+/// Sets the namespace from the path; a different one in the body is refused.
+fn check_namespace(call: &Call<'_>, object: &mut Value) -> ApiResult<()> {
+    let Some(ns) = call.namespace() else {
+        meta_mut(object).remove("namespace");
+        return Ok(());
+    };
+    match meta_str(object, "namespace") {
+        Some(have) if !have.is_empty() && have != ns => Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        _ => {
+            meta_mut(object).insert("namespace".into(), json!(ns));
+            Ok(())
+        }
+    }
+}
+
+pub async fn create(api: &Api, call: &Call<'_>) -> ApiResult<Response<Body>> {
+    let mut object = codec::decode(&call.media, &call.body)?;
+    check_type(call.resource, &mut object)?;
+    check_namespace(call, &mut object)?;
+    let created = create_object(api, call, object).await?;
+    Ok(object_response(call, 201, &created))
+}
+
+/// Creates `object` (type and namespace already checked): the create path shared by
+/// POST and by a server-side apply of a missing object.
+async fn create_object(api: &Api, call: &Call<'_>, mut object: Value) -> ApiResult<Value> {
+    let resource = call.resource;
+    let generate = meta_str(&object, "generateName").map(String::from);
+    let meta = meta_mut(&mut object);
+    if meta
+        .get("name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        if let Some(base) = generate.filter(|g| !g.is_empty()) {
+            meta.insert(
+                "name".into(),
+                json!(format!("{base}{}", object::name_suffix())),
+            );
+        }
+    }
+    let meta = meta_mut(&mut object);
+    for field in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+    ] {
+        meta.remove(field);
+    }
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".into(), json!(object::now()));
+    if resource.generation {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    if resource.has(Sub::Status) {
+        if let Some(map) = object.as_object_mut() {
+            map.remove("status");
+        }
+    }
+    defaults::on_create(resource, &mut object);
+    let name = meta_str(&object, "name").unwrap_or_default().to_string();
+    validation::create(resource, &object)?;
+    admission::create(&api.storage, resource, call.namespace(), &name).await?;
+    if call.dry_run() {
+        return Ok(object);
+    }
+    let key = api.storage.key(resource, call.namespace(), &name);
+    let lease = if resource.plural == "events" {
+        api.storage
+            .lease(api.event_ttl.as_secs().max(1) as i64)
+            .await?
+    } else {
+        0
+    };
+    match api.storage.create(&key, &object, lease).await? {
+        Outcome::Written(revision) => {
+            object::set_resource_version(&mut object, revision);
+            Ok(shown(resource, object))
+        }
+        _ => Err(ApiError::already_exists(resource, &name)),
+    }
+}
+
+/// The resourceVersion a body names, if any.
+fn named_version(object: &Value) -> ApiResult<Option<i64>> {
+    match meta_str(object, "resourceVersion") {
+        None | Some("") => Ok(None),
+        Some(rv) => rv
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}"))),
+    }
+}
+
+/// The object `change` made from `current`, with what no write may change put back and
+/// what this part may not change kept from `current`.
+fn prepare(
+    resource: &Resource,
+    part: Part,
+    current: &Value,
+    mut new: Value,
+    name: &str,
+) -> ApiResult<Value> {
+    if meta_str(&new, "name").is_some_and(|n| n != name) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            meta_str(&new, "name").unwrap_or_default()
+        )));
+    }
+    if part == Part::Status {
+        let mut kept = current.clone();
+        object::take_status(&new, &mut kept);
+        new = kept;
+    } else if resource.has(Sub::Status) {
+        object::take_status(current, &mut new);
+    }
+    object::set_type(&mut new, resource);
+    let old_meta = current
+        .get("metadata")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let meta = meta_mut(&mut new);
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        match old_meta.get(field) {
+            Some(v) => meta.insert(field.into(), v.clone()),
+            None => meta.remove(field),
+        };
+    }
+    meta.remove("selfLink");
+    if resource.generation && object::spec_of(current) != object::spec_of(&new) {
+        let generation = old_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        meta_mut(&mut new).insert("generation".into(), json!(generation + 1));
+    }
+    defaults::on_update(resource, &mut new);
+    validation::update(resource, current, &new)?;
+    Ok(new)
+}
+
+/// Reads the object, applies `change` to it and writes the result if the key has not
+/// moved meanwhile; retried on a newer version unless the change names its own.
+pub(crate) async fn guaranteed_update<F>(
+    api: &Api,
+    call: &Call<'_>,
+    part: Part,
+    change: F,
+) -> ApiResult<Value>
+where
+    F: Fn(&Value) -> ApiResult<Value>,
+{
+    let resource = call.resource;
+    let name = call.name()?;
+    let key = call.key(api)?;
+    for _ in 0..UPDATE_ROUNDS_MAX {
+        let Stored {
+            object: current,
+            revision,
+        } = api
+            .storage
+            .get(&key)
+            .await?
+            .ok_or_else(|| ApiError::not_found(resource, name))?;
+        let changed = change(&current)?;
+        let precondition = named_version(&changed)?;
+        if precondition.is_some_and(|rv| rv != revision) {
+            return Err(ApiError::stale(resource, name));
+        }
+        let mut new = prepare(resource, part, &current, changed, name)?;
+        object::set_resource_version(&mut new, revision);
+        if new == current {
+            return Ok(shown(resource, new));
+        }
+        if call.dry_run() {
+            return Ok(shown(resource, new));
+        }
+        let finished = new.pointer("/metadata/deletionTimestamp").is_some()
+            && object::finalizers(&new).is_empty();
+        let outcome = if finished {
+            api.storage.delete(&key, revision).await?
+        } else {
+            api.storage.update(&key, revision, &new).await?
+        };
+        match outcome {
+            Outcome::Written(written) => {
+                object::set_resource_version(&mut new, written);
+                return Ok(shown(resource, new));
+            }
+            Outcome::Missing => return Err(ApiError::not_found(resource, name)),
+            // Read again: a version the client named fails the check above next round.
+            Outcome::Changed(_) => continue,
+        }
+    }
+    Err(ApiError::conflict(
+        resource,
+        name,
+        "too many concurrent writes, please try again",
+    ))
+}
+
+pub async fn update(api: &Api, call: &Call<'_>, part: Part) -> ApiResult<Response<Body>> {
+    let mut body = codec::decode(&call.media, &call.body)?;
+    check_type(call.resource, &mut body)?;
+    check_namespace(call, &mut body)?;
+    let updated = guaranteed_update(api, call, part, |_| Ok(body.clone())).await?;
+    Ok(object_response(call, 200, &updated))
+}
+
+pub async fn patch(api: &Api, call: &Call<'_>, part: Part) -> ApiResult<Response<Body>> {
+    let flavour = Flavour::of(&call.media)?;
+    let change = |current: &Value| patch::apply(flavour, current, &call.body);
+    match guaranteed_update(api, call, part, change).await {
+        // Server-side apply creates what is missing.
+        Err(error) if error.code == 404 && flavour == Flavour::Apply && part == Part::Main => {
+            let mut object: Value = serde_yaml::from_slice(&call.body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+            check_type(call.resource, &mut object)?;
+            check_namespace(call, &mut object)?;
+            let name = call.name()?;
+            if meta_str(&object, "name").is_some_and(|n| n != name) {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    meta_str(&object, "name").unwrap_or_default()
+                )));
+            }
+            meta_mut(&mut object).insert("name".into(), json!(name));
+            let created = create_object(api, call, object).await?;
+            Ok(object_response(call, 201, &created))
+        }
+        Err(error) => Err(error),
+        Ok(patched) => Ok(object_response(call, 200, &patched)),
+    }
+}

@@ -1,0 +1,281 @@
+//! The request pipeline, stage by stage: transport (route, encodings), authentication,
+//! authorization, then the verb (admission, validation, storage inside it). A refusal at
+//! any stage is a kube `Status` and changes nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballast_client::{Client, ConnectOptions, GetOptions, TlsOptions};
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::authn::{self, User};
+use crate::authz::{self, Attributes};
+use crate::config::Config;
+use crate::resources::SYSTEM_NAMESPACES;
+use crate::rest::{self, Api, Call};
+use crate::status::{ApiError, ApiResult};
+use crate::storage::Storage;
+use crate::transport::codec::{self, Output, Query};
+use crate::transport::request::{self, Route};
+use crate::transport::{self, Body, Peer};
+use crate::{discovery, object, openapi, resources};
+
+/// The Kubernetes version the API follows.
+pub const KUBE_MINOR: &str = "32";
+
+/// How long the health checks wait for the store.
+const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The running server.
+#[derive(Debug)]
+pub struct App {
+    api: Api,
+    /// `host:port` clients reach this server at (in `/api`'s answer).
+    address: String,
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Connects to the store with the --etcd-* flags.
+pub async fn connect(config: &Config) -> Result<Client, String> {
+    let mut options = ConnectOptions::new();
+    if config.etcd_cafile.is_some() || config.etcd_certfile.is_some() {
+        let identity = match (&config.etcd_certfile, &config.etcd_keyfile) {
+            (Some(cert), Some(key)) => Some((read_file(cert)?, read_file(key)?)),
+            (None, None) => None,
+            _ => return Err("--etcd-certfile and --etcd-keyfile go together".into()),
+        };
+        options.tls = Some(TlsOptions {
+            ca_pem: config.etcd_cafile.as_deref().map(read_file).transpose()?,
+            identity,
+            domain: None,
+        });
+    }
+    Client::connect(&config.etcd_servers, options)
+        .await
+        .map_err(|e| format!("connecting to the store at {:?}: {e}", config.etcd_servers))
+}
+
+/// Creates what a new cluster starts with: the system namespaces and the `kubernetes`
+/// service.
+async fn seed(api: &Api, secure_port: u16) -> ApiResult<()> {
+    let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
+    for name in SYSTEM_NAMESPACES {
+        let mut ns = json!({ "metadata": { "name": name } });
+        prepare_seed(namespaces, &mut ns);
+        api.storage
+            .create(&api.storage.key(namespaces, None, name), &ns, 0)
+            .await?;
+    }
+    let services = resources::find("", "v1", "services").expect("services are served");
+    let mut svc = json!({
+        "metadata": { "name": "kubernetes", "namespace": "default",
+                      "labels": { "component": "apiserver", "provider": "kubernetes" } },
+        "spec": { "clusterIP": "10.96.0.1",
+                  "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": secure_port }] },
+    });
+    prepare_seed(services, &mut svc);
+    api.storage
+        .create(
+            &api.storage.key(services, Some("default"), "kubernetes"),
+            &svc,
+            0,
+        )
+        .await?;
+    Ok(())
+}
+
+fn prepare_seed(resource: &resources::Resource, object: &mut Value) {
+    object::set_type(object, resource);
+    let meta = object::meta_mut(object);
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".into(), json!(object::now()));
+    crate::defaults::on_create(resource, object);
+}
+
+/// Binds the port, then serves until the process ends.
+pub async fn run(config: Config) -> Result<(), String> {
+    let tls = transport::tls::server_config(&config)?;
+    let listener = TcpListener::bind(SocketAddr::new(config.bind_address, config.secure_port))
+        .await
+        .map_err(|e| {
+            format!(
+                "binding {}:{}: {e}",
+                config.bind_address, config.secure_port
+            )
+        })?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let client = connect(&config).await?;
+    let storage = Storage::new(client, &config.etcd_prefix);
+    let api = Api::start(storage, config.event_ttl);
+    seed(&api, local.port())
+        .await
+        .map_err(|e| format!("creating the system namespaces: {e}"))?;
+    for resource in resources::RESOURCES {
+        api.caches.of(resource);
+    }
+    let host = if config.bind_address.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        config.bind_address.to_string()
+    };
+    let app = Arc::new(App {
+        api,
+        address: format!("{host}:{}", local.port()),
+    });
+    tracing::info!(address = %local, "Serving securely on {local}");
+    println!("Serving securely on {local}");
+    transport::serve(listener, tls, move |request, peer| {
+        let app = app.clone();
+        async move { app.handle(request, peer).await }
+    })
+    .await;
+    Ok(())
+}
+
+impl App {
+    /// One request through every stage.
+    pub async fn handle(&self, request: Request<Incoming>, peer: Arc<Peer>) -> Response<Body> {
+        let (parts, body) = request.into_parts();
+        let query = Query::parse(parts.uri.query());
+        let output = Output::negotiate(&parts.headers, &query);
+        let route = request::route(&parts.method, parts.uri.path(), query.flag("watch"));
+        let user = authn::authenticate(&peer);
+        let result = match &route {
+            Route::NonResource(path) => self.non_resource(&user, &parts, path).await,
+            Route::Resource(resource_request) => {
+                self.resource(&user, &parts, resource_request, &query, output, body)
+                    .await
+            }
+        };
+        let response = result.unwrap_or_else(|error| codec::error(&error, output));
+        tracing::debug!(method = %parts.method, uri = %parts.uri, user = %user.name, status = response.status().as_u16(), "request");
+        response
+    }
+
+    async fn resource(
+        &self,
+        user: &User,
+        parts: &http::request::Parts,
+        request: &request::ResourceRequest,
+        query: &Query,
+        output: Output,
+        body: Incoming,
+    ) -> ApiResult<Response<Body>> {
+        authz::authorize(user, Attributes::Resource(request))?;
+        let resource = rest::resource_of(request)?;
+        let body = codec::read_body(body).await?;
+        let call = Call {
+            request,
+            resource,
+            query,
+            output,
+            headers: &parts.headers,
+            media: codec::content_type(&parts.headers),
+            body,
+        };
+        rest::handle(&self.api, &call).await
+    }
+
+    async fn store_ok(&self) -> bool {
+        let check = self
+            .api
+            .storage
+            .client()
+            .get("\0", GetOptions::new().with_keys_only());
+        matches!(
+            tokio::time::timeout(STORE_CHECK_TIMEOUT, check).await,
+            Ok(Ok(_))
+        )
+    }
+
+    async fn non_resource(
+        &self,
+        user: &User,
+        parts: &http::request::Parts,
+        path: &str,
+    ) -> ApiResult<Response<Body>> {
+        authz::authorize(user, Attributes::Path(path))?;
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return Err(ApiError::no_route());
+        }
+        let accept = parts
+            .headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let json = |value: Value| Ok(codec::respond(200, &value, Output::Json));
+        let aggregated = |value: Value| {
+            Ok(codec::bytes_response(
+                200,
+                codec::AGGREGATED_DISCOVERY,
+                Bytes::from(value.to_string()),
+            ))
+        };
+        let path = path.trim_end_matches('/');
+        match path {
+            "/livez" | "/livez/ping" => Ok(text("ok")),
+            "/healthz" | "/readyz" | "/healthz/etcd" | "/readyz/etcd" => {
+                if self.store_ok().await {
+                    Ok(text("ok"))
+                } else {
+                    Ok(codec::bytes_response(
+                        500,
+                        "text/plain; charset=utf-8",
+                        Bytes::from_static(
+                            b"[-]etcd failed: the store does not answer\nhealthz check failed\n",
+                        ),
+                    ))
+                }
+            }
+            "/version" => json(json!({
+                "major": "1",
+                "minor": KUBE_MINOR,
+                "gitVersion": format!("v1.{KUBE_MINOR}.0-ballast.{}", env!("CARGO_PKG_VERSION")),
+                "gitCommit": "",
+                "gitTreeState": "clean",
+                "buildDate": "",
+                "goVersion": "",
+                "compiler": "rustc",
+                "platform": format!("{}/{}", std::env::consts::OS, if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+            })),
+            "/api" if discovery::wants_aggregated(accept) => {
+                aggregated(discovery::aggregated_core())
+            }
+            "/api" => json(discovery::api_versions(&self.address)),
+            "/apis" if discovery::wants_aggregated(accept) => {
+                aggregated(discovery::aggregated_groups())
+            }
+            "/apis" => json(discovery::group_list()),
+            "/openapi/v3" => json(openapi::index()),
+            _ => {
+                if let Some(rest) = path.strip_prefix("/openapi/v3/") {
+                    return openapi::lookup(rest).map_or_else(|| Err(ApiError::no_route()), json);
+                }
+                let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+                let found = match parts.as_slice() {
+                    ["api", version] => discovery::resource_list("", version),
+                    ["apis", group] => discovery::group(group),
+                    ["apis", group, version] => discovery::resource_list(group, version),
+                    _ => None,
+                };
+                found.map_or_else(|| Err(ApiError::no_route()), json)
+            }
+        }
+    }
+}
+
+fn text(body: &'static str) -> Response<Body> {
+    codec::bytes_response(
+        200,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(body.as_bytes()),
+    )
+}
