@@ -6,7 +6,7 @@ CARGO ?= cargo
 BUILD_PACKAGES := librocksdb-dev libclang-dev
 # etcdctl, the client nobody here wrote, drives the end-to-end tests; a real etcd holds
 # the client library to the reference server and runs beside Ballast in benchmarks.
-TEST_PACKAGES := etcd-client etcd-server curl python3-pip protobuf-compiler libprotobuf-dev
+TEST_PACKAGES := etcd-client etcd-server curl python3-pip protobuf-compiler libprotobuf-dev openssl
 DATA_DIR ?= ./data
 
 .PHONY: run test build cluster bench bench-compare bench-scale deps-build deps-test check-toolchain

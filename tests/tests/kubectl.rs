@@ -1,0 +1,349 @@
+//! kubectl 1.32 against ballast-apiserver over a real `ballast` node: discovery, the
+//! verbs, watches, errors, and what is in the store afterwards.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::Stdio;
+use std::time::Instant;
+
+use ballast_client::{Client, ConnectOptions, GetOptions};
+use ballast_tests::{ApiServer, Node, WAIT};
+
+const DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+"#;
+
+fn start(dir: &std::path::Path) -> (Node, ApiServer) {
+    let node = Node::start(&dir.join("node"));
+    let api = ApiServer::start(&dir.join("api"), &[node.url()], &[]);
+    (node, api)
+}
+
+async fn stored(node: &Node, key: &str) -> Option<serde_json::Value> {
+    let client = Client::connect([node.endpoint()], ConnectOptions::new())
+        .await
+        .unwrap();
+    let response = client.get(key, GetOptions::new()).await.unwrap();
+    response
+        .kvs
+        .first()
+        .map(|kv| serde_json::from_slice(&kv.value).expect("stored values are JSON"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_lists_every_kind_and_the_system_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, api) = start(dir.path());
+    let namespaces = api.kubectl_ok(&["get", "namespaces", "-o", "name"]);
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(
+            namespaces.contains(&format!("namespace/{ns}\n")),
+            "{namespaces}"
+        );
+    }
+    let resources = api.kubectl_ok(&["api-resources", "-o", "name"]);
+    for name in [
+        "namespaces",
+        "configmaps",
+        "secrets",
+        "serviceaccounts",
+        "pods",
+        "services",
+        "endpoints",
+        "events",
+        "nodes",
+        "persistentvolumeclaims",
+        "limitranges",
+        "resourcequotas",
+        "deployments.apps",
+        "replicasets.apps",
+        "statefulsets.apps",
+        "daemonsets.apps",
+        "jobs.batch",
+        "cronjobs.batch",
+        "leases.coordination.k8s.io",
+        "roles.rbac.authorization.k8s.io",
+        "rolebindings.rbac.authorization.k8s.io",
+        "clusterroles.rbac.authorization.k8s.io",
+        "clusterrolebindings.rbac.authorization.k8s.io",
+        "events.events.k8s.io",
+    ] {
+        assert!(
+            resources.lines().any(|l| l == name),
+            "{name} missing from:\n{resources}"
+        );
+    }
+    let wide = api.kubectl_ok(&["api-resources"]);
+    assert!(
+        wide.lines()
+            .any(|l| l.starts_with("deployments") && l.contains("deploy") && l.contains("apps/v1")),
+        "{wide}"
+    );
+    let version = api.kubectl_ok(&["version"]);
+    assert!(version.contains("Server Version: v1.32"), "{version}");
+    // `get all` lists every kind in the `all` category: the kubernetes service is there.
+    let all = api.kubectl_ok(&["get", "all"]);
+    assert!(all.contains("service/kubernetes"), "{all}");
+    assert!(api.kubectl_ok(&["get", "--raw", "/livez"]).contains("ok"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_label_annotate_patch_scale_replace_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, api) = start(dir.path());
+    let apply = |manifest: &str| api.kubectl_stdin(&["apply", "-f", "-"], Some(manifest));
+
+    let (ok, out, err) = apply(DEPLOYMENT);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "deployment.apps/web created");
+    let (ok, out, _) = apply(DEPLOYMENT);
+    assert!(ok);
+    assert_eq!(out.trim(), "deployment.apps/web unchanged");
+    let (ok, out, err) = apply(&DEPLOYMENT.replace("nginx:1.25", "nginx:1.26"));
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "deployment.apps/web configured");
+
+    // Stored as kube-apiserver lays it out, JSON, without a resourceVersion inside.
+    let object = stored(&node, "/registry/deployments/default/web")
+        .await
+        .expect("stored");
+    assert_eq!(
+        object["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.26"
+    );
+    assert_eq!(object["metadata"]["generation"], 2);
+    assert!(object["metadata"].get("resourceVersion").is_none());
+
+    let table = api.kubectl_ok(&["get", "deployments"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    assert!(table.lines().nth(1).unwrap().starts_with("web "), "{table}");
+
+    api.kubectl_ok(&["label", "deployment", "web", "tier=front"]);
+    api.kubectl_ok(&["annotate", "deployment", "web", "note=hello"]);
+    api.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"replicas":3}}"#,
+    ]);
+    api.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/revisionHistoryLimit","value":4}]"#,
+    ]);
+    // The default patch is a strategic merge: the container is merged by name.
+    api.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"nginx","image":"nginx:1.27"}]}}}}"#,
+    ]);
+    api.kubectl_ok(&["scale", "deployment", "web", "--replicas=5"]);
+    let got: serde_json::Value =
+        serde_json::from_str(&api.kubectl_ok(&["get", "deployment", "web", "-o", "json"])).unwrap();
+    assert_eq!(got["metadata"]["labels"]["tier"], "front");
+    assert_eq!(got["metadata"]["annotations"]["note"], "hello");
+    assert_eq!(got["spec"]["replicas"], 5);
+    assert_eq!(got["spec"]["revisionHistoryLimit"], 4);
+    let container = &got["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "nginx:1.27");
+    assert_eq!(
+        container["ports"][0]["containerPort"], 80,
+        "the strategic merge kept the ports"
+    );
+    assert_eq!(
+        got["metadata"]["generation"], 6,
+        "spec changes only: apply, 3 patches, scale"
+    );
+
+    // A replace from a copy read before a change is refused, and changes nothing.
+    let stale = api.kubectl_ok(&["get", "deployment", "web", "-o", "yaml"]);
+    api.kubectl_ok(&["scale", "deployment", "web", "--replicas=1"]);
+    let (ok, _, err) = api.kubectl_stdin(&["replace", "-f", "-"], Some(&stale));
+    assert!(!ok);
+    assert!(
+        err.contains("Error from server (Conflict)")
+            && err.contains("the object has been modified"),
+        "{err}"
+    );
+    let replicas = api.kubectl_ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(replicas, "1");
+
+    // Every output format.
+    assert!(api
+        .kubectl_ok(&["get", "deployment", "web", "-o", "yaml"])
+        .contains("kind: Deployment"));
+    assert_eq!(
+        api.kubectl_ok(&["get", "deployment", "web", "-o", "name"])
+            .trim(),
+        "deployment.apps/web"
+    );
+    assert!(api
+        .kubectl_ok(&["get", "deployment", "web", "-o", "wide"])
+        .contains("nginx:1.27"));
+    assert_eq!(
+        api.kubectl_ok(&["get", "deployments", "-l", "tier=front", "-o", "name"])
+            .trim(),
+        "deployment.apps/web"
+    );
+    assert_eq!(
+        api.kubectl_ok(&["get", "deployments", "-l", "tier!=front", "-o", "name"])
+            .trim(),
+        ""
+    );
+
+    let out = api.kubectl_ok(&["delete", "deployment", "web"]);
+    assert_eq!(out.trim(), "deployment.apps \"web\" deleted");
+    assert!(stored(&node, "/registry/deployments/default/web")
+        .await
+        .is_none());
+    let err = api.kubectl_fails(&["get", "deployment", "web"]);
+    assert!(
+        err.contains("Error from server (NotFound): deployments.apps \"web\" not found"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_carry_kube_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, api) = start(dir.path());
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  a: '1'\n";
+    assert!(api.kubectl_stdin(&["create", "-f", "-"], Some(cm)).0);
+    let (ok, _, err) = api.kubectl_stdin(&["create", "-f", "-"], Some(cm));
+    assert!(!ok);
+    assert!(
+        err.contains("Error from server (AlreadyExists)")
+            && err.contains("configmaps \"settings\" already exists"),
+        "{err}"
+    );
+
+    let bad = cm.replace("settings", "Not_Valid");
+    let (ok, _, err) = api.kubectl_stdin(&["create", "-f", "-"], Some(&bad));
+    assert!(!ok);
+    assert!(err.contains("is invalid: metadata.name: Invalid value: \"Not_Valid\": a lowercase RFC 1123 subdomain"), "{err}");
+    assert!(stored(&node, "/registry/configmaps/default/Not_Valid")
+        .await
+        .is_none());
+
+    let missing_ns = cm.replace("name: settings", "name: settings\n  namespace: nowhere");
+    let (ok, _, err) = api.kubectl_stdin(&["create", "-f", "-"], Some(&missing_ns));
+    assert!(!ok);
+    assert!(err.contains("namespaces \"nowhere\" not found"), "{err}");
+
+    let err = api.kubectl_fails(&["delete", "namespace", "default"]);
+    assert!(
+        err.contains("Forbidden") && err.contains("this namespace may not be deleted"),
+        "{err}"
+    );
+    let err = api.kubectl_fails(&["get", "pods", "--field-selector", "spec.bogus=1"]);
+    assert!(
+        err.contains("field label not supported: spec.bogus"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_watch_sees_a_change_made_by_another_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, api) = start(dir.path());
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: '1'\n";
+    assert!(api.kubectl_stdin(&["create", "-f", "-"], Some(cm)).0);
+    let mut watch = api
+        .kubectl_command(&["get", "configmaps", "--watch", "-o", "name"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl get -w");
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    // The list comes first, then the watch from its resourceVersion.
+    let first = lines.next().unwrap().unwrap();
+    assert_eq!(first, "configmap/watched");
+    api.kubectl_ok(&["label", "configmap", "watched", "seen=yes"]);
+    api.kubectl_ok(&["delete", "configmap", "watched"]);
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while seen.len() < 2 && Instant::now() < deadline {
+        seen.push(lines.next().unwrap().unwrap());
+    }
+    let _ = watch.kill();
+    assert_eq!(
+        seen,
+        ["configmap/watched", "configmap/watched"],
+        "a change and a delete"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn finalizers_hold_a_delete_until_they_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, api) = start(dir.path());
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\n";
+    assert!(api.kubectl_stdin(&["create", "-f", "-"], Some(cm)).0);
+    api.kubectl_ok(&["delete", "configmap", "held", "--wait=false"]);
+    let object = stored(&node, "/registry/configmaps/default/held")
+        .await
+        .expect("still stored");
+    assert!(
+        object["metadata"]["deletionTimestamp"].is_string(),
+        "{object}"
+    );
+    // Removing the finalizer finishes the delete.
+    api.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "held",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    assert!(stored(&node, "/registry/configmaps/default/held")
+        .await
+        .is_none());
+
+    // A namespace is Terminating while its content goes, then goes itself.
+    api.kubectl_stdin(
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n"),
+    );
+    api.kubectl_stdin(
+        &["create", "-n", "team", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n"),
+    );
+    let out = api.kubectl_ok(&["delete", "namespace", "team", "--timeout=30s"]);
+    assert_eq!(out.trim(), "namespace \"team\" deleted");
+    assert!(stored(&node, "/registry/namespaces/team").await.is_none());
+    assert!(stored(&node, "/registry/configmaps/team/c").await.is_none());
+}
