@@ -298,6 +298,7 @@ async fn get_watch_sees_a_change_made_by_another_command() {
         seen.push(lines.next().unwrap().unwrap());
     }
     let _ = watch.kill();
+    let _ = watch.wait();
     assert_eq!(
         seen,
         ["configmap/watched", "configmap/watched"],
