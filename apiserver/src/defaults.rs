@@ -53,6 +53,18 @@ fn pod_spec(spec: &mut Value) {
     }
 }
 
+fn job_spec(spec: Option<&mut Value>) {
+    let Some(spec) = spec else { return };
+    set_if_missing(spec, "/completions", json!(1));
+    set_if_missing(spec, "/parallelism", json!(1));
+    set_if_missing(spec, "/backoffLimit", json!(6));
+    set_if_missing(spec, "/completionMode", json!("NonIndexed"));
+    set_if_missing(spec, "/suspend", json!(false));
+    if let Some(pod) = spec.pointer_mut("/template/spec") {
+        pod_spec(pod);
+    }
+}
+
 fn template(object: &mut Value) {
     if let Some(spec) = object.pointer_mut("/spec/template/spec") {
         pod_spec(spec);
@@ -127,11 +139,19 @@ pub fn on_create(resource: &Resource, object: &mut Value) {
         }
         ("apps", "deployments") => {
             set_if_missing(object, "/spec/replicas", json!(1));
-            set_if_missing(
-                object,
-                "/spec/strategy",
-                json!({ "type": "RollingUpdate", "rollingUpdate": { "maxUnavailable": "25%", "maxSurge": "25%" } }),
-            );
+            set_if_missing(object, "/spec/strategy/type", json!("RollingUpdate"));
+            if object.pointer("/spec/strategy/type") == Some(&json!("RollingUpdate")) {
+                set_if_missing(
+                    object,
+                    "/spec/strategy/rollingUpdate/maxUnavailable",
+                    json!("25%"),
+                );
+                set_if_missing(
+                    object,
+                    "/spec/strategy/rollingUpdate/maxSurge",
+                    json!("25%"),
+                );
+            }
             set_if_missing(object, "/spec/revisionHistoryLimit", json!(10));
             set_if_missing(object, "/spec/progressDeadlineSeconds", json!(600));
             template(object);
@@ -142,8 +162,20 @@ pub fn on_create(resource: &Resource, object: &mut Value) {
             template(object);
             object["status"] = json!({ "replicas": 0 });
         }
-        ("apps", "daemonsets") | ("batch", "jobs") => {
+        ("apps", "daemonsets") => {
             template(object);
+            object["status"] = json!({});
+        }
+        ("batch", "jobs") => {
+            job_spec(object.get_mut("spec"));
+            object["status"] = json!({});
+        }
+        ("batch", "cronjobs") => {
+            set_if_missing(object, "/spec/concurrencyPolicy", json!("Allow"));
+            set_if_missing(object, "/spec/suspend", json!(false));
+            set_if_missing(object, "/spec/successfulJobsHistoryLimit", json!(3));
+            set_if_missing(object, "/spec/failedJobsHistoryLimit", json!(1));
+            job_spec(object.pointer_mut("/spec/jobTemplate/spec"));
             object["status"] = json!({});
         }
         _ => {}

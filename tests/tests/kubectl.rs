@@ -348,3 +348,171 @@ async fn finalizers_hold_a_delete_until_they_are_removed() {
     assert!(stored(&node, "/registry/namespaces/team").await.is_none());
     assert!(stored(&node, "/registry/configmaps/team/c").await.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn typed_creates_send_protobuf_and_are_stored_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, api) = start(dir.path());
+    let ns = ["-n", "team"];
+    let run = |args: &[&str]| {
+        // The namespace flag goes first: what follows `--` is the container's command.
+        let mut all: Vec<&str> = Vec::new();
+        if !["namespace", "clusterrole", "clusterrolebinding"].contains(&args[1]) {
+            all.extend(ns);
+        }
+        all.extend(args);
+        api.kubectl_ok(&all)
+    };
+    assert_eq!(
+        run(&["create", "namespace", "team"]).trim(),
+        "namespace/team created"
+    );
+    run(&[
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=a=1",
+        "--from-literal=b=2",
+    ]);
+    run(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=hunter2",
+    ]);
+    run(&["create", "serviceaccount", "robot"]);
+    run(&[
+        "create",
+        "service",
+        "nodeport",
+        "np",
+        "--tcp=80:8080",
+        "--node-port=30080",
+    ]);
+    run(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=0",
+        "--port=80",
+    ]);
+    run(&[
+        "create",
+        "job",
+        "once",
+        "--image=busybox",
+        "--",
+        "echo",
+        "hi",
+    ]);
+    run(&[
+        "create",
+        "cronjob",
+        "tick",
+        "--image=busybox",
+        "--schedule=*/5 * * * *",
+        "--",
+        "date",
+    ]);
+    run(&["create", "quota", "q", "--hard=pods=10,cpu=2"]);
+    run(&[
+        "create",
+        "role",
+        "reader",
+        "--verb=get,list",
+        "--resource=pods",
+    ]);
+    run(&[
+        "create",
+        "rolebinding",
+        "alice-reads",
+        "--role=reader",
+        "--user=alice",
+    ]);
+    run(&[
+        "create",
+        "clusterrole",
+        "deployer",
+        "--verb=get,create",
+        "--resource=deployments.apps",
+    ]);
+    run(&[
+        "create",
+        "clusterrolebinding",
+        "devs-deploy",
+        "--clusterrole=deployer",
+        "--group=devs",
+    ]);
+
+    let cm = stored(&node, "/registry/configmaps/team/cfg")
+        .await
+        .expect("configmap");
+    assert_eq!(cm["data"], serde_json::json!({"a": "1", "b": "2"}));
+    let secret = stored(&node, "/registry/secrets/team/creds")
+        .await
+        .expect("secret");
+    assert_eq!(secret["data"]["password"], "aHVudGVyMg==");
+    assert_eq!(secret["type"], "Opaque");
+    let svc = stored(&node, "/registry/services/specs/team/np")
+        .await
+        .expect("service");
+    assert_eq!(svc["spec"]["type"], "NodePort");
+    assert_eq!(svc["spec"]["ports"][0]["nodePort"], 30080);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], 8080);
+    let deploy = stored(&node, "/registry/deployments/team/web")
+        .await
+        .expect("deployment");
+    assert_eq!(deploy["spec"]["replicas"], 0, "an explicit zero is kept");
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        80
+    );
+    let job = stored(&node, "/registry/jobs/team/once")
+        .await
+        .expect("job");
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["command"],
+        serde_json::json!(["echo", "hi"])
+    );
+    let cron = stored(&node, "/registry/cronjobs/team/tick")
+        .await
+        .expect("cronjob");
+    assert_eq!(cron["spec"]["schedule"], "*/5 * * * *");
+    let quota = stored(&node, "/registry/resourcequotas/team/q")
+        .await
+        .expect("quota");
+    assert_eq!(quota["spec"]["hard"]["cpu"], "2");
+    let binding = stored(&node, "/registry/rolebindings/team/alice-reads")
+        .await
+        .expect("rolebinding");
+    assert_eq!(binding["roleRef"]["name"], "reader");
+    assert_eq!(binding["subjects"][0]["name"], "alice");
+    let role = stored(&node, "/registry/clusterroles/deployer")
+        .await
+        .expect("clusterrole");
+    assert_eq!(
+        role["rules"][0]["verbs"],
+        serde_json::json!(["get", "create"])
+    );
+    assert!(stored(&node, "/registry/serviceaccounts/team/robot")
+        .await
+        .is_some());
+    assert!(stored(&node, "/registry/clusterrolebindings/devs-deploy")
+        .await
+        .is_some());
+
+    let pods_header = api.kubectl_ok(&["get", "secrets", "-n", "team"]);
+    let header: Vec<&str> = pods_header
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "TYPE", "DATA", "AGE"]);
+}

@@ -3,6 +3,7 @@
 //! stream of watch events.
 
 pub mod codec;
+pub mod protobuf;
 pub mod request;
 pub mod tls;
 
