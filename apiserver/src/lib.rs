@@ -13,6 +13,7 @@ pub mod authz;
 pub mod config;
 pub mod defaults;
 pub mod discovery;
+pub mod fields;
 pub mod object;
 pub mod openapi;
 pub mod patch;

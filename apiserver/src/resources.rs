@@ -69,7 +69,12 @@ pub struct Resource {
     pub fields: &'static [(&'static str, &'static str)],
     /// `kubectl get` columns after NAME (and before AGE where the kind has one).
     pub columns: &'static [Column],
+    /// The kind's JSON schema (OpenAPI, `kubectl explain`, field validation).
+    pub schema: SchemaFn,
 }
+
+/// Adds a kind's schema (and those it refers to) to a generator; returns its reference.
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 
 impl Resource {
     /// `apiVersion` of the kind's objects.
@@ -102,7 +107,7 @@ const STATUS_SCALE: &[Sub] = &[Sub::Status, Sub::Scale];
 macro_rules! row {
     ($group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, $namespaced:expr,
      short: $short:expr, categories: $cat:expr, subs: $subs:expr, storage: $storage:expr,
-     generation: $gen:expr, fields: $fields:expr, columns: $columns:expr) => {
+     generation: $gen:expr, fields: $fields:expr, columns: $columns:expr, type: $ty:ty) => {
         Resource {
             group: $group,
             version: $version,
@@ -117,6 +122,7 @@ macro_rules! row {
             generation: $gen,
             fields: $fields,
             columns: $columns,
+            schema: |generator| generator.subschema_for::<$ty>(),
         }
     };
 }
@@ -129,15 +135,15 @@ pub static RESOURCES: &[Resource] = &[
     // core/v1
     row!("", "v1", "namespaces", "namespace", "Namespace", false, short: &["ns"], categories: NONE,
          subs: STATUS, storage: "namespaces", generation: false,
-         fields: &[("status.phase", "/status/phase")], columns: printers::NAMESPACE),
+         fields: &[("status.phase", "/status/phase")], columns: printers::NAMESPACE, type: k8s_openapi::api::core::v1::Namespace),
     row!("", "v1", "configmaps", "configmap", "ConfigMap", true, short: &["cm"], categories: NONE,
-         subs: &[], storage: "configmaps", generation: false, fields: &[], columns: printers::CONFIGMAP),
+         subs: &[], storage: "configmaps", generation: false, fields: &[], columns: printers::CONFIGMAP, type: k8s_openapi::api::core::v1::ConfigMap),
     row!("", "v1", "secrets", "secret", "Secret", true, short: &[], categories: NONE,
          subs: &[], storage: "secrets", generation: false, fields: &[("type", "/type")],
-         columns: printers::SECRET),
+         columns: printers::SECRET, type: k8s_openapi::api::core::v1::Secret),
     row!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, short: &["sa"],
          categories: NONE, subs: &[], storage: "serviceaccounts", generation: false, fields: &[],
-         columns: printers::SERVICEACCOUNT),
+         columns: printers::SERVICEACCOUNT, type: k8s_openapi::api::core::v1::ServiceAccount),
     row!("", "v1", "pods", "pod", "Pod", true, short: &["po"], categories: ALL, subs: STATUS,
          storage: "pods", generation: false,
          fields: &[("spec.nodeName", "/spec/nodeName"), ("spec.restartPolicy", "/spec/restartPolicy"),
@@ -145,13 +151,13 @@ pub static RESOURCES: &[Resource] = &[
                    ("spec.serviceAccountName", "/spec/serviceAccountName"),
                    ("status.phase", "/status/phase"), ("status.podIP", "/status/podIP"),
                    ("status.nominatedNodeName", "/status/nominatedNodeName")],
-         columns: printers::POD),
+         columns: printers::POD, type: k8s_openapi::api::core::v1::Pod),
     row!("", "v1", "services", "service", "Service", true, short: &["svc"], categories: ALL,
          subs: STATUS, storage: "services/specs", generation: false, fields: &[],
-         columns: printers::SERVICE),
+         columns: printers::SERVICE, type: k8s_openapi::api::core::v1::Service),
     row!("", "v1", "endpoints", "endpoints", "Endpoints", true, short: &["ep"], categories: NONE,
          subs: &[], storage: "services/endpoints", generation: false, fields: &[],
-         columns: printers::ENDPOINTS),
+         columns: printers::ENDPOINTS, type: k8s_openapi::api::core::v1::Endpoints),
     row!("", "v1", "events", "event", "Event", true, short: &["ev"], categories: NONE, subs: &[],
          storage: "events", generation: false,
          fields: &[("involvedObject.kind", "/involvedObject/kind"),
@@ -163,54 +169,54 @@ pub static RESOURCES: &[Resource] = &[
                    ("involvedObject.fieldPath", "/involvedObject/fieldPath"),
                    ("reason", "/reason"), ("reportingComponent", "/reportingComponent"),
                    ("source", "/source/component"), ("type", "/type")],
-         columns: printers::EVENT),
+         columns: printers::EVENT, type: k8s_openapi::api::core::v1::Event),
     row!("", "v1", "nodes", "node", "Node", false, short: &["no"], categories: NONE, subs: STATUS,
          storage: "minions", generation: false,
-         fields: &[("spec.unschedulable", "/spec/unschedulable")], columns: printers::NODE),
+         fields: &[("spec.unschedulable", "/spec/unschedulable")], columns: printers::NODE, type: k8s_openapi::api::core::v1::Node),
     row!("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true,
          short: &["pvc"], categories: NONE, subs: STATUS, storage: "persistentvolumeclaims",
-         generation: false, fields: &[], columns: printers::PVC),
+         generation: false, fields: &[], columns: printers::PVC, type: k8s_openapi::api::core::v1::PersistentVolumeClaim),
     row!("", "v1", "limitranges", "limitrange", "LimitRange", true, short: &["limits"],
          categories: NONE, subs: &[], storage: "limitranges", generation: false, fields: &[],
-         columns: printers::CREATED_AT),
+         columns: printers::CREATED_AT, type: k8s_openapi::api::core::v1::LimitRange),
     row!("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", true, short: &["quota"],
          categories: NONE, subs: STATUS, storage: "resourcequotas", generation: false, fields: &[],
-         columns: printers::CREATED_AT),
+         columns: printers::CREATED_AT, type: k8s_openapi::api::core::v1::ResourceQuota),
     // apps/v1
     row!("apps", "v1", "deployments", "deployment", "Deployment", true, short: &["deploy"],
          categories: ALL, subs: STATUS_SCALE, storage: "deployments", generation: true, fields: &[],
-         columns: printers::DEPLOYMENT),
+         columns: printers::DEPLOYMENT, type: k8s_openapi::api::apps::v1::Deployment),
     row!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, short: &["rs"],
          categories: ALL, subs: STATUS_SCALE, storage: "replicasets", generation: true, fields: &[],
-         columns: printers::REPLICASET),
+         columns: printers::REPLICASET, type: k8s_openapi::api::apps::v1::ReplicaSet),
     row!("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, short: &["sts"],
          categories: ALL, subs: STATUS_SCALE, storage: "statefulsets", generation: true, fields: &[],
-         columns: printers::STATEFULSET),
+         columns: printers::STATEFULSET, type: k8s_openapi::api::apps::v1::StatefulSet),
     row!("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true, short: &["ds"],
          categories: ALL, subs: STATUS, storage: "daemonsets", generation: true, fields: &[],
-         columns: printers::DAEMONSET),
+         columns: printers::DAEMONSET, type: k8s_openapi::api::apps::v1::DaemonSet),
     // batch/v1
     row!("batch", "v1", "jobs", "job", "Job", true, short: &[], categories: ALL, subs: STATUS,
-         storage: "jobs", generation: true, fields: &[], columns: printers::JOB),
+         storage: "jobs", generation: true, fields: &[], columns: printers::JOB, type: k8s_openapi::api::batch::v1::Job),
     row!("batch", "v1", "cronjobs", "cronjob", "CronJob", true, short: &["cj"], categories: ALL,
-         subs: STATUS, storage: "cronjobs", generation: true, fields: &[], columns: printers::CRONJOB),
+         subs: STATUS, storage: "cronjobs", generation: true, fields: &[], columns: printers::CRONJOB, type: k8s_openapi::api::batch::v1::CronJob),
     // coordination.k8s.io/v1
     row!("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, short: &[], categories: NONE,
-         subs: &[], storage: "leases", generation: false, fields: &[], columns: printers::LEASE),
+         subs: &[], storage: "leases", generation: false, fields: &[], columns: printers::LEASE, type: k8s_openapi::api::coordination::v1::Lease),
     // rbac.authorization.k8s.io/v1
     row!("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", true, short: &[],
          categories: NONE, subs: &[], storage: "roles", generation: false, fields: &[],
-         columns: printers::CREATED_AT),
+         columns: printers::CREATED_AT, type: k8s_openapi::api::rbac::v1::Role),
     row!("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", true,
          short: &[], categories: NONE, subs: &[], storage: "rolebindings", generation: false,
-         fields: &[], columns: printers::ROLEBINDING),
+         fields: &[], columns: printers::ROLEBINDING, type: k8s_openapi::api::rbac::v1::RoleBinding),
     row!("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", false,
          short: &[], categories: NONE, subs: &[], storage: "clusterroles", generation: false,
-         fields: &[], columns: printers::CREATED_AT),
+         fields: &[], columns: printers::CREATED_AT, type: k8s_openapi::api::rbac::v1::ClusterRole),
     row!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding",
          "ClusterRoleBinding", false, short: &[], categories: NONE, subs: &[],
          storage: "clusterrolebindings", generation: false, fields: &[],
-         columns: printers::ROLEBINDING),
+         columns: printers::ROLEBINDING, type: k8s_openapi::api::rbac::v1::ClusterRoleBinding),
     // events.k8s.io/v1: kube-apiserver keeps both Event APIs in one place; these are kept
     // under their own group prefix until the two are converted into each other.
     row!("events.k8s.io", "v1", "events", "event", "Event", true, short: &["ev"], categories: NONE,
@@ -218,7 +224,7 @@ pub static RESOURCES: &[Resource] = &[
          fields: &[("reason", "/reason"), ("type", "/type"),
                    ("regarding.kind", "/regarding/kind"), ("regarding.name", "/regarding/name"),
                    ("regarding.namespace", "/regarding/namespace")],
-         columns: printers::CREATED_AT),
+         columns: printers::CREATED_AT, type: k8s_openapi::api::events::v1::Event),
 ];
 
 /// The groups served, in discovery order, with their one version.

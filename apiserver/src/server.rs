@@ -180,8 +180,17 @@ impl App {
             headers: &parts.headers,
             media: codec::content_type(&parts.headers),
             body,
+            warnings: Default::default(),
         };
-        rest::handle(&self.api, &call).await
+        let mut response = rest::handle(&self.api, &call).await?;
+        let warnings = call.warnings.into_inner().expect("warnings lock");
+        for warning in warnings {
+            let quoted = warning.replace('\\', "\\\\").replace('"', "\\\"");
+            if let Ok(value) = http::HeaderValue::from_str(&format!("299 - \"{quoted}\"")) {
+                response.headers_mut().append(http::header::WARNING, value);
+            }
+        }
+        Ok(response)
     }
 
     async fn store_ok(&self) -> bool {
@@ -257,7 +266,12 @@ impl App {
             "/openapi/v3" => json(openapi::index()),
             _ => {
                 if let Some(rest) = path.strip_prefix("/openapi/v3/") {
-                    return openapi::lookup(rest).map_or_else(|| Err(ApiError::no_route()), json);
+                    let doc = openapi::document(rest).ok_or_else(ApiError::no_route)?;
+                    return Ok(codec::bytes_response(
+                        200,
+                        "application/json",
+                        doc.json.clone(),
+                    ));
                 }
                 let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
                 let found = match parts.as_slice() {

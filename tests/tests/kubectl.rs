@@ -516,3 +516,37 @@ async fn typed_creates_send_protobuf_and_are_stored_as_json() {
         .collect();
     assert_eq!(header, ["NAME", "TYPE", "DATA", "AGE"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn explain_reads_the_schemas_and_unknown_fields_are_refused_or_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, api) = start(dir.path());
+    let explained = api.kubectl_ok(&["explain", "deployment.spec.strategy"]);
+    assert!(explained.contains("KIND:       Deployment"), "{explained}");
+    assert!(
+        explained.contains("rollingUpdate\t<RollingUpdateDeployment>"),
+        "{explained}"
+    );
+    let explained = api.kubectl_ok(&["explain", "pods.spec.containers.image"]);
+    assert!(explained.contains("FIELD: image <string>"), "{explained}");
+
+    let typo = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndatta:\n  a: '1'\n";
+    // kubectl validates strictly by default: the server refuses and stores nothing.
+    let (ok, _, err) = api.kubectl_stdin(&["create", "-f", "-"], Some(typo));
+    assert!(!ok);
+    assert!(
+        err.contains("ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"datta\""),
+        "{err}"
+    );
+    assert!(stored(&node, "/registry/configmaps/default/typo")
+        .await
+        .is_none());
+    // Warn: created without the field, with a warning.
+    let (ok, _, err) = api.kubectl_stdin(&["create", "--validate=warn", "-f", "-"], Some(typo));
+    assert!(ok, "{err}");
+    assert!(err.contains("Warning: unknown field \"datta\""), "{err}");
+    let object = stored(&node, "/registry/configmaps/default/typo")
+        .await
+        .expect("stored");
+    assert!(object.get("datta").is_none(), "{object}");
+}

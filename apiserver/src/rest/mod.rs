@@ -65,6 +65,8 @@ pub struct Call<'a> {
     pub media: String,
     /// The body.
     pub body: Bytes,
+    /// Warnings for the client (`Warning` headers), gathered while the call runs.
+    pub warnings: std::sync::Mutex<Vec<String>>,
 }
 
 impl Call<'_> {
@@ -95,6 +97,18 @@ impl Call<'_> {
     /// `dryRun=All`.
     pub fn dry_run(&self) -> bool {
         self.query.get("dryRun") == Some("All")
+    }
+
+    /// Drops the fields the kind does not know from an object the client sent, as
+    /// `fieldValidation` asks (refused in Strict mode, warned of by default).
+    pub fn check_fields(&self, object: &mut Value) -> ApiResult<()> {
+        let mode = crate::fields::Mode::parse(self.query.get("fieldValidation"))?;
+        let warnings = crate::fields::check(self.resource, object, mode)?;
+        self.warnings
+            .lock()
+            .expect("warnings lock")
+            .extend(warnings);
+        Ok(())
     }
 }
 

@@ -71,6 +71,7 @@ pub async fn create(api: &Api, call: &Call<'_>) -> ApiResult<Response<Body>> {
     let mut object = codec::decode(&call.media, &call.body)?;
     check_type(call.resource, &mut object)?;
     check_namespace(call, &mut object)?;
+    call.check_fields(&mut object)?;
     let created = create_object(api, call, object).await?;
     Ok(object_response(call, 201, &created))
 }
@@ -269,13 +270,22 @@ pub async fn update(api: &Api, call: &Call<'_>, part: Part) -> ApiResult<Respons
     let mut body = codec::decode(&call.media, &call.body)?;
     check_type(call.resource, &mut body)?;
     check_namespace(call, &mut body)?;
+    if part == Part::Main {
+        call.check_fields(&mut body)?;
+    }
     let updated = guaranteed_update(api, call, part, |_| Ok(body.clone())).await?;
     Ok(object_response(call, 200, &updated))
 }
 
 pub async fn patch(api: &Api, call: &Call<'_>, part: Part) -> ApiResult<Response<Body>> {
     let flavour = Flavour::of(&call.media)?;
-    let change = |current: &Value| patch::apply(flavour, current, &call.body);
+    let change = |current: &Value| {
+        let mut patched = patch::apply(flavour, current, &call.body)?;
+        if part == Part::Main {
+            call.check_fields(&mut patched)?;
+        }
+        Ok(patched)
+    };
     match guaranteed_update(api, call, part, change).await {
         // Server-side apply creates what is missing.
         Err(error) if error.code == 404 && flavour == Flavour::Apply && part == Part::Main => {
