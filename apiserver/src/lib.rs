@@ -14,6 +14,7 @@ pub mod config;
 pub mod defaults;
 pub mod discovery;
 pub mod fields;
+pub mod managed;
 pub mod object;
 pub mod openapi;
 pub mod patch;

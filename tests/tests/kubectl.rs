@@ -550,3 +550,78 @@ async fn explain_reads_the_schemas_and_unknown_fields_are_refused_or_dropped() {
         .expect("stored");
     assert!(object.get("datta").is_none(), "{object}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_side_apply_conflicts_then_forces_and_records_owners() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, api) = start(dir.path());
+    // Created by server-side apply.
+    let (ok, out, err) =
+        api.kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(DEPLOYMENT));
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "deployment.apps/web serverside-applied");
+    // Another manager changes the replicas (scale names none: the manager is the name its
+    // User-Agent starts with, `kubectl.1.32` for this binary).
+    api.kubectl_ok(&["scale", "deployment", "web", "--replicas=4"]);
+    // Applying a different replica count now conflicts with it, and changes nothing.
+    let three = DEPLOYMENT.replace("replicas: 2", "replicas: 3");
+    let (ok, _, err) = api.kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(&three));
+    assert!(!ok);
+    assert!(
+        err.contains("Apply failed with 1 conflict: conflict with \"kubectl")
+            && err.contains(".spec.replicas"),
+        "{err}"
+    );
+    let object = stored(&node, "/registry/deployments/default/web")
+        .await
+        .unwrap();
+    assert_eq!(object["spec"]["replicas"], 4);
+    // Forced, the field moves to the applier.
+    let (ok, _, err) = api.kubectl_stdin(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        Some(&three),
+    );
+    assert!(ok, "{err}");
+    let object = stored(&node, "/registry/deployments/default/web")
+        .await
+        .unwrap();
+    assert_eq!(object["spec"]["replicas"], 3);
+    let managers: Vec<(String, String)> = object["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["manager"].as_str().unwrap().to_string(),
+                e["operation"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        managers.contains(&("kubectl".into(), "Apply".into())),
+        "{managers:?}"
+    );
+    let apply_entry = object["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["operation"] == "Apply")
+        .unwrap();
+    assert!(
+        apply_entry["fieldsV1"]["f:spec"]["f:replicas"].is_object(),
+        "{apply_entry}"
+    );
+    // Dropping a label from the applied configuration removes it (nobody else owns it).
+    let unlabelled = three.replace("  labels: {app: web}\nspec:", "spec:");
+    let (ok, _, err) = api.kubectl_stdin(&["apply", "--server-side", "-f", "-"], Some(&unlabelled));
+    assert!(ok, "{err}");
+    let object = stored(&node, "/registry/deployments/default/web")
+        .await
+        .unwrap();
+    assert!(
+        object["metadata"]
+            .get("labels")
+            .is_none_or(|l| l.get("app").is_none()),
+        "{object}"
+    );
+}

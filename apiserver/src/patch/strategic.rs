@@ -33,7 +33,13 @@ const MERGE_KEYS: &[(&str, &str, &str)] = &[
 /// Lists of scalars merged as sets.
 const SET_LISTS: &[&str] = &["finalizers"];
 
-fn merge_key(field: &str, parent: &str) -> Option<&'static str> {
+/// True for a list of scalars merged as a set.
+pub(crate) fn is_set_list(field: &str) -> bool {
+    SET_LISTS.contains(&field)
+}
+
+/// The merge key of the list `field` inside `parent`, if its items merge by key.
+pub(crate) fn merge_key(field: &str, parent: &str) -> Option<&'static str> {
     MERGE_KEYS
         .iter()
         .find(|(f, p, _)| *f == field && (p.is_empty() || *p == parent))

@@ -5,7 +5,7 @@ use http::Response;
 use serde_json::{json, Value};
 
 use super::read::object_response;
-use super::write::{self, guaranteed_update, Part};
+use super::write::{self, guaranteed_update, Owner, Part};
 use super::{Api, Call};
 use crate::object::{meta_mut, meta_str};
 use crate::patch::{self, Flavour};
@@ -57,7 +57,8 @@ pub async fn handle(api: &Api, call: &Call<'_>, sub: &str) -> ApiResult<Response
                 }
                 Ok(new)
             };
-            let updated = guaranteed_update(api, call, Part::Main, change).await?;
+            let updated =
+                guaranteed_update(api, call, Part::Main, Owner::Update(&manager), change).await?;
             Ok(scale_response(call, 200, &scale_of(&updated)))
         }
         (None, "finalize", "update")
@@ -73,7 +74,8 @@ pub async fn handle(api: &Api, call: &Call<'_>, sub: &str) -> ApiResult<Response
                 new["spec"]["finalizers"] = finalizers.clone();
                 Ok(new)
             };
-            let updated = guaranteed_update(api, call, Part::Main, change).await?;
+            let updated =
+                guaranteed_update(api, call, Part::Main, Owner::Update(&manager), change).await?;
             super::delete::finish_namespace(api, call.name()?).await?;
             Ok(object_response(call, 200, &updated))
         }

@@ -14,10 +14,40 @@ use crate::status::{ApiError, ApiResult};
 use crate::storage::{Outcome, Stored};
 use crate::transport::codec;
 use crate::transport::Body;
-use crate::{admission, defaults, validation};
+use crate::{admission, defaults, managed, validation};
 
 /// Read-change-write rounds before a write that keeps meeting newer versions gives up.
 const UPDATE_ROUNDS_MAX: usize = 16;
+/// The longest field manager name kube accepts.
+const FIELD_MANAGER_MAX: usize = 128;
+
+/// Whose write `managedFields` records.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Owner<'a> {
+    /// An update (create, PUT, non-apply PATCH) by this manager.
+    Update(&'a str),
+    /// A server-side apply, which recorded its ownership itself.
+    Applied,
+}
+
+/// The call's field manager: `fieldManager=`, else the name the client's User-Agent
+/// starts with (kube's default).
+pub(crate) fn manager(call: &Call<'_>) -> ApiResult<String> {
+    match call.query.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(m) if m.len() > FIELD_MANAGER_MAX => Err(ApiError::bad_request(format!(
+            "fieldManager: Too long: may not be longer than {FIELD_MANAGER_MAX}"
+        ))),
+        Some(m) => Ok(m.to_string()),
+        None => Ok(call
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ua| ua.split('/').next())
+            .filter(|name| !name.is_empty())
+            .unwrap_or("unknown")
+            .to_string()),
+    }
+}
 
 /// Which part of the object a write changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,13 +102,19 @@ pub async fn create(api: &Api, call: &Call<'_>) -> ApiResult<Response<Body>> {
     check_type(call.resource, &mut object)?;
     check_namespace(call, &mut object)?;
     call.check_fields(&mut object)?;
-    let created = create_object(api, call, object).await?;
+    let manager = manager(call)?;
+    let created = create_object(api, call, object, Owner::Update(&manager)).await?;
     Ok(object_response(call, 201, &created))
 }
 
 /// Creates `object` (type and namespace already checked): the create path shared by
 /// POST and by a server-side apply of a missing object.
-async fn create_object(api: &Api, call: &Call<'_>, mut object: Value) -> ApiResult<Value> {
+async fn create_object(
+    api: &Api,
+    call: &Call<'_>,
+    mut object: Value,
+    owner: Owner<'_>,
+) -> ApiResult<Value> {
     let resource = call.resource;
     let generate = meta_str(&object, "generateName").map(String::from);
     let meta = meta_mut(&mut object);
@@ -116,6 +152,9 @@ async fn create_object(api: &Api, call: &Call<'_>, mut object: Value) -> ApiResu
         }
     }
     defaults::on_create(resource, &mut object);
+    if let Owner::Update(manager) = owner {
+        managed::record_update(resource, None, &mut object, manager, None);
+    }
     let name = meta_str(&object, "name").unwrap_or_default().to_string();
     validation::create(resource, &object)?;
     admission::create(&api.storage, resource, call.namespace(), &name).await?;
@@ -212,6 +251,7 @@ pub(crate) async fn guaranteed_update<F>(
     api: &Api,
     call: &Call<'_>,
     part: Part,
+    owner: Owner<'_>,
     change: F,
 ) -> ApiResult<Value>
 where
@@ -235,6 +275,10 @@ where
             return Err(ApiError::stale(resource, name));
         }
         let mut new = prepare(resource, part, &current, changed, name)?;
+        if let Owner::Update(manager) = owner {
+            let sub = call.request.subresource.as_deref();
+            managed::record_update(resource, Some(&current), &mut new, manager, sub);
+        }
         object::set_resource_version(&mut new, revision);
         if new == current {
             return Ok(shown(resource, new));
@@ -273,12 +317,20 @@ pub async fn update(api: &Api, call: &Call<'_>, part: Part) -> ApiResult<Respons
     if part == Part::Main {
         call.check_fields(&mut body)?;
     }
-    let updated = guaranteed_update(api, call, part, |_| Ok(body.clone())).await?;
+    let manager = manager(call)?;
+    let updated = guaranteed_update(api, call, part, Owner::Update(&manager), |_| {
+        Ok(body.clone())
+    })
+    .await?;
     Ok(object_response(call, 200, &updated))
 }
 
 pub async fn patch(api: &Api, call: &Call<'_>, part: Part) -> ApiResult<Response<Body>> {
     let flavour = Flavour::of(&call.media)?;
+    let manager = manager(call)?;
+    if flavour == Flavour::Apply {
+        return server_side_apply(api, call, part, &manager).await;
+    }
     let change = |current: &Value| {
         let mut patched = patch::apply(flavour, current, &call.body)?;
         if part == Part::Main {
@@ -286,25 +338,50 @@ pub async fn patch(api: &Api, call: &Call<'_>, part: Part) -> ApiResult<Response
         }
         Ok(patched)
     };
-    match guaranteed_update(api, call, part, change).await {
-        // Server-side apply creates what is missing.
-        Err(error) if error.code == 404 && flavour == Flavour::Apply && part == Part::Main => {
-            let mut object: Value = serde_yaml::from_slice(&call.body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
-            check_type(call.resource, &mut object)?;
-            check_namespace(call, &mut object)?;
-            let name = call.name()?;
-            if meta_str(&object, "name").is_some_and(|n| n != name) {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({}) does not match the name on the URL ({name})",
-                    meta_str(&object, "name").unwrap_or_default()
-                )));
-            }
-            meta_mut(&mut object).insert("name".into(), json!(name));
-            let created = create_object(api, call, object).await?;
+    let patched = guaranteed_update(api, call, part, Owner::Update(&manager), change).await?;
+    Ok(object_response(call, 200, &patched))
+}
+
+/// `application/apply-patch+yaml`: the applied configuration merged in with field
+/// ownership, conflicts refused unless `force=true`; a missing object is created.
+async fn server_side_apply(
+    api: &Api,
+    call: &Call<'_>,
+    part: Part,
+    manager: &str,
+) -> ApiResult<Response<Body>> {
+    if call.query.get("fieldManager").is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(
+            "fieldManager is required for apply requests",
+        ));
+    }
+    let mut config: Value = serde_yaml::from_slice(&call.body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !config.is_object() {
+        return Err(ApiError::bad_request(
+            "the applied configuration must be an object",
+        ));
+    }
+    check_type(call.resource, &mut config)?;
+    check_namespace(call, &mut config)?;
+    call.check_fields(&mut config)?;
+    let name = call.name()?;
+    if meta_str(&config, "name").is_some_and(|n| n != name) {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({name})",
+            meta_str(&config, "name").unwrap_or_default()
+        )));
+    }
+    meta_mut(&mut config).insert("name".into(), json!(name));
+    let force = call.query.flag("force");
+    let change = |current: &Value| managed::apply(call.resource, current, &config, manager, force);
+    match guaranteed_update(api, call, part, Owner::Applied, change).await {
+        Err(error) if error.code == 404 && part == Part::Main => {
+            let object = managed::apply(call.resource, &json!({}), &config, manager, force)?;
+            let created = create_object(api, call, object, Owner::Applied).await?;
             Ok(object_response(call, 201, &created))
         }
         Err(error) => Err(error),
-        Ok(patched) => Ok(object_response(call, 200, &patched)),
+        Ok(applied) => Ok(object_response(call, 200, &applied)),
     }
 }
