@@ -21,6 +21,7 @@ pub async fn handle(api: &Api, call: &Call<'_>, sub: &str) -> ApiResult<Response
         .iter()
         .find(|s| s.name() == sub)
         .copied();
+    let manager = write::manager(call)?;
     match (served, sub, call.request.verb) {
         (Some(Sub::Status), _, "get") => super::read::get(api, call).await,
         (Some(Sub::Status), _, "update") => write::update(api, call, Part::Status).await,
