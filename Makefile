@@ -9,13 +9,22 @@ BUILD_PACKAGES := librocksdb-dev libclang-dev
 TEST_PACKAGES := etcd-client etcd-server curl python3-pip protobuf-compiler libprotobuf-dev openssl
 DATA_DIR ?= ./data
 
-.PHONY: run test build cluster bench bench-compare bench-scale deps-build deps-test check-toolchain
+# kubectl's certificates for `make kube` are made with openssl.
+KUBE_PACKAGES := openssl curl
+
+.PHONY: run kube test build cluster bench bench-compare bench-scale bench-api deps-build deps-test deps-kube check-toolchain
 
 ## run: a single node on 127.0.0.1:2379 with its data under ./data
 run: deps-build
 	$(CARGO) build --release --bin ballast
 	./target/release/ballast --name default --data-dir $(DATA_DIR) \
 		--listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379
+
+## kube: one node plus ballast-apiserver on https://127.0.0.1:6443, an admin kubeconfig
+## at ./data/kubeconfig (KUBECONFIG=./data/kubeconfig kubectl get ns in another shell)
+kube: deps-build deps-kube
+	$(CARGO) build --release --bin ballast --bin ballast-apiserver
+	DATA_DIR=$(DATA_DIR) ./scripts/kube
 
 ## cluster: three members on 127.0.0.1 (clients 2379, 22379, 32379), data under ./data/cluster
 cluster: deps-build
@@ -53,6 +62,9 @@ build: deps-build
 
 deps-build: check-toolchain
 	@./scripts/ensure-packages $(BUILD_PACKAGES)
+
+deps-kube:
+	@./scripts/ensure-packages $(KUBE_PACKAGES)
 
 deps-test:
 	@./scripts/ensure-packages $(TEST_PACKAGES)

@@ -131,7 +131,6 @@ pub async fn run(config: Config) -> Result<(), String> {
         address: format!("{host}:{}", local.port()),
     });
     tracing::info!(address = %local, "Serving securely on {local}");
-    println!("Serving securely on {local}");
     transport::serve(listener, tls, move |request, peer| {
         let app = app.clone();
         async move { app.handle(request, peer).await }

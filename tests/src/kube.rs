@@ -174,6 +174,56 @@ impl ApiServer {
         )
     }
 
+    /// One HTTPS request with curl as the admin: (status, headers, body). `body` is sent
+    /// with `content_type` when given.
+    pub fn curl(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: Option<(&str, &str)>,
+    ) -> (u16, String, String) {
+        let pki = self.dir.join("pki");
+        let mut command = Command::new("curl");
+        command
+            .args(["-sS", "-D", "-", "-X", method])
+            .arg("--cacert")
+            .arg(pki.join("ca.crt"))
+            .arg("--cert")
+            .arg(pki.join("admin.crt"))
+            .arg("--key")
+            .arg(pki.join("admin.key"))
+            .args(["--max-time", "30"]);
+        for header in headers {
+            command.args(["-H", header]);
+        }
+        if let Some((content_type, data)) = body {
+            command.args([
+                "-H",
+                &format!("Content-Type: {content_type}"),
+                "--data-binary",
+                data,
+            ]);
+        }
+        let output = command
+            .arg(format!("{}{path}", self.url()))
+            .output()
+            .expect("run curl");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "curl {method} {path}: {text}{}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            });
+        (status, head.to_string(), body.to_string())
+    }
+
     /// Runs kubectl and returns its stdout; panics with its stderr if it fails.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let (ok, out, err) = self.kubectl(args);

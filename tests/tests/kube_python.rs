@@ -11,5 +11,9 @@ fn the_kubernetes_python_client_works_against_the_api_server() {
     let api = ApiServer::start(&dir.path().join("api"), &[node.url()], &[]);
     let kubeconfig = api.kubeconfig();
     let (ok, stdout, stderr) = run_python("kube_client.py", &[kubeconfig.to_str().unwrap()]);
-    assert!(ok && stdout.contains("OK"), "{stdout}\n{stderr}\n{}", api.log());
+    assert!(
+        ok && stdout.contains("OK"),
+        "{stdout}\n{stderr}\n{}",
+        api.log()
+    );
 }

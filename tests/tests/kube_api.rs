@@ -1,0 +1,355 @@
+//! ballast-apiserver's HTTP semantics beyond what kubectl exercises, checked with curl:
+//! aggregated discovery's content type, watch options (initial events, bookmarks,
+//! selectors entering and leaving), list rules, subresources, dry runs and collections.
+
+use ballast_tests::{ApiServer, Node};
+use serde_json::{json, Value};
+
+fn start(dir: &std::path::Path) -> (Node, ApiServer) {
+    let node = Node::start(&dir.join("node"));
+    let api = ApiServer::start(&dir.join("api"), &[node.url()], &[]);
+    (node, api)
+}
+
+fn parse(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+fn events(body: &str) -> Vec<Value> {
+    body.lines().filter(|l| !l.is_empty()).map(parse).collect()
+}
+
+const CM: &str = "/api/v1/namespaces/default/configmaps";
+
+fn create(api: &ApiServer, name: &str, labels: Value) -> Value {
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}});
+    let (status, _, out) = api.curl(
+        "POST",
+        CM,
+        &[],
+        Some(("application/json", &body.to_string())),
+    );
+    assert_eq!(status, 201, "{out}");
+    parse(&out)
+}
+
+#[test]
+fn aggregated_discovery_answers_with_the_content_type_kubectl_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, api) = start(dir.path());
+    let accept = "Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+    let (status, head, body) = api.curl("GET", "/apis", &[accept], None);
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase().contains(
+            "content-type: application/json;g=apidiscovery.k8s.io;v=v2;as=apigroupdiscoverylist"
+        ),
+        "{head}"
+    );
+    let list = parse(&body);
+    assert_eq!(list["kind"], "APIGroupDiscoveryList");
+    let apps = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["metadata"]["name"] == "apps")
+        .unwrap();
+    let deployments = apps["versions"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "deployments")
+        .unwrap();
+    assert_eq!(
+        deployments["subresources"][1]["responseKind"]["kind"],
+        "Scale"
+    );
+    // Without that Accept, the legacy list.
+    let (_, _, body) = api.curl("GET", "/apis", &["Accept: application/json"], None);
+    assert_eq!(parse(&body)["kind"], "APIGroupList");
+    let (_, _, body) = api.curl("GET", "/apis/batch/v1", &[], None);
+    assert_eq!(parse(&body)["groupVersion"], "batch/v1");
+    let (status, _, body) = api.curl("GET", "/apis/nothing/v1", &[], None);
+    assert_eq!(
+        (status, parse(&body)["reason"].clone()),
+        (404, json!("NotFound"))
+    );
+}
+
+#[test]
+fn watches_send_initial_events_bookmarks_and_selection_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, api) = start(dir.path());
+    create(&api, "a", json!({"team": "x"}));
+    create(&api, "b", json!({"team": "y"}));
+    // sendInitialEvents: the current objects, then the initial-events-end bookmark.
+    let (status, _, body) = api.curl(
+        "GET",
+        &format!("{CM}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1"),
+        &[],
+        None,
+    );
+    assert_eq!(status, 200);
+    let got = events(&body);
+    let names: Vec<(&str, &str)> = got
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["object"]["metadata"]["name"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(names[..2], [("ADDED", "a"), ("ADDED", "b")]);
+    let bookmark = &got[2];
+    assert_eq!(bookmark["type"], "BOOKMARK");
+    assert_eq!(
+        bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+
+    // From a resourceVersion with a label selector: an object that stops matching is
+    // DELETED for this watcher, one that starts matching ADDED.
+    let (_, _, list) = api.curl("GET", CM, &[], None);
+    let rv = parse(&list)["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let patch = |name: &str, team: &str| {
+        let body = json!({"metadata": {"labels": {"team": team}}}).to_string();
+        let (status, _, out) = api.curl(
+            "PATCH",
+            &format!("{CM}/{name}"),
+            &[],
+            Some(("application/merge-patch+json", &body)),
+        );
+        assert_eq!(status, 200, "{out}");
+    };
+    patch("a", "y");
+    patch("b", "x");
+    let (_, _, body) = api.curl(
+        "GET",
+        &format!("{CM}?watch=true&resourceVersion={rv}&labelSelector=team%3Dx&timeoutSeconds=1"),
+        &[],
+        None,
+    );
+    let seen: Vec<(String, String, String)> = events(&body)
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e["object"]["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                e["object"]["metadata"]["labels"]["team"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("DELETED".to_string(), "a".to_string(), "x".to_string()),
+            ("ADDED".to_string(), "b".to_string(), "x".to_string()),
+        ],
+        "a leaves as it was, b enters"
+    );
+
+    // A resourceVersion older than the cache's history: 200 and one ERROR event, 410.
+    let (status, _, body) = api.curl(
+        "GET",
+        &format!("{CM}?watch=true&resourceVersion=1"),
+        &[],
+        None,
+    );
+    assert_eq!(status, 200);
+    let error = &events(&body)[0];
+    assert_eq!(error["type"], "ERROR");
+    assert_eq!(error["object"]["code"], 410);
+    assert_eq!(error["object"]["reason"], "Expired");
+}
+
+#[test]
+fn lists_follow_kubes_resource_version_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, api) = start(dir.path());
+    for i in 0..5 {
+        create(&api, &format!("cm-{i}"), json!({}));
+    }
+    let (_, _, body) = api.curl("GET", &format!("{CM}?limit=2"), &[], None);
+    let first = parse(&body);
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    assert_eq!(first["metadata"]["remainingItemCount"], 3);
+    let token = first["metadata"]["continue"].as_str().unwrap().to_string();
+    // Later pages are served at the first page's revision: a write meanwhile is not seen.
+    create(&api, "cm-9", json!({}));
+    let (_, _, body) = api.curl("GET", &format!("{CM}?limit=10&continue={token}"), &[], None);
+    let rest = parse(&body);
+    let names: Vec<&str> = rest["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cm-2", "cm-3", "cm-4"]);
+    assert_eq!(
+        rest["metadata"]["resourceVersion"],
+        first["metadata"]["resourceVersion"]
+    );
+
+    let (status, _, body) = api.curl(
+        "GET",
+        &format!("{CM}?continue={token}&resourceVersion=5"),
+        &[],
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = api.curl("GET", &format!("{CM}?continue=garbage"), &[], None);
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = api.curl("GET", &format!("{CM}?resourceVersion=999999"), &[], None);
+    assert_eq!(status, 504, "{body}");
+    assert!(parse(&body)["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Too large resource version"));
+    // resourceVersion=0 is served from the watch cache.
+    let (status, _, body) = api.curl("GET", &format!("{CM}?resourceVersion=0"), &[], None);
+    assert_eq!(status, 200);
+    assert_eq!(parse(&body)["items"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn subresources_dry_runs_generate_name_and_collections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, api) = start(dir.path());
+    let deploy = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+        "status": {"replicas": 7},
+    });
+    let path = "/apis/apps/v1/namespaces/default/deployments";
+    let (status, _, out) = api.curl(
+        "POST",
+        path,
+        &[],
+        Some(("application/json", &deploy.to_string())),
+    );
+    assert_eq!(status, 201, "{out}");
+    let created = parse(&out);
+    assert_eq!(created["status"], json!({}), "a create sets no status");
+    assert_eq!(created["metadata"]["generation"], 1);
+
+    // /status changes only the status; the main resource ignores it.
+    let status_patch = json!({"status": {"replicas": 1}, "spec": {"replicas": 9}}).to_string();
+    let (code, _, out) = api.curl(
+        "PATCH",
+        &format!("{path}/web/status"),
+        &[],
+        Some(("application/merge-patch+json", &status_patch)),
+    );
+    assert_eq!(code, 200, "{out}");
+    let after = parse(&out);
+    assert_eq!(
+        (
+            after["status"]["replicas"].clone(),
+            after["spec"]["replicas"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+    assert_eq!(
+        after["metadata"]["generation"], 1,
+        "a status write is no spec change"
+    );
+    let (code, _, out) = api.curl(
+        "PATCH",
+        &format!("{path}/web"),
+        &[],
+        Some(("application/merge-patch+json", &status_patch)),
+    );
+    assert_eq!(code, 200, "{out}");
+    let after = parse(&out);
+    assert_eq!(
+        (
+            after["status"]["replicas"].clone(),
+            after["spec"]["replicas"].clone()
+        ),
+        (json!(1), json!(9))
+    );
+    assert_eq!(after["metadata"]["generation"], 2);
+
+    // dryRun=All answers as if written and writes nothing.
+    let body =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dry"}}).to_string();
+    let (code, _, _) = api.curl(
+        "POST",
+        &format!("{CM}?dryRun=All"),
+        &[],
+        Some(("application/json", &body)),
+    );
+    assert_eq!(code, 201);
+    let (code, _, _) = api.curl("GET", &format!("{CM}/dry"), &[], None);
+    assert_eq!(code, 404);
+
+    // generateName.
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-", "labels": {"batch": "1"}}}).to_string();
+    for _ in 0..3 {
+        let (code, _, out) = api.curl("POST", CM, &[], Some(("application/json", &body)));
+        assert_eq!(code, 201);
+        let name = parse(&out)["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    }
+    // deletecollection with a selector deletes those and only those.
+    create(&api, "keep", json!({}));
+    let (code, _, out) = api.curl(
+        "DELETE",
+        &format!("{CM}?labelSelector=batch%3D1"),
+        &[],
+        None,
+    );
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(parse(&out)["items"].as_array().unwrap().len(), 3);
+    let (_, _, out) = api.curl("GET", CM, &[], None);
+    let names: Vec<String> = parse(&out)["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["keep"]);
+
+    // A delete precondition on another uid is a 409, and deletes nothing.
+    let pre = json!({"preconditions": {"uid": "not-this"}}).to_string();
+    let (code, _, _) = api.curl(
+        "DELETE",
+        &format!("{CM}/keep"),
+        &[],
+        Some(("application/json", &pre)),
+    );
+    assert_eq!(code, 409);
+    let (code, _, _) = api.curl("GET", &format!("{CM}/keep"), &[], None);
+    assert_eq!(code, 200);
+
+    // Bodies the server cannot read: 415 for an unknown media type, 400 for garbage.
+    let (code, _, out) = api.curl("POST", CM, &[], Some(("text/plain", "x")));
+    assert_eq!(
+        (code, parse(&out)["reason"].clone()),
+        (415, json!("UnsupportedMediaType"))
+    );
+    let (code, _, _) = api.curl("POST", CM, &[], Some(("application/json", "{not json")));
+    assert_eq!(code, 400);
+    let (code, _, _) = api.curl(
+        "POST",
+        CM,
+        &[],
+        Some(("application/vnd.kubernetes.protobuf", "not an envelope")),
+    );
+    assert_eq!(code, 400);
+}
