@@ -57,6 +57,12 @@ bench-scale: deps-build deps-test
 	./target/release/scale --server ballast --keys $(BENCH_KEYS)
 	./target/release/scale --server etcd --keys $(BENCH_KEYS)
 
+## bench-api: ballast-apiserver over 3 members: creates and gets at 32 clients, LISTs of
+## 10,000 configmaps, one change fanned out to 1,000 watchers; p50/p99 against the targets
+bench-api: deps-build deps-test
+	$(CARGO) build --release --workspace --bins
+	./target/release/api
+
 build: deps-build
 	$(CARGO) build --workspace
 

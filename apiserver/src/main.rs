@@ -2,6 +2,9 @@
 
 use clap::Parser as _;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let config = ballast_apiserver::Config::parse();
     tracing_subscriber::fmt()

@@ -4,4 +4,5 @@
 //! an etcd cluster side by side, `scale` measures memory and restart time with many keys.
 
 pub mod auth;
+pub mod kube;
 pub mod load;

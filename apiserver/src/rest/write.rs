@@ -157,7 +157,7 @@ async fn create_object(
     }
     let name = meta_str(&object, "name").unwrap_or_default().to_string();
     validation::create(resource, &object)?;
-    admission::create(&api.storage, resource, call.namespace(), &name).await?;
+    admission::create(&api.storage, &api.caches, resource, call.namespace(), &name).await?;
     if call.dry_run() {
         return Ok(object);
     }

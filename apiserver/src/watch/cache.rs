@@ -429,6 +429,20 @@ impl Cacher {
         (items, state.revision)
     }
 
+    /// The cached object at `key` (`<namespace>/<name>` or `<name>`), if the cache is
+    /// filled and has it.
+    pub fn get(&self, key: &str) -> Option<Value> {
+        if !*self.ready.borrow() {
+            return None;
+        }
+        self.state
+            .lock()
+            .expect("cache lock")
+            .objects
+            .get(key)
+            .cloned()
+    }
+
     /// Watchers currently fed.
     pub fn watchers(&self) -> usize {
         self.state.lock().expect("cache lock").watchers.len()
