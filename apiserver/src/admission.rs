@@ -30,7 +30,7 @@ pub async fn create(
     let found = match caches.of(namespaces).get(ns) {
         Some(cached) => Some(cached),
         None => storage
-            .get(&storage.key(namespaces, None, ns))
+            .get(namespaces, &storage.key(namespaces, None, ns))
             .await?
             .map(|s| s.object),
     };

@@ -71,7 +71,7 @@ async fn seed(api: &Api, secure_port: u16) -> ApiResult<()> {
         let mut ns = json!({ "metadata": { "name": name } });
         prepare_seed(namespaces, &mut ns);
         api.storage
-            .create(&api.storage.key(namespaces, None, name), &ns, 0)
+            .create(namespaces, &api.storage.key(namespaces, None, name), &ns, 0)
             .await?;
     }
     let services = resources::find("", "v1", "services").expect("services are served");
@@ -84,6 +84,7 @@ async fn seed(api: &Api, secure_port: u16) -> ApiResult<()> {
     prepare_seed(services, &mut svc);
     api.storage
         .create(
+            services,
             &api.storage.key(services, Some("default"), "kubernetes"),
             &svc,
             0,

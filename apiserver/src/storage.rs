@@ -11,9 +11,9 @@ use ballast_client::{
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::object;
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
+use crate::{convert, object};
 
 /// One stored object with the revision it was last written at.
 #[derive(Debug, Clone)]
@@ -44,8 +44,8 @@ pub enum Outcome {
     Written(i64),
     /// The key is missing.
     Missing,
-    /// The key holds another version (create: it exists).
-    Changed(Stored),
+    /// The key holds another version, written at this revision (create: it exists).
+    Changed(i64),
 }
 
 /// The store of objects, under one key prefix.
@@ -92,21 +92,20 @@ impl Storage {
         }
     }
 
-    /// Reads one object (a linearizable read).
-    pub async fn get(&self, key: &str) -> ApiResult<Option<Stored>> {
+    /// Reads one object of `resource` (a linearizable read).
+    pub async fn get(&self, resource: &Resource, key: &str) -> ApiResult<Option<Stored>> {
         let response = self.client.get(key, GetOptions::new()).await?;
-        Ok(response.kvs.first().and_then(|kv| {
-            object::from_storage(&kv.value, kv.mod_revision).map(|object| Stored {
-                object,
-                revision: kv.mod_revision,
-            })
-        }))
+        Ok(response
+            .kvs
+            .first()
+            .and_then(|kv| decode(resource, &kv.value, kv.mod_revision)))
     }
 
     /// Reads up to `limit` objects (0: all) of `prefix` from `start` on, at `revision`
     /// (0: the latest).
     pub async fn list(
         &self,
+        resource: &Resource,
         prefix: &str,
         start: Option<&str>,
         revision: i64,
@@ -127,12 +126,7 @@ impl Storage {
         let items: Vec<Stored> = response
             .kvs
             .iter()
-            .filter_map(|kv| {
-                object::from_storage(&kv.value, kv.mod_revision).map(|object| Stored {
-                    object,
-                    revision: kv.mod_revision,
-                })
-            })
+            .filter_map(|kv| decode(resource, &kv.value, kv.mod_revision))
             .collect();
         let more_after = match (response.more, response.kvs.last()) {
             (true, Some(last)) => Some(String::from_utf8_lossy(&last.key).into_owned()),
@@ -147,25 +141,33 @@ impl Storage {
     }
 
     /// Writes a new object; `Changed` when the key exists.
-    pub async fn create(&self, key: &str, value: &Value, lease: i64) -> ApiResult<Outcome> {
+    pub async fn create(
+        &self,
+        resource: &Resource,
+        key: &str,
+        value: &Value,
+        lease: i64,
+    ) -> ApiResult<Outcome> {
         let put = PutOptions::new().with_lease(lease);
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, object::for_storage(value), put)])
-            .or_else([TxnOp::get(key, GetOptions::new())]);
+            .and_then([TxnOp::put(key, encode(resource, value), put)])
+            .or_else([TxnOp::get(key, GetOptions::new().with_keys_only())]);
         self.conditional(txn).await
     }
 
     /// Replaces the object if its key is still at `revision`.
-    pub async fn update(&self, key: &str, revision: i64, value: &Value) -> ApiResult<Outcome> {
+    pub async fn update(
+        &self,
+        resource: &Resource,
+        key: &str,
+        revision: i64,
+        value: &Value,
+    ) -> ApiResult<Outcome> {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, revision)])
-            .and_then([TxnOp::put(
-                key,
-                object::for_storage(value),
-                PutOptions::new(),
-            )])
-            .or_else([TxnOp::get(key, GetOptions::new())]);
+            .and_then([TxnOp::put(key, encode(resource, value), PutOptions::new())])
+            .or_else([TxnOp::get(key, GetOptions::new().with_keys_only())]);
         self.conditional(txn).await
     }
 
@@ -174,7 +176,7 @@ impl Storage {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, revision)])
             .and_then([TxnOp::delete(key, DeleteOptions::new())])
-            .or_else([TxnOp::get(key, GetOptions::new())]);
+            .or_else([TxnOp::get(key, GetOptions::new().with_keys_only())]);
         self.conditional(txn).await
     }
 
@@ -189,18 +191,7 @@ impl Storage {
         });
         Ok(match current {
             None => Outcome::Missing,
-            Some(kv) => match object::from_storage(&kv.value, kv.mod_revision) {
-                Some(object) => Outcome::Changed(Stored {
-                    object,
-                    revision: kv.mod_revision,
-                }),
-                None => {
-                    return Err(ApiError::internal(format!(
-                        "the value at {:?} is not an object",
-                        kv.key
-                    )))
-                }
-            },
+            Some(kv) => Outcome::Changed(kv.mod_revision),
         })
     }
 
@@ -208,6 +199,20 @@ impl Storage {
     pub async fn lease(&self, ttl_seconds: i64) -> ApiResult<i64> {
         Ok(self.client.lease_grant(ttl_seconds, 0).await?.id)
     }
+}
+
+/// The stored bytes of an object of `resource`.
+fn encode(resource: &Resource, object: &Value) -> Vec<u8> {
+    object::for_storage(&convert::to_stored(resource, object.clone()))
+}
+
+/// An object of `resource` from its stored bytes, stamped with the key's revision.
+pub fn decode(resource: &Resource, value: &[u8], revision: i64) -> Option<Stored> {
+    let object = object::from_storage(value, revision)?;
+    Some(Stored {
+        object: convert::from_stored(resource, object),
+        revision,
+    })
 }
 
 /// A read below the compaction point is kube's 410.

@@ -183,6 +183,18 @@ impl ApiServer {
         headers: &[&str],
         body: Option<(&str, &str)>,
     ) -> (u16, String, String) {
+        self.curl_with(&[], method, path, headers, body)
+    }
+
+    /// [`ApiServer::curl`] with more curl options (`--http1.1`).
+    pub fn curl_with(
+        &self,
+        options: &[&str],
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: Option<(&str, &str)>,
+    ) -> (u16, String, String) {
         let pki = self.dir.join("pki");
         let mut command = Command::new("curl");
         command
@@ -193,7 +205,8 @@ impl ApiServer {
             .arg(pki.join("admin.crt"))
             .arg("--key")
             .arg(pki.join("admin.key"))
-            .args(["--max-time", "30"]);
+            .args(["--max-time", "30"])
+            .args(options);
         for header in headers {
             command.args(["-H", header]);
         }

@@ -343,3 +343,95 @@ fn subresources_dry_runs_generate_name_and_collections() {
     );
     assert_eq!(code, 400);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn both_event_apis_share_one_place_and_old_continue_tokens_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, api) = start(dir.path());
+    let event = json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "pulled"},
+        "eventTime": "2026-12-06T00:00:00.000000Z",
+        "reportingController": "kubelet", "reportingInstance": "node-1", "action": "Pull",
+        "regarding": {"kind": "Pod", "name": "web", "namespace": "default"},
+        "note": "image pulled", "reason": "Pulled", "type": "Normal",
+    });
+    let (code, _, out) = api.curl(
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        &[],
+        Some(("application/json", &event.to_string())),
+    );
+    assert_eq!(code, 201, "{out}");
+    assert_eq!(parse(&out)["note"], "image pulled");
+    // The core API reads the same event in its own form, from kube-apiserver's place.
+    let (code, _, out) = api.curl("GET", "/api/v1/namespaces/default/events/pulled", &[], None);
+    assert_eq!(code, 200, "{out}");
+    let core = parse(&out);
+    assert_eq!(
+        (core["apiVersion"].clone(), core["message"].clone()),
+        (json!("v1"), json!("image pulled"))
+    );
+    assert_eq!(core["involvedObject"]["name"], "web");
+    let client =
+        ballast_client::Client::connect([node.endpoint()], ballast_client::ConnectOptions::new())
+            .await
+            .unwrap();
+    let stored = client
+        .get(
+            "/registry/events/default/pulled",
+            ballast_client::GetOptions::new(),
+        )
+        .await
+        .unwrap();
+    let stored: Value = serde_json::from_slice(&stored.kvs[0].value).unwrap();
+    assert_eq!(stored["involvedObject"]["kind"], "Pod");
+    // Field selectors follow each API's names.
+    let (_, _, out) = api.curl(
+        "GET",
+        "/apis/events.k8s.io/v1/namespaces/default/events?fieldSelector=regarding.name%3Dweb",
+        &[],
+        None,
+    );
+    assert_eq!(parse(&out)["items"].as_array().unwrap().len(), 1);
+    let (_, _, out) = api.curl(
+        "GET",
+        "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dother",
+        &[],
+        None,
+    );
+    assert_eq!(parse(&out)["items"].as_array().unwrap().len(), 0);
+
+    // A continue token from before a compaction is 410 Expired.
+    for i in 0..3 {
+        create(&api, &format!("page-{i}"), json!({}));
+    }
+    let (_, _, out) = api.curl("GET", &format!("{CM}?limit=1"), &[], None);
+    let token = parse(&out)["metadata"]["continue"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    create(&api, "later", json!({}));
+    let now = client
+        .get("x", ballast_client::GetOptions::new())
+        .await
+        .unwrap()
+        .header
+        .revision;
+    client.compact(now, true).await.unwrap();
+    let (code, _, out) = api.curl("GET", &format!("{CM}?limit=1&continue={token}"), &[], None);
+    assert_eq!(
+        (code, parse(&out)["reason"].clone()),
+        (410, json!("Expired")),
+        "{out}"
+    );
+
+    // HTTP/1.1 works as well as HTTP/2.
+    let (code, head, _) = api.curl("GET", "/version", &[], None);
+    assert_eq!(code, 200);
+    assert!(head.starts_with("HTTP/2"), "{head}");
+    let (code, head, out) = api.curl_with(&["--http1.1"], "GET", &format!("{CM}/later"), &[], None);
+    assert_eq!(code, 200);
+    assert!(head.starts_with("HTTP/1.1"), "{head}");
+    assert_eq!(parse(&out)["metadata"]["name"], "later");
+}

@@ -212,6 +212,39 @@ async fn apply_label_annotate_patch_scale_replace_and_delete() {
     assert!(api
         .kubectl_ok(&["get", "deployment", "web", "-o", "wide"])
         .contains("nginx:1.27"));
+    let columns = api.kubectl_ok(&[
+        "get",
+        "deployments",
+        "-o",
+        "custom-columns=N:.metadata.name,R:.spec.replicas",
+    ]);
+    assert_eq!(
+        columns
+            .lines()
+            .nth(1)
+            .map(str::split_whitespace)
+            .map(Iterator::collect::<Vec<_>>),
+        Some(vec!["web", "1"])
+    );
+    let template = api.kubectl_ok(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "go-template={{.metadata.name}}/{{.spec.replicas}}",
+    ]);
+    assert_eq!(template, "web/1");
+    let listed = api.kubectl_ok(&[
+        "get",
+        "deployments",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    assert_eq!(listed, "web");
+    let json: serde_json::Value =
+        serde_json::from_str(&api.kubectl_ok(&["get", "deployments", "-o", "json"])).unwrap();
+    assert_eq!(json["kind"], "List");
+    assert_eq!(json["items"][0]["kind"], "Deployment");
     assert_eq!(
         api.kubectl_ok(&["get", "deployments", "-l", "tier=front", "-o", "name"])
             .trim(),
@@ -280,29 +313,57 @@ async fn get_watch_sees_a_change_made_by_another_command() {
     let (_node, api) = start(dir.path());
     let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: '1'\n";
     assert!(api.kubectl_stdin(&["create", "-f", "-"], Some(cm)).0);
-    let mut watch = api
-        .kubectl_command(&["get", "configmaps", "--watch", "-o", "name"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kubectl get -w");
-    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let spawn = |args: &[&str]| {
+        let mut watch = api
+            .kubectl_command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl get -w");
+        let lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+        (watch, lines)
+    };
+    let (mut names, mut name_lines) = spawn(&["get", "configmaps", "--watch", "-o", "name"]);
+    // The human output watches in Tables: a header, then one row per event.
+    let (mut table, mut table_lines) = spawn(&["get", "configmaps", "--watch"]);
     // The list comes first, then the watch from its resourceVersion.
-    let first = lines.next().unwrap().unwrap();
-    assert_eq!(first, "configmap/watched");
-    api.kubectl_ok(&["label", "configmap", "watched", "seen=yes"]);
+    assert_eq!(name_lines.next().unwrap().unwrap(), "configmap/watched");
+    let header = table_lines.next().unwrap().unwrap();
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "DATA", "AGE"]
+    );
+    assert!(table_lines.next().unwrap().unwrap().starts_with("watched "));
+    api.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "watched",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"b":"2"}}"#,
+    ]);
     api.kubectl_ok(&["delete", "configmap", "watched"]);
     let deadline = Instant::now() + WAIT;
     let mut seen = Vec::new();
     while seen.len() < 2 && Instant::now() < deadline {
-        seen.push(lines.next().unwrap().unwrap());
+        seen.push(name_lines.next().unwrap().unwrap());
     }
-    let _ = watch.kill();
-    let _ = watch.wait();
+    let changed = table_lines.next().unwrap().unwrap();
+    for watch in [&mut names, &mut table] {
+        let _ = watch.kill();
+        let _ = watch.wait();
+    }
     assert_eq!(
         seen,
         ["configmap/watched", "configmap/watched"],
         "a change and a delete"
+    );
+    let cells: Vec<&str> = changed.split_whitespace().collect();
+    assert_eq!(
+        cells[..2],
+        ["watched", "2"],
+        "the changed row shows two data keys: {changed}"
     );
 }
 

@@ -97,7 +97,7 @@ async fn delete_named(
             revision,
         } = api
             .storage
-            .get(&key)
+            .get(resource, &key)
             .await?
             .ok_or_else(|| ApiError::not_found(resource, name))?;
         check_preconditions(resource, name, &current, options)?;
@@ -117,7 +117,11 @@ async fn delete_named(
             if options.dry_run {
                 return Ok(shown(resource, marked));
             }
-            match api.storage.update(&key, revision, &marked).await? {
+            match api
+                .storage
+                .update(resource, &key, revision, &marked)
+                .await?
+            {
                 Outcome::Written(written) => {
                     object::set_resource_version(&mut marked, written);
                     if is_namespace {
@@ -161,7 +165,10 @@ pub async fn delete_collection(api: &Api, call: &Call<'_>) -> ApiResult<Response
         fields: FieldSelector::parse(call.query.get("fieldSelector").unwrap_or(""), call.resource)?,
     };
     let collection = api.storage.collection(call.resource, call.namespace());
-    let page = api.storage.list(&collection, None, 0, 0).await?;
+    let page = api
+        .storage
+        .list(call.resource, &collection, None, 0, 0)
+        .await?;
     let mut deleted = Vec::new();
     for stored in page.items.into_iter().filter(|s| filter.matches(&s.object)) {
         let name = meta_str(&stored.object, "name")
@@ -201,7 +208,7 @@ pub async fn namespace_controller(api: Api, mut queue: tokio::sync::mpsc::Receiv
             },
             _ = sweep.tick() => {
                 let collection = api.storage.collection(namespaces, None);
-                match api.storage.list(&collection, None, 0, 0).await {
+                match api.storage.list(namespaces, &collection, None, 0, 0).await {
                     Ok(page) => page
                         .items
                         .iter()
@@ -227,7 +234,7 @@ async fn terminate_namespace(api: Api, name: String) {
         let mut left = 0;
         for resource in resources::RESOURCES.iter().filter(|r| r.namespaced) {
             let collection = api.storage.collection(resource, Some(&name));
-            let Ok(page) = api.storage.list(&collection, None, 0, 0).await else {
+            let Ok(page) = api.storage.list(resource, &collection, None, 0, 0).await else {
                 left += 1;
                 continue;
             };
@@ -250,7 +257,7 @@ async fn terminate_namespace(api: Api, name: String) {
         let Ok(Some(Stored {
             object: mut ns,
             revision,
-        })) = api.storage.get(&key).await
+        })) = api.storage.get(namespaces, &key).await
         else {
             return;
         };
@@ -260,7 +267,7 @@ async fn terminate_namespace(api: Api, name: String) {
         {
             finalizers.retain(|f| f != "kubernetes");
         }
-        match api.storage.update(&key, revision, &ns).await {
+        match api.storage.update(namespaces, &key, revision, &ns).await {
             Ok(Outcome::Written(_)) => break,
             Ok(Outcome::Changed(_)) => continue,
             _ => return,
@@ -276,7 +283,7 @@ pub async fn finish_namespace(api: &Api, name: &str) -> ApiResult<()> {
     let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
     let key = api.storage.key(namespaces, None, name);
     for _ in 0..DELETE_ROUNDS_MAX {
-        let Some(Stored { object, revision }) = api.storage.get(&key).await? else {
+        let Some(Stored { object, revision }) = api.storage.get(namespaces, &key).await? else {
             return Ok(());
         };
         let spec_finalizers = object

@@ -49,7 +49,7 @@ pub async fn get(api: &Api, call: &Call<'_>) -> ApiResult<Response<Body>> {
     let name = call.name()?;
     let stored = api
         .storage
-        .get(&call.key(api)?)
+        .get(call.resource, &call.key(api)?)
         .await?
         .ok_or_else(|| ApiError::not_found(call.resource, name))?;
     Ok(object_response(
@@ -108,7 +108,13 @@ pub async fn list(api: &Api, call: &Call<'_>) -> ApiResult<Response<Body>> {
         for _ in 0..FILL_ROUNDS_MAX {
             let page: Page = api
                 .storage
-                .list(&collection, start.as_deref(), revision, limit)
+                .list(
+                    call.resource,
+                    &collection,
+                    start.as_deref(),
+                    revision,
+                    limit,
+                )
                 .await?;
             if revision == 0 {
                 revision = page.revision;

@@ -30,7 +30,7 @@ pub async fn handle(api: &Api, call: &Call<'_>, sub: &str) -> ApiResult<Response
             let name = call.name()?;
             let stored = api
                 .storage
-                .get(&call.key(api)?)
+                .get(resource, &call.key(api)?)
                 .await?
                 .ok_or_else(|| ApiError::not_found(resource, name))?;
             Ok(scale_response(call, 200, &scale_of(&stored.object)))

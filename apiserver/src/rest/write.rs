@@ -169,7 +169,7 @@ async fn create_object(
     } else {
         0
     };
-    match api.storage.create(&key, &object, lease).await? {
+    match api.storage.create(resource, &key, &object, lease).await? {
         Outcome::Written(revision) => {
             object::set_resource_version(&mut object, revision);
             Ok(shown(resource, object))
@@ -266,7 +266,7 @@ where
             revision,
         } = api
             .storage
-            .get(&key)
+            .get(resource, &key)
             .await?
             .ok_or_else(|| ApiError::not_found(resource, name))?;
         let changed = change(&current)?;
@@ -291,7 +291,7 @@ where
         let outcome = if finished {
             api.storage.delete(&key, revision).await?
         } else {
-            api.storage.update(&key, revision, &new).await?
+            api.storage.update(resource, &key, revision, &new).await?
         };
         match outcome {
             Outcome::Written(written) => {

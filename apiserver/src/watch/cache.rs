@@ -17,7 +17,7 @@ use crate::object;
 use crate::resources::Resource;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
-use crate::storage::Storage;
+use crate::storage::{self, Storage};
 
 /// Events of one resource kept for watchers that resume from an older resourceVersion.
 pub const HISTORY_EVENTS_MAX: usize = 10_000;
@@ -248,7 +248,13 @@ impl Cacher {
         let mut revision = 0;
         loop {
             let page = storage
-                .list(collection, start.as_deref(), revision, LIST_PAGE)
+                .list(
+                    self.resource,
+                    collection,
+                    start.as_deref(),
+                    revision,
+                    LIST_PAGE,
+                )
                 .await?;
             revision = page.revision;
             for stored in page.items {
@@ -308,13 +314,14 @@ impl Cacher {
                 .unwrap_or(&key)
                 .to_string();
             let revision = change.kv.mod_revision;
-            let prev = change
-                .prev_kv
-                .as_ref()
-                .and_then(|kv| object::from_storage(&kv.value, revision));
+            let prev = change.prev_kv.as_ref().and_then(|kv| {
+                storage::decode(self.resource, &kv.value, revision).map(|s| s.object)
+            });
             let event = match change.kind {
                 StoreEventKind::Put => {
-                    let Some(object) = object::from_storage(&change.kv.value, revision) else {
+                    let Some(object) = storage::decode(self.resource, &change.kv.value, revision)
+                        .map(|s| s.object)
+                    else {
                         continue;
                     };
                     state.objects.insert(key, object.clone());
