@@ -11,6 +11,7 @@ pub mod admission;
 pub mod authn;
 pub mod authz;
 pub mod config;
+pub mod controllers;
 pub mod convert;
 pub mod defaults;
 pub mod discovery;

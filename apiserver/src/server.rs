@@ -115,7 +115,8 @@ pub async fn run(config: Config) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let client = connect(&config).await?;
     let storage = Storage::new(client, &config.etcd_prefix);
-    let api = Api::start(storage, config.event_ttl);
+    let (api, queues) = Api::new(storage, config.event_ttl);
+    crate::controllers::start(&api, queues);
     seed(&api, local.port())
         .await
         .map_err(|e| format!("creating the system namespaces: {e}"))?;

@@ -686,3 +686,109 @@ async fn server_side_apply_conflicts_then_forces_and_records_owners() {
         "{object}"
     );
 }
+
+/// Polls the store until `key` is gone (true) or WAIT passes (false).
+async fn gone(node: &Node, key: &str) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if stored(node, key).await.is_none() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dependents_follow_their_owner_by_each_propagation_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, api) = start(dir.path());
+    let pair = |owner: &str, child: &str, child_finalizer: bool| {
+        let made = api.kubectl_stdin(
+            &["create", "-f", "-", "-o", "jsonpath={.metadata.uid}"],
+            Some(&format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {owner}\n"
+            )),
+        );
+        assert!(made.0, "{}", made.2);
+        let finalizers = if child_finalizer {
+            "\n  finalizers: [example.com/hold]"
+        } else {
+            ""
+        };
+        let child_yaml = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {child}{finalizers}\n  ownerReferences:\n  - apiVersion: v1\n    kind: ConfigMap\n    name: {owner}\n    uid: {}\n",
+            made.1
+        );
+        assert!(
+            api.kubectl_stdin(&["create", "-f", "-"], Some(&child_yaml))
+                .0
+        );
+    };
+    let key = |name: &str| format!("/registry/configmaps/default/{name}");
+
+    // Background (kubectl's default): the owner goes, then the collector deletes the child.
+    pair("owner-bg", "child-bg", false);
+    api.kubectl_ok(&["delete", "configmap", "owner-bg"]);
+    assert!(
+        gone(&node, &key("child-bg")).await,
+        "the dependent was not collected"
+    );
+
+    // Foreground: the owner waits, marked, while its dependent (held by a finalizer) goes.
+    pair("owner-fg", "child-fg", true);
+    api.kubectl_ok(&[
+        "delete",
+        "configmap",
+        "owner-fg",
+        "--cascade=foreground",
+        "--wait=false",
+    ]);
+    let owner = stored(&node, &key("owner-fg"))
+        .await
+        .expect("the owner waits");
+    assert!(
+        owner["metadata"]["finalizers"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("foregroundDeletion")),
+        "{owner}"
+    );
+    let deadline = Instant::now() + WAIT;
+    while stored(&node, &key("child-fg"))
+        .await
+        .is_some_and(|c| c["metadata"]["deletionTimestamp"].is_null())
+    {
+        assert!(Instant::now() < deadline, "the dependent was not deleted");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        stored(&node, &key("owner-fg")).await.is_some(),
+        "the owner went before its dependent"
+    );
+    api.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "child-fg",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    assert!(
+        gone(&node, &key("owner-fg")).await,
+        "the owner stayed after its dependent went"
+    );
+
+    // Orphan: the owner goes, the dependent stays without its reference.
+    pair("owner-or", "child-or", false);
+    api.kubectl_ok(&["delete", "configmap", "owner-or", "--cascade=orphan"]);
+    assert!(gone(&node, &key("owner-or")).await);
+    let child = stored(&node, &key("child-or"))
+        .await
+        .expect("the orphan stays");
+    assert!(
+        child["metadata"].get("ownerReferences").is_none(),
+        "{child}"
+    );
+}

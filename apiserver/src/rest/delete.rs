@@ -1,14 +1,13 @@
 //! delete and deletecollection: preconditions, finalizers (an object that has any is only
-//! marked, with `deletionTimestamp`, until they are removed), and the namespace lifecycle
-//! (a deleted namespace is Terminating while its content is deleted, then goes).
-
-use std::time::Duration;
+//! marked, with `deletionTimestamp`, until they are removed), propagation to dependents
+//! (the garbage collector's work: Background, Foreground, Orphan), and the namespace
+//! lifecycle (a deleted namespace is Terminating while its content is deleted).
 
 use http::Response;
 use serde_json::{json, Value};
 
 use super::read::object_response;
-use super::{shown, Api, Call};
+use super::{shown, Api, Call, GcWork};
 use crate::object::{self, meta_mut, meta_str};
 use crate::resources::{self, Resource};
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -18,20 +17,35 @@ use crate::transport::codec;
 use crate::transport::Body;
 use crate::{admission, watch::Filter};
 
-/// How often a terminating namespace's content is checked again.
-const NAMESPACE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Delete attempts per object before a delete that keeps meeting newer versions gives up.
-const DELETE_ROUNDS_MAX: usize = 16;
+pub(crate) const DELETE_ROUNDS_MAX: usize = 16;
+/// The finalizer of a Foreground delete: the object stays until its dependents are gone.
+pub(crate) const FOREGROUND: &str = "foregroundDeletion";
+/// The finalizer of an Orphan delete: the object stays until its dependents let go of it.
+pub(crate) const ORPHAN: &str = "orphan";
+
+/// What happens to an object's dependents (`propagationPolicy`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// The object goes now; the garbage collector deletes its dependents after.
+    #[default]
+    Background,
+    /// The dependents go first, then the object.
+    Foreground,
+    /// The dependents stay, without their reference to the object.
+    Orphan,
+}
 
 /// What a DeleteOptions body and the query ask for.
 #[derive(Debug, Default, Clone)]
-struct Options {
+pub(crate) struct DeleteOptions {
     uid: Option<String>,
     resource_version: Option<String>,
     dry_run: bool,
+    pub(crate) policy: Policy,
 }
 
-fn options(call: &Call<'_>) -> ApiResult<Options> {
+fn options(call: &Call<'_>) -> ApiResult<DeleteOptions> {
     let body: Value = if call.body.is_empty() {
         json!({})
     } else {
@@ -43,10 +57,25 @@ fn options(call: &Call<'_>) -> ApiResult<Options> {
             .get("dryRun")
             .and_then(Value::as_array)
             .is_some_and(|d| d.iter().any(|v| v == "All"));
-    Ok(Options {
+    let policy = match text("/propagationPolicy").as_deref().or(call.query.get("propagationPolicy")) {
+        None | Some("") | Some("Background") => {
+            let orphan = body.get("orphanDependents").and_then(Value::as_bool)
+                .or_else(|| call.query.get("orphanDependents").map(|v| v == "true"));
+            if orphan == Some(true) { Policy::Orphan } else { Policy::Background }
+        }
+        Some("Foreground") => Policy::Foreground,
+        Some("Orphan") => Policy::Orphan,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            )))
+        }
+    };
+    Ok(DeleteOptions {
         uid: text("/preconditions/uid"),
         resource_version: text("/preconditions/resourceVersion"),
         dry_run,
+        policy,
     })
 }
 
@@ -54,7 +83,7 @@ fn check_preconditions(
     resource: &Resource,
     name: &str,
     object: &Value,
-    options: &Options,
+    options: &DeleteOptions,
 ) -> ApiResult<()> {
     if let Some(uid) = &options.uid {
         let have = meta_str(object, "uid").unwrap_or_default();
@@ -82,12 +111,12 @@ fn check_preconditions(
 }
 
 /// Deletes (or, with finalizers, marks) one object; answers the object as it ends up.
-async fn delete_named(
+pub(crate) async fn delete_named(
     api: &Api,
     resource: &'static Resource,
     namespace: Option<&str>,
     name: &str,
-    options: &Options,
+    options: &DeleteOptions,
 ) -> ApiResult<Value> {
     admission::delete(resource, name)?;
     let key = api.storage.key(resource, namespace, name);
@@ -102,15 +131,27 @@ async fn delete_named(
             .ok_or_else(|| ApiError::not_found(resource, name))?;
         check_preconditions(resource, name, &current, options)?;
         let is_namespace = resource.plural == "namespaces" && resource.group.is_empty();
-        let pending = is_namespace || !object::finalizers(&current).is_empty();
+        let held = match options.policy {
+            Policy::Foreground if !is_namespace => Some(FOREGROUND),
+            Policy::Orphan if !is_namespace => Some(ORPHAN),
+            _ => None,
+        };
+        let pending = is_namespace || held.is_some() || !object::finalizers(&current).is_empty();
         if pending {
             if current.pointer("/metadata/deletionTimestamp").is_some() {
                 return Ok(shown(resource, current));
             }
             let mut marked = current.clone();
+            let mut finalizers = object::finalizers(&current);
+            if let Some(held) = held.filter(|h| !finalizers.iter().any(|f| f == h)) {
+                finalizers.push(held.to_string());
+            }
             let meta = meta_mut(&mut marked);
             meta.insert("deletionTimestamp".into(), json!(object::now()));
             meta.insert("deletionGracePeriodSeconds".into(), json!(0));
+            if !finalizers.is_empty() {
+                meta.insert("finalizers".into(), json!(finalizers));
+            }
             if is_namespace {
                 marked["status"] = json!({ "phase": "Terminating" });
             }
@@ -124,9 +165,15 @@ async fn delete_named(
             {
                 Outcome::Written(written) => {
                     object::set_resource_version(&mut marked, written);
+                    // When a queue is full, its controller's sweep finds the object.
                     if is_namespace {
-                        // When the queue is full, the controller's sweep finds it.
                         let _ = api.terminating.try_send(name.to_string());
+                    } else if held.is_some() {
+                        let _ = api.gc.try_send(GcWork::Finalize(
+                            resource,
+                            namespace.map(String::from),
+                            name.to_string(),
+                        ));
                     }
                     return Ok(shown(resource, marked));
                 }
@@ -138,7 +185,10 @@ async fn delete_named(
             return Ok(shown(resource, current));
         }
         match api.storage.delete(&key, revision).await? {
-            Outcome::Written(_) => return Ok(shown(resource, current)),
+            Outcome::Written(_) => {
+                api.owner_gone(&current);
+                return Ok(shown(resource, current));
+            }
             Outcome::Missing => return Err(ApiError::not_found(resource, name)),
             Outcome::Changed(_) => continue,
         }
@@ -188,94 +238,6 @@ pub async fn delete_collection(api: &Api, call: &Call<'_>) -> ApiResult<Response
         "items": deleted,
     });
     Ok(codec::respond(200, &list, call.output))
-}
-
-/// Terminating namespaces queued for the controller; past this, its sweep finds them.
-pub const TERMINATING_QUEUE: usize = 256;
-/// How often the controller looks for terminating namespaces it was not told of (after
-/// a restart, or a full queue).
-const TERMINATING_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
-
-/// The namespace controller: finishes every terminating namespace, one at a time.
-pub async fn namespace_controller(api: Api, mut queue: tokio::sync::mpsc::Receiver<String>) {
-    let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
-    let mut sweep = tokio::time::interval(TERMINATING_SWEEP_INTERVAL);
-    loop {
-        let names = tokio::select! {
-            name = queue.recv() => match name {
-                Some(name) => vec![name],
-                None => return,
-            },
-            _ = sweep.tick() => {
-                let collection = api.storage.collection(namespaces, None);
-                match api.storage.list(namespaces, &collection, None, 0, 0).await {
-                    Ok(page) => page
-                        .items
-                        .iter()
-                        .filter(|s| s.object.pointer("/metadata/deletionTimestamp").is_some())
-                        .filter_map(|s| meta_str(&s.object, "name").map(String::from))
-                        .collect(),
-                    Err(_) => Vec::new(),
-                }
-            }
-        };
-        for name in names {
-            terminate_namespace(api.clone(), name).await;
-        }
-    }
-}
-
-/// The namespace controller's work for one terminating namespace: delete everything in
-/// it, wait for objects held by finalizers, then drop the `kubernetes` finalizer and the
-/// namespace.
-async fn terminate_namespace(api: Api, name: String) {
-    let everything = Options::default();
-    loop {
-        let mut left = 0;
-        for resource in resources::RESOURCES.iter().filter(|r| r.namespaced) {
-            let collection = api.storage.collection(resource, Some(&name));
-            let Ok(page) = api.storage.list(resource, &collection, None, 0, 0).await else {
-                left += 1;
-                continue;
-            };
-            for stored in page.items {
-                left += 1;
-                let object_name = meta_str(&stored.object, "name")
-                    .unwrap_or_default()
-                    .to_string();
-                let _ = delete_named(&api, resource, Some(&name), &object_name, &everything).await;
-            }
-        }
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(NAMESPACE_SWEEP_INTERVAL).await;
-    }
-    let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
-    let key = api.storage.key(namespaces, None, &name);
-    for _ in 0..DELETE_ROUNDS_MAX {
-        let Ok(Some(Stored {
-            object: mut ns,
-            revision,
-        })) = api.storage.get(namespaces, &key).await
-        else {
-            return;
-        };
-        if let Some(finalizers) = ns
-            .pointer_mut("/spec/finalizers")
-            .and_then(Value::as_array_mut)
-        {
-            finalizers.retain(|f| f != "kubernetes");
-        }
-        match api.storage.update(namespaces, &key, revision, &ns).await {
-            Ok(Outcome::Written(_)) => break,
-            Ok(Outcome::Changed(_)) => continue,
-            _ => return,
-        }
-    }
-    if let Err(error) = finish_namespace(&api, &name).await {
-        tracing::warn!(namespace = %name, %error, "namespace not removed");
-    }
 }
 
 /// Removes a terminating namespace once nothing holds it.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, Response};
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use crate::resources::{self, Resource};
 use crate::status::{ApiError, ApiResult};
@@ -30,21 +31,66 @@ pub struct Api {
     /// How long events live.
     pub event_ttl: Duration,
     /// Namespaces to finish, for the namespace controller.
-    pub terminating: tokio::sync::mpsc::Sender<String>,
+    pub terminating: mpsc::Sender<String>,
+    /// Work for the garbage collector.
+    pub gc: mpsc::Sender<GcWork>,
+}
+
+/// Terminating namespaces queued for the namespace controller; past this, its sweep
+/// finds them.
+pub const TERMINATING_QUEUE: usize = 256;
+/// Deletions queued for the garbage collector; past this, its sweep finds them.
+pub const GC_QUEUE: usize = 4096;
+
+/// What the garbage collector is told.
+#[derive(Debug, Clone)]
+pub enum GcWork {
+    /// An object with this uid is gone, from this namespace (None: cluster-scoped):
+    /// dependents whose every owner is gone follow it.
+    OwnerGone(String, Option<String>),
+    /// This object waits, with the Foreground or Orphan finalizer, for its dependents.
+    Finalize(&'static Resource, Option<String>, String),
+}
+
+/// The receiving ends of the controllers' queues.
+#[derive(Debug)]
+pub struct Queues {
+    /// Terminating namespaces.
+    pub terminating: mpsc::Receiver<String>,
+    /// The garbage collector's work.
+    pub gc: mpsc::Receiver<GcWork>,
 }
 
 impl Api {
-    /// The handlers' state over `storage`, with the namespace controller running.
-    pub fn start(storage: Storage, event_ttl: Duration) -> Api {
-        let (terminating, queue) = tokio::sync::mpsc::channel(delete::TERMINATING_QUEUE);
+    /// The handlers' state over `storage`, and the queues its controllers read.
+    pub fn new(storage: Storage, event_ttl: Duration) -> (Api, Queues) {
+        let (terminating, terminating_rx) = mpsc::channel(TERMINATING_QUEUE);
+        let (gc, gc_rx) = mpsc::channel(GC_QUEUE);
         let api = Api {
             caches: std::sync::Arc::new(Caches::new(storage.clone())),
             storage,
             event_ttl,
             terminating,
+            gc,
         };
-        tokio::spawn(delete::namespace_controller(api.clone(), queue));
-        api
+        (
+            api,
+            Queues {
+                terminating: terminating_rx,
+                gc: gc_rx,
+            },
+        )
+    }
+
+    /// Tells the garbage collector an object is gone (when its queue is full, its sweep
+    /// finds the dependents).
+    pub fn owner_gone(&self, object: &Value) {
+        if let Some(uid) = crate::object::meta_str(object, "uid") {
+            let namespace = crate::object::meta_str(object, "namespace").map(String::from);
+            let _ = self
+                .gc
+                .try_send(GcWork::OwnerGone(uid.to_string(), namespace));
+        }
     }
 }
 

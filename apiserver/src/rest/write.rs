@@ -286,8 +286,17 @@ where
         if call.dry_run() {
             return Ok(shown(resource, new));
         }
+        // The last finalizer removed from an object being deleted finishes the delete (a
+        // namespace's own finalizers, in its spec, hold it too).
+        let spec_finalizers = new
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+        let namespace_held =
+            resource.plural == "namespaces" && resource.group.is_empty() && spec_finalizers;
         let finished = new.pointer("/metadata/deletionTimestamp").is_some()
-            && object::finalizers(&new).is_empty();
+            && object::finalizers(&new).is_empty()
+            && !namespace_held;
         let outcome = if finished {
             api.storage.delete(&key, revision).await?
         } else {
@@ -295,6 +304,9 @@ where
         };
         match outcome {
             Outcome::Written(written) => {
+                if finished {
+                    api.owner_gone(&new);
+                }
                 object::set_resource_version(&mut new, written);
                 return Ok(shown(resource, new));
             }

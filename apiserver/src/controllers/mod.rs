@@ -1,0 +1,14 @@
+//! Control loops the API server runs beside the request path, as kube-controller-manager
+//! would: clients of the same storage and rest layers, fed by queues the verbs fill and by
+//! periodic sweeps (which also pick up what a restart left half done).
+
+mod gc;
+mod namespace;
+
+use crate::rest::{Api, Queues};
+
+/// Starts every controller.
+pub fn start(api: &Api, queues: Queues) {
+    tokio::spawn(namespace::run(api.clone(), queues.terminating));
+    tokio::spawn(gc::run(api.clone(), queues.gc));
+}
