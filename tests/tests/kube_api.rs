@@ -326,6 +326,19 @@ fn subresources_dry_runs_generate_name_and_collections() {
     assert_eq!(code, 409);
     let (code, _, _) = api.curl("GET", &format!("{CM}/keep"), &[], None);
     assert_eq!(code, 200);
+    // So is an update naming another uid: the uid cannot change.
+    let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keep", "uid": "not-this"}, "data": {"x": "y"}});
+    let (code, _, out) = api.curl(
+        "PUT",
+        &format!("{CM}/keep"),
+        &[],
+        Some(("application/json", &other.to_string())),
+    );
+    assert_eq!(code, 409, "{out}");
+    assert!(parse(&out)["message"]
+        .as_str()
+        .unwrap()
+        .contains("Precondition failed: UID in precondition: not-this"));
 
     // Bodies the server cannot read: 415 for an unknown media type, 400 for garbage.
     let (code, _, out) = api.curl("POST", CM, &[], Some(("text/plain", "x")));

@@ -204,6 +204,15 @@ fn prepare(
             meta_str(&new, "name").unwrap_or_default()
         )));
     }
+    // A uid in the body is a precondition: it names the object the client means.
+    let have = meta_str(current, "uid").unwrap_or_default();
+    if let Some(uid) = meta_str(&new, "uid").filter(|u| !u.is_empty() && *u != have) {
+        return Err(ApiError::conflict(
+            resource,
+            name,
+            &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"),
+        ));
+    }
     if part == Part::Status {
         let mut kept = current.clone();
         object::take_status(&new, &mut kept);
