@@ -44,6 +44,15 @@ pub struct Config {
     /// CA whose client certificates authenticate users (CN: user, O: groups).
     #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
+    /// Static bearer tokens: CSV lines `token,user,uid[,"group1,group2"]`.
+    #[arg(long)]
+    pub token_auth_file: Option<PathBuf>,
+    /// Requests without credentials run as `system:anonymous` (else they are a 401).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub anonymous_auth: bool,
+    /// Authorizers, asked in order: AlwaysAllow, AlwaysDeny, RBAC.
+    #[arg(long, default_value = "AlwaysAllow")]
+    pub authorization_mode: String,
     /// How long events are kept (a store lease per event).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub event_ttl: Duration,

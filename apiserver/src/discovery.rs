@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::resources::{self, Resource, Sub, VERBS};
+use crate::resources::{self, Resource, Sub};
 
 /// The verbs of a subresource.
 const SUB_VERBS: &[&str] = &["get", "patch", "update"];
@@ -34,7 +34,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": VERBS,
+            "verbs": r.verbs(),
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -115,7 +115,7 @@ fn aggregated_version(group: &str, version: &str) -> Value {
                 "responseKind": { "group": r.group, "version": r.version, "kind": r.kind },
                 "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
                 "singularResource": r.singular,
-                "verbs": VERBS,
+                "verbs": r.verbs(),
             });
             if !r.short_names.is_empty() {
                 entry["shortNames"] = json!(r.short_names);

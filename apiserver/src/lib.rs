@@ -16,6 +16,7 @@ pub mod convert;
 pub mod defaults;
 pub mod discovery;
 pub mod fields;
+pub mod impersonation;
 pub mod managed;
 pub mod object;
 pub mod openapi;

@@ -30,17 +30,22 @@ pub fn meta_mut(object: &mut Value) -> &mut Map<String, Value> {
         .expect("metadata is an object")
 }
 
-/// `metadata.finalizers`.
-pub fn finalizers(object: &Value) -> Vec<String> {
-    object
-        .pointer("/metadata/finalizers")
+/// The strings of the list at a JSON pointer (none when it is missing).
+pub fn strings(value: &Value, pointer: &str) -> Vec<String> {
+    value
+        .pointer(pointer)
         .and_then(Value::as_array)
-        .map(|f| {
-            f.iter()
+        .map(|a| {
+            a.iter()
                 .filter_map(|v| v.as_str().map(String::from))
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `metadata.finalizers`.
+pub fn finalizers(object: &Value) -> Vec<String> {
+    strings(object, "/metadata/finalizers")
 }
 
 /// Sets `metadata.resourceVersion` to the store revision.
@@ -100,6 +105,16 @@ pub fn spec_of(object: &Value) -> Value {
         map.remove("kind");
     }
     spec
+}
+
+/// Stamps what the server gives a new object: its type, uid, creation time and the
+/// kind's defaults (for objects the server creates itself).
+pub fn stamp_new(resource: &Resource, object: &mut Value) {
+    set_type(object, resource);
+    let meta = meta_mut(object);
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".into(), json!(now()));
+    crate::defaults::on_create(resource, object);
 }
 
 /// A random lower-case suffix for `generateName`, kube's alphabet (no vowels, no look-alikes).

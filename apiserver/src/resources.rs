@@ -71,12 +71,24 @@ pub struct Resource {
     pub columns: &'static [Column],
     /// The kind's JSON schema (OpenAPI, `kubectl explain`, field validation).
     pub schema: SchemaFn,
+    /// Kept in the store; a review (an access or identity question) is answered and
+    /// forgotten, `create` its only verb.
+    pub stored: bool,
 }
 
 /// Adds a kind's schema (and those it refers to) to a generator; returns its reference.
 pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 
 impl Resource {
+    /// The verbs the resource serves.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.stored {
+            VERBS
+        } else {
+            REVIEW_VERBS
+        }
+    }
+
     /// `apiVersion` of the kind's objects.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -123,9 +135,36 @@ macro_rules! row {
             fields: $fields,
             columns: $columns,
             schema: |generator| generator.subschema_for::<$ty>(),
+            stored: true,
         }
     };
 }
+
+/// A review: create-only, answered from the request, never stored.
+macro_rules! review {
+    ($group:expr, $plural:expr, $singular:expr, $kind:expr, $namespaced:expr, type: $ty:ty) => {
+        Resource {
+            group: $group,
+            version: "v1",
+            plural: $plural,
+            singular: $singular,
+            kind: $kind,
+            namespaced: $namespaced,
+            short_names: &[],
+            categories: NONE,
+            subresources: &[],
+            storage: "",
+            generation: false,
+            fields: &[],
+            columns: printers::CREATED_AT,
+            schema: |generator| generator.subschema_for::<$ty>(),
+            stored: false,
+        }
+    };
+}
+
+/// The verbs of a review.
+pub const REVIEW_VERBS: &[&str] = &["create"];
 
 const ALL: &[&str] = &["all"];
 const NONE: &[&str] = &[];
@@ -225,6 +264,17 @@ pub static RESOURCES: &[Resource] = &[
                    ("regarding.kind", "/regarding/kind"), ("regarding.name", "/regarding/name"),
                    ("regarding.namespace", "/regarding/namespace")],
          columns: printers::CREATED_AT, type: k8s_openapi::api::events::v1::Event),
+    // Reviews: authorization.k8s.io/v1 and authentication.k8s.io/v1.
+    review!("authorization.k8s.io", "selfsubjectaccessreviews", "selfsubjectaccessreview",
+            "SelfSubjectAccessReview", false, type: k8s_openapi::api::authorization::v1::SelfSubjectAccessReview),
+    review!("authorization.k8s.io", "selfsubjectrulesreviews", "selfsubjectrulesreview",
+            "SelfSubjectRulesReview", false, type: k8s_openapi::api::authorization::v1::SelfSubjectRulesReview),
+    review!("authorization.k8s.io", "subjectaccessreviews", "subjectaccessreview",
+            "SubjectAccessReview", false, type: k8s_openapi::api::authorization::v1::SubjectAccessReview),
+    review!("authorization.k8s.io", "localsubjectaccessreviews", "localsubjectaccessreview",
+            "LocalSubjectAccessReview", true, type: k8s_openapi::api::authorization::v1::LocalSubjectAccessReview),
+    review!("authentication.k8s.io", "selfsubjectreviews", "selfsubjectreview",
+            "SelfSubjectReview", false, type: k8s_openapi::api::authentication::v1::SelfSubjectReview),
 ];
 
 /// The groups served, in discovery order, with their one version.
@@ -268,7 +318,7 @@ mod tests {
         for (i, r) in RESOURCES.iter().enumerate() {
             assert!(std::ptr::eq(find(r.group, r.version, r.plural).unwrap(), r));
             // The two Event APIs share one place, as in kube-apiserver; no other kinds do.
-            let shared = r.group == "events.k8s.io";
+            let shared = r.group == "events.k8s.io" || !r.stored;
             assert!(
                 shared || RESOURCES[..i].iter().all(|o| o.storage != r.storage),
                 "{} shares its storage prefix",

@@ -103,6 +103,46 @@ impl LabelSelector {
         self.0.is_empty()
     }
 
+    /// A `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`); None when an
+    /// expression's operator is unknown. An empty selector selects everything.
+    pub fn from_object(selector: &Value) -> Option<Self> {
+        let mut requirements = Vec::new();
+        for (key, value) in selector
+            .get("matchLabels")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            requirements.push((key.clone(), Op::Equals(value.as_str()?.to_string())));
+        }
+        for expression in selector
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = expression.get("key")?.as_str()?.to_string();
+            let values: Vec<String> = expression
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|v| {
+                    v.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let op = match expression.get("operator")?.as_str()? {
+                "In" => Op::In(values),
+                "NotIn" => Op::NotIn(values),
+                "Exists" => Op::Exists,
+                "DoesNotExist" => Op::NotExists,
+                _ => return None,
+            };
+            requirements.push((key, op));
+        }
+        Some(LabelSelector(requirements))
+    }
+
     /// True when the object's labels satisfy every requirement.
     pub fn matches(&self, object: &Value) -> bool {
         let labels = object

@@ -13,9 +13,10 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::authn::{self, User};
-use crate::authz::{self, Attributes};
+use crate::authn::{Authenticator, User};
+use crate::authz::{self, Attributes, Mode};
 use crate::config::Config;
+use crate::impersonation;
 use crate::resources::SYSTEM_NAMESPACES;
 use crate::rest::{self, Api, Call};
 use crate::status::{ApiError, ApiResult};
@@ -35,6 +36,7 @@ const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct App {
     api: Api,
+    authenticator: Authenticator,
     /// `host:port` clients reach this server at (in `/api`'s answer).
     address: String,
 }
@@ -69,7 +71,7 @@ async fn seed(api: &Api, secure_port: u16) -> ApiResult<()> {
     let namespaces = resources::find("", "v1", "namespaces").expect("namespaces are served");
     for name in SYSTEM_NAMESPACES {
         let mut ns = json!({ "metadata": { "name": name } });
-        prepare_seed(namespaces, &mut ns);
+        object::stamp_new(namespaces, &mut ns);
         api.storage
             .create(namespaces, &api.storage.key(namespaces, None, name), &ns, 0)
             .await?;
@@ -81,7 +83,7 @@ async fn seed(api: &Api, secure_port: u16) -> ApiResult<()> {
         "spec": { "clusterIP": "10.96.0.1",
                   "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": secure_port }] },
     });
-    prepare_seed(services, &mut svc);
+    object::stamp_new(services, &mut svc);
     api.storage
         .create(
             services,
@@ -91,14 +93,6 @@ async fn seed(api: &Api, secure_port: u16) -> ApiResult<()> {
         )
         .await?;
     Ok(())
-}
-
-fn prepare_seed(resource: &resources::Resource, object: &mut Value) {
-    object::set_type(object, resource);
-    let meta = object::meta_mut(object);
-    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-    meta.insert("creationTimestamp".into(), json!(object::now()));
-    crate::defaults::on_create(resource, object);
 }
 
 /// Binds the port, then serves until the process ends.
@@ -115,12 +109,20 @@ pub async fn run(config: Config) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let client = connect(&config).await?;
     let storage = Storage::new(client, &config.etcd_prefix);
-    let (api, queues) = Api::new(storage, config.event_ttl);
+    let modes = Mode::parse_list(&config.authorization_mode)?;
+    let authenticator =
+        Authenticator::new(config.token_auth_file.as_deref(), config.anonymous_auth)?;
+    let (api, queues) = Api::new(storage, config.event_ttl, modes);
     crate::controllers::start(&api, queues);
     seed(&api, local.port())
         .await
         .map_err(|e| format!("creating the system namespaces: {e}"))?;
-    for resource in resources::RESOURCES {
+    if api.authorizer.uses_rbac() {
+        authz::bootstrap::reconcile(&api.storage)
+            .await
+            .map_err(|e| format!("creating the bootstrap roles: {e}"))?;
+    }
+    for resource in resources::RESOURCES.iter().filter(|r| r.stored) {
         api.caches.of(resource);
     }
     let host = if config.bind_address.is_unspecified() {
@@ -130,6 +132,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     };
     let app = Arc::new(App {
         api,
+        authenticator,
         address: format!("{host}:{}", local.port()),
     });
     tracing::info!(address = %local, "Serving securely on {local}");
@@ -148,16 +151,20 @@ impl App {
         let query = Query::parse(parts.uri.query());
         let output = Output::negotiate(&parts.headers, &query);
         let route = request::route(&parts.method, parts.uri.path(), query.flag("watch"));
-        let user = authn::authenticate(&peer);
-        let result = match &route {
-            Route::NonResource(path) => self.non_resource(&user, &parts, path).await,
-            Route::Resource(resource_request) => {
-                self.resource(&user, &parts, resource_request, &query, output, body)
-                    .await
+        let result = async {
+            let user = self.authenticator.authenticate(&parts.headers, &peer)?;
+            let user = impersonation::apply(&self.api.authorizer, user, &parts.headers).await?;
+            match &route {
+                Route::NonResource(path) => self.non_resource(&user, &parts, path).await,
+                Route::Resource(resource_request) => {
+                    self.resource(&user, &parts, resource_request, &query, output, body)
+                        .await
+                }
             }
-        };
+        }
+        .await;
         let response = result.unwrap_or_else(|error| codec::error(&error, output));
-        tracing::debug!(method = %parts.method, uri = %parts.uri, user = %user.name, status = response.status().as_u16(), "request");
+        tracing::debug!(method = %parts.method, uri = %parts.uri, status = response.status().as_u16(), "request");
         response
     }
 
@@ -170,7 +177,22 @@ impl App {
         output: Output,
         body: Incoming,
     ) -> ApiResult<Response<Body>> {
-        authz::authorize(user, Attributes::Resource(request))?;
+        let attributes = Attributes {
+            verb: request.verb.to_string(),
+            resource_request: true,
+            // A namespace's own requests are in that namespace, for RoleBindings there.
+            namespace: match (&request.namespace, request.resource.as_str(), &request.name) {
+                (Some(ns), _, _) => ns.clone(),
+                (None, "namespaces", Some(name)) if request.group.is_empty() => name.clone(),
+                _ => String::new(),
+            },
+            group: request.group.clone(),
+            resource: request.resource.clone(),
+            subresource: request.subresource.clone().unwrap_or_default(),
+            name: request.name.clone().unwrap_or_default(),
+            path: String::new(),
+        };
+        self.api.authorizer.authorize(user, &attributes).await?;
         let resource = rest::resource_of(request)?;
         let body = codec::read_body(body).await?;
         let call = Call {
@@ -181,6 +203,7 @@ impl App {
             headers: &parts.headers,
             media: codec::content_type(&parts.headers),
             body,
+            user,
             warnings: Default::default(),
         };
         let mut response = rest::handle(&self.api, &call).await?;
@@ -212,7 +235,18 @@ impl App {
         parts: &http::request::Parts,
         path: &str,
     ) -> ApiResult<Response<Body>> {
-        authz::authorize(user, Attributes::Path(path))?;
+        let verb = match parts.method {
+            Method::GET | Method::HEAD => "get",
+            Method::POST => "post",
+            Method::PUT => "put",
+            Method::PATCH => "patch",
+            Method::DELETE => "delete",
+            _ => "",
+        };
+        self.api
+            .authorizer
+            .authorize(user, &Attributes::path(verb, path))
+            .await?;
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return Err(ApiError::no_route());
         }

@@ -139,6 +139,22 @@ impl ApiError {
         error
     }
 
+    /// 422 for one field without an object name (reviews).
+    pub fn invalid_field(field: &str, message: &str) -> Self {
+        let mut error = ApiError::new(422, "Invalid", format!("{field}: {message}"));
+        error.details = Some(Box::new(Details {
+            name: String::new(),
+            group: String::new(),
+            kind: String::new(),
+            causes: vec![Cause {
+                reason: "FieldValueRequired",
+                field: field.to_string(),
+                message: message.to_string(),
+            }],
+        }));
+        error
+    }
+
     /// 400 with kube's reason `BadRequest`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(400, "BadRequest", message)

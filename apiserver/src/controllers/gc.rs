@@ -24,7 +24,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Every object of `namespace` (and every cluster-scoped one) with its resource.
 async fn objects(api: &Api, namespace: Option<&str>) -> Vec<(&'static Resource, Value)> {
     let mut out = Vec::new();
-    for resource in resources::RESOURCES {
+    for resource in resources::RESOURCES.iter().filter(|r| r.stored) {
         let filter = Filter {
             namespace: namespace.filter(|_| resource.namespaced).map(String::from),
             ..Filter::default()

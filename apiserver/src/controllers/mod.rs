@@ -2,6 +2,7 @@
 //! would: clients of the same storage and rest layers, fed by queues the verbs fill and by
 //! periodic sweeps (which also pick up what a restart left half done).
 
+mod aggregation;
 mod gc;
 mod namespace;
 
@@ -11,4 +12,5 @@ use crate::rest::{Api, Queues};
 pub fn start(api: &Api, queues: Queues) {
     tokio::spawn(namespace::run(api.clone(), queues.terminating));
     tokio::spawn(gc::run(api.clone(), queues.gc));
+    tokio::spawn(aggregation::run(api.clone()));
 }

@@ -55,7 +55,10 @@ async fn terminate_namespace(api: Api, name: String) {
     let everything = DeleteOptions::default();
     loop {
         let mut left = 0;
-        for resource in resources::RESOURCES.iter().filter(|r| r.namespaced) {
+        for resource in resources::RESOURCES
+            .iter()
+            .filter(|r| r.namespaced && r.stored)
+        {
             let collection = api.storage.collection(resource, Some(&name));
             let Ok(page) = api.storage.list(resource, &collection, None, 0, 0).await else {
                 left += 1;

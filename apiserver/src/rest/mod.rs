@@ -3,6 +3,7 @@
 
 pub(crate) mod delete;
 mod read;
+mod review;
 mod subresource;
 mod write;
 
@@ -13,6 +14,8 @@ use http::{HeaderMap, Response};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::authn::User;
+use crate::authz::{Authorizer, Mode};
 use crate::resources::{self, Resource};
 use crate::status::{ApiError, ApiResult};
 use crate::storage::Storage;
@@ -34,6 +37,8 @@ pub struct Api {
     pub terminating: mpsc::Sender<String>,
     /// Work for the garbage collector.
     pub gc: mpsc::Sender<GcWork>,
+    /// The authorization chain (also for reviews and escalation checks).
+    pub authorizer: std::sync::Arc<Authorizer>,
 }
 
 /// Terminating namespaces queued for the namespace controller; past this, its sweep
@@ -63,11 +68,13 @@ pub struct Queues {
 
 impl Api {
     /// The handlers' state over `storage`, and the queues its controllers read.
-    pub fn new(storage: Storage, event_ttl: Duration) -> (Api, Queues) {
+    pub fn new(storage: Storage, event_ttl: Duration, modes: Vec<Mode>) -> (Api, Queues) {
         let (terminating, terminating_rx) = mpsc::channel(TERMINATING_QUEUE);
         let (gc, gc_rx) = mpsc::channel(GC_QUEUE);
+        let caches = std::sync::Arc::new(Caches::new(storage.clone()));
         let api = Api {
-            caches: std::sync::Arc::new(Caches::new(storage.clone())),
+            authorizer: std::sync::Arc::new(Authorizer::new(modes, caches.clone())),
+            caches,
             storage,
             event_ttl,
             terminating,
@@ -111,6 +118,8 @@ pub struct Call<'a> {
     pub media: String,
     /// The body.
     pub body: Bytes,
+    /// Who is asking.
+    pub user: &'a User,
     /// Warnings for the client (`Warning` headers), gathered while the call runs.
     pub warnings: std::sync::Mutex<Vec<String>>,
 }
@@ -171,6 +180,15 @@ pub async fn handle(api: &Api, call: &Call<'_>) -> ApiResult<Response<Body>> {
         && !matches!(call.request.verb, "list" | "watch")
     {
         return Err(ApiError::no_route());
+    }
+    if !call.resource.stored {
+        return match (call.request.verb, &call.request.name) {
+            ("create", None) => review::create(api, call).await,
+            _ => Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({})",
+                call.request.verb
+            ))),
+        };
     }
     if let Some(sub) = &call.request.subresource {
         return subresource::handle(api, call, sub).await;

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::read::object_response;
 use super::{shown, Api, Call};
+use crate::authz::escalation;
 use crate::object::{self, meta_mut, meta_str};
 use crate::patch::{self, Flavour};
 use crate::resources::{Resource, Sub};
@@ -157,6 +158,7 @@ async fn create_object(
     }
     let name = meta_str(&object, "name").unwrap_or_default().to_string();
     validation::create(resource, &object)?;
+    escalation::check(&api.authorizer, call.user, resource, &object).await?;
     admission::create(&api.storage, &api.caches, resource, call.namespace(), &name).await?;
     if call.dry_run() {
         return Ok(object);
@@ -284,6 +286,7 @@ where
             return Err(ApiError::stale(resource, name));
         }
         let mut new = prepare(resource, part, &current, changed, name)?;
+        escalation::check(&api.authorizer, call.user, resource, &new).await?;
         if let Owner::Update(manager) = owner {
             let sub = call.request.subresource.as_deref();
             managed::record_update(resource, Some(&current), &mut new, manager, sub);

@@ -4,6 +4,7 @@
 //! its client resumes from the last resourceVersion it saw, which the history covers.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -204,6 +205,9 @@ pub struct Cacher {
     collection: String,
     state: Mutex<State>,
     ready: watch::Receiver<bool>,
+    /// Moves with every change the cache applies (and every re-fill), so readers that
+    /// derive state from the cache (the RBAC index) know when to derive it again.
+    changes: AtomicU64,
 }
 
 impl std::fmt::Debug for Cacher {
@@ -222,6 +226,7 @@ impl Cacher {
             collection: storage.collection(resource, None),
             state: Mutex::new(State::default()),
             ready,
+            changes: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&cacher);
         tokio::spawn(async move {
@@ -275,6 +280,7 @@ impl Cacher {
             state.oldest = revision;
             state.history.clear();
         }
+        self.changes.fetch_add(1, Ordering::Release);
         let _ = ready.send(true);
         let options = WatchOptions::new()
             .with_prefix()
@@ -342,6 +348,7 @@ impl Cacher {
                 }
             };
             let event = Arc::new(event);
+            self.changes.fetch_add(1, Ordering::Release);
             state.history.push_back(event.clone());
             if state.history.len() > HISTORY_EVENTS_MAX {
                 if let Some(old) = state.history.pop_front() {
@@ -448,6 +455,16 @@ impl Cacher {
             .objects
             .get(key)
             .cloned()
+    }
+
+    /// A count that moves with every change applied.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    /// Waits until the cache is filled.
+    pub async fn ready(&self) {
+        self.wait_ready().await;
     }
 
     /// Watchers currently fed.

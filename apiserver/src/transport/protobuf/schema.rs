@@ -1,6 +1,7 @@
 //! The protobuf shapes of the kinds kubectl's typed commands send (`create namespace |
 //! configmap | secret | serviceaccount | service | deployment | job | cronjob | quota |
-//! role | rolebinding | clusterrole | clusterrolebinding`), with Kubernetes' field numbers.
+//! role | rolebinding | clusterrole | clusterrolebinding`, `auth can-i [--list]`,
+//! `auth whoami`), with Kubernetes' field numbers.
 //!
 //! One message per line: `Name: <number> <json name> <type>, ...`. Types: `s` string,
 //! `i` integer, `b` bool, `y` bytes (base64 in JSON), `t` Time (RFC 3339), `q` Quantity,
@@ -58,6 +59,17 @@ RoleBinding: 1 metadata ObjectMeta, 2 subjects []Subject, 3 roleRef RoleRef
 ClusterRoleBinding: 1 metadata ObjectMeta, 2 subjects []Subject, 3 roleRef RoleRef
 Subject: 1 kind s, 2 apiGroup s, 3 name s, 4 namespace s
 RoleRef: 1 apiGroup s, 2 kind s, 3 name s
+SelfSubjectAccessReview: 1 metadata ObjectMeta, 2 spec SelfSubjectAccessReviewSpec, 3 status SubjectAccessReviewStatus
+SelfSubjectAccessReviewSpec: 1 resourceAttributes ResourceAttributes, 2 nonResourceAttributes NonResourceAttributes
+ResourceAttributes: 1 namespace s, 2 verb s, 3 group s, 4 version s, 5 resource s, 6 subresource s, 7 name s
+NonResourceAttributes: 1 path s, 2 verb s
+SubjectAccessReviewStatus: 1 allowed b, 2 reason s, 3 evaluationError s, 4 denied b
+SelfSubjectRulesReview: 1 metadata ObjectMeta, 2 spec SelfSubjectRulesReviewSpec, 3 status SubjectRulesReviewStatus
+SelfSubjectRulesReviewSpec: 1 namespace s
+SubjectRulesReviewStatus: 3 incomplete b, 4 evaluationError s
+SelfSubjectReview: 1 metadata ObjectMeta, 2 status SelfSubjectReviewStatus
+SelfSubjectReviewStatus: 1 userInfo UserInfo
+UserInfo: 1 username s, 2 uid s, 3 groups []s
 ";
 
 /// The kinds decoded from protobuf, by (apiVersion, kind); each is its own message.
@@ -75,4 +87,7 @@ pub const KINDS: &[(&str, &str)] = &[
     ("rbac.authorization.k8s.io/v1", "RoleBinding"),
     ("rbac.authorization.k8s.io/v1", "ClusterRole"),
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"),
+    ("authentication.k8s.io/v1", "SelfSubjectReview"),
 ];

@@ -1,0 +1,360 @@
+//! Authentication and RBAC in ballast-apiserver, driven by kubectl 1.32: an admin by
+//! client certificate, a user by static token limited by a Role to one namespace,
+//! `auth can-i` (also `--list` and `--as`), `auth whoami`, escalation refused, an
+//! aggregated role picking up a rule added later, and refusals that leave the store as
+//! it was.
+
+use std::time::Instant;
+
+use ballast_client::{Client, ConnectOptions, GetOptions};
+use ballast_tests::{ApiServer, Node, WAIT};
+
+fn start(dir: &std::path::Path) -> (Node, ApiServer) {
+    let node = Node::start(&dir.join("node"));
+    std::fs::create_dir_all(dir.join("api")).unwrap();
+    let tokens = dir.join("api/tokens.csv");
+    std::fs::write(
+        &tokens,
+        "alice-token,alice,1001,\"devs\"\nbob-token,bob,1002\n",
+    )
+    .unwrap();
+    let api = ApiServer::start(
+        &dir.join("api"),
+        &[node.url()],
+        &[
+            "--authorization-mode",
+            "RBAC",
+            "--token-auth-file",
+            tokens.to_str().unwrap(),
+        ],
+    );
+    (node, api)
+}
+
+async fn revision(node: &Node) -> i64 {
+    let client = Client::connect([node.endpoint()], ConnectOptions::new())
+        .await
+        .unwrap();
+    client
+        .get("\0", GetOptions::new().with_keys_only())
+        .await
+        .unwrap()
+        .header
+        .revision
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_limits_a_token_user_to_its_namespace_and_verbs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, api) = start(dir.path());
+    // The admin, by client certificate in system:masters.
+    let whoami = api.kubectl_ok(&["auth", "whoami"]);
+    assert!(
+        whoami.contains("kubernetes-admin") && whoami.contains("system:masters"),
+        "{whoami}"
+    );
+    assert_eq!(api.kubectl_ok(&["auth", "can-i", "*", "*"]).trim(), "yes");
+    api.kubectl_ok(&["create", "namespace", "team"]);
+    api.kubectl_ok(&[
+        "-n",
+        "team",
+        "create",
+        "role",
+        "reader",
+        "--verb=get,list,watch",
+        "--resource=configmaps",
+    ]);
+    api.kubectl_ok(&[
+        "-n",
+        "team",
+        "create",
+        "rolebinding",
+        "alice-reads",
+        "--role=reader",
+        "--user=alice",
+    ]);
+    api.kubectl_ok(&[
+        "-n",
+        "team",
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=a=1",
+    ]);
+
+    let alice = |args: &[&str]| {
+        let mut all = vec!["--token=alice-token"];
+        all.extend(args);
+        api.kubectl(&all)
+    };
+    let (ok, out, _) = alice(&["-n", "team", "get", "configmaps", "-o", "name"]);
+    assert!(ok && out.contains("configmap/settings"), "{out}");
+    let whoami = alice(&["auth", "whoami"]).1;
+    assert!(
+        whoami.contains("alice") && whoami.contains("1001") && whoami.contains("devs"),
+        "{whoami}"
+    );
+
+    let before = revision(&node).await;
+    let (ok, _, err) = alice(&["-n", "team", "delete", "configmap", "settings"]);
+    assert!(!ok);
+    assert!(
+        err.contains("configmaps \"settings\" is forbidden: User \"alice\" cannot delete resource \"configmaps\" in API group \"\" in the namespace \"team\""),
+        "{err}"
+    );
+    let (ok, _, err) = alice(&["-n", "team", "create", "configmap", "more"]);
+    assert!(
+        !ok && err.contains("configmaps is forbidden: User \"alice\" cannot create"),
+        "{err}"
+    );
+    let (ok, _, err) = alice(&["get", "configmaps"]);
+    assert!(!ok && err.contains("in the namespace \"default\""), "{err}");
+    let (ok, _, err) = alice(&["-n", "team", "get", "secrets"]);
+    assert!(
+        !ok && err.contains("cannot list resource \"secrets\""),
+        "{err}"
+    );
+    assert_eq!(
+        revision(&node).await,
+        before,
+        "refused requests wrote nothing"
+    );
+
+    assert_eq!(
+        alice(&["-n", "team", "auth", "can-i", "list", "configmaps"])
+            .1
+            .trim(),
+        "yes"
+    );
+    let (ok, out, _) = alice(&["-n", "team", "auth", "can-i", "delete", "configmaps"]);
+    assert!(!ok && out.trim() == "no");
+    let list = alice(&["-n", "team", "auth", "can-i", "--list"]).1;
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("configmaps") && l.contains("[get list watch]")),
+        "{list}"
+    );
+
+    // The admin may impersonate her; she may not impersonate anyone.
+    assert_eq!(
+        api.kubectl_ok(&[
+            "-n",
+            "team",
+            "auth",
+            "can-i",
+            "get",
+            "configmaps",
+            "--as",
+            "alice"
+        ])
+        .trim(),
+        "yes"
+    );
+    let (ok, out, _) = api.kubectl(&[
+        "-n",
+        "team",
+        "auth",
+        "can-i",
+        "delete",
+        "configmaps",
+        "--as",
+        "alice",
+    ]);
+    assert!(!ok && out.trim() == "no");
+    let (ok, _, err) = alice(&["-n", "team", "get", "configmaps", "--as", "bob"]);
+    assert!(!ok);
+    assert!(err.contains("users \"bob\" is forbidden: User \"alice\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"), "{err}");
+
+    // A token nobody issued is a 401.
+    let (ok, _, err) = api.kubectl(&["--token=forged", "get", "namespaces"]);
+    assert!(
+        !ok && err.contains("You must be logged in to the server (Unauthorized)"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escalation_is_refused_and_aggregated_roles_follow_their_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, api) = start(dir.path());
+    api.kubectl_ok(&["create", "namespace", "team"]);
+    // Alice may manage roles and bindings in team, and read configmaps there.
+    api.kubectl_ok(&[
+        "-n",
+        "team",
+        "create",
+        "role",
+        "role-admin",
+        // Not `*`: that would include `escalate` and `bind`.
+        "--verb=create,get,list,update,patch,delete",
+        "--resource=roles.rbac.authorization.k8s.io,rolebindings.rbac.authorization.k8s.io",
+    ]);
+    api.kubectl_ok(&[
+        "-n",
+        "team",
+        "create",
+        "role",
+        "cm-reader",
+        "--verb=get,list",
+        "--resource=configmaps",
+    ]);
+    api.kubectl_ok(&[
+        "-n",
+        "team",
+        "create",
+        "rolebinding",
+        "alice-roles",
+        "--role=role-admin",
+        "--user=alice",
+    ]);
+    api.kubectl_ok(&[
+        "-n",
+        "team",
+        "create",
+        "rolebinding",
+        "alice-cm",
+        "--role=cm-reader",
+        "--user=alice",
+    ]);
+    let alice = |args: &[&str]| {
+        let mut all = vec!["--token=alice-token", "-n", "team"];
+        all.extend(args);
+        api.kubectl(&all)
+    };
+    // What she holds she may grant; what she does not, she may not.
+    let (ok, _, err) = alice(&[
+        "create",
+        "role",
+        "cm-reader-2",
+        "--verb=get",
+        "--resource=configmaps",
+    ]);
+    assert!(ok, "{err}");
+    let before = revision(&node).await;
+    let (ok, _, err) = alice(&[
+        "create",
+        "role",
+        "secrets-reader",
+        "--verb=get",
+        "--resource=secrets",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("is attempting to grant RBAC permissions not currently held"),
+        "{err}"
+    );
+    let (ok, _, err) = alice(&[
+        "create",
+        "rolebinding",
+        "bob-admin",
+        "--clusterrole=cluster-admin",
+        "--user=bob",
+    ]);
+    assert!(!ok && err.contains("not currently held"), "{err}");
+    assert_eq!(
+        revision(&node).await,
+        before,
+        "refused requests wrote nothing"
+    );
+
+    // An aggregated role picks up a rule added later to a role it selects.
+    api.kubectl_ok(&[
+        "create",
+        "clusterrole",
+        "monitoring",
+        "--aggregation-rule=example.com/aggregate-to-monitoring=true",
+    ]);
+    api.kubectl_ok(&[
+        "-n",
+        "team",
+        "create",
+        "rolebinding",
+        "bob-monitors",
+        "--clusterrole=monitoring",
+        "--user=bob",
+    ]);
+    let bob_can = || {
+        api.kubectl(&[
+            "--token=bob-token",
+            "-n",
+            "team",
+            "auth",
+            "can-i",
+            "list",
+            "pods",
+        ])
+        .1
+        .trim()
+        .to_string()
+    };
+    assert_eq!(bob_can(), "no");
+    api.kubectl_ok(&[
+        "create",
+        "clusterrole",
+        "pod-lister",
+        "--verb=list",
+        "--resource=pods",
+    ]);
+    api.kubectl_ok(&[
+        "label",
+        "clusterrole",
+        "pod-lister",
+        "example.com/aggregate-to-monitoring=true",
+    ]);
+    let deadline = Instant::now() + WAIT;
+    while bob_can() != "yes" {
+        assert!(
+            Instant::now() < deadline,
+            "the aggregated role never picked up the rule"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // The bootstrap roles are there, and `view` is itself aggregated.
+    let view = api.kubectl_ok(&[
+        "get",
+        "clusterrole",
+        "view",
+        "-o",
+        "jsonpath={.rules[*].resources}",
+    ]);
+    assert!(view.contains("configmaps"), "{view}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anonymous_requests_follow_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node"));
+    let on = ApiServer::start(
+        &dir.path().join("on"),
+        &[node.url()],
+        &["--authorization-mode", "RBAC"],
+    );
+    let off = ApiServer::start(
+        &dir.path().join("off"),
+        &[node.url()],
+        &["--anonymous-auth=false"],
+    );
+    for (server, status_of_list) in [(&on, 403), (&off, 401)] {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(server.dir.join("pki/ca.crt"))
+            .arg(format!("{}/api/v1/namespaces", server.url()))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            status_of_list.to_string()
+        );
+    }
+    let healthz = std::process::Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(on.dir.join("pki/ca.crt"))
+        .arg(format!("{}/healthz", on.url()))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&healthz.stdout),
+        "ok",
+        "anonymous may read health"
+    );
+}
