@@ -53,6 +53,19 @@ pub struct Config {
     /// Authorizers, asked in order: AlwaysAllow, AlwaysDeny, RBAC.
     #[arg(long, default_value = "AlwaysAllow")]
     pub authorization_mode: String,
+    /// Key that signs service account tokens (PEM, EC P-256 or RSA); generated under
+    /// --cert-dir when absent.
+    #[arg(long)]
+    pub service_account_signing_key_file: Option<PathBuf>,
+    /// More public keys that verify service account tokens (PEM).
+    #[arg(long)]
+    pub service_account_key_file: Vec<PathBuf>,
+    /// The issuer of service account tokens (`iss`).
+    #[arg(long, default_value = "https://kubernetes.default.svc.cluster.local")]
+    pub service_account_issuer: String,
+    /// Audiences the API accepts in service account tokens (default: the issuer).
+    #[arg(long, value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
     /// How long events are kept (a store lease per event).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub event_ttl: Duration,

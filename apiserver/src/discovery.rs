@@ -6,7 +6,12 @@ use serde_json::{json, Value};
 use crate::resources::{self, Resource, Sub};
 
 /// The verbs of a subresource.
-const SUB_VERBS: &[&str] = &["get", "patch", "update"];
+fn sub_verbs(sub: Sub) -> &'static [&'static str] {
+    match sub {
+        Sub::Token => &["create"],
+        Sub::Status | Sub::Scale => &["get", "patch", "update"],
+    }
+}
 
 /// True when the Accept header asks for aggregated discovery (v2).
 pub fn wants_aggregated(accept: &str) -> bool {
@@ -21,6 +26,7 @@ pub fn wants_aggregated(accept: &str) -> bool {
 fn sub_kind(resource: &Resource, sub: Sub) -> (&'static str, &'static str, &'static str) {
     match sub {
         Sub::Scale => ("autoscaling", "v1", "Scale"),
+        Sub::Token => ("authentication.k8s.io", "v1", "TokenRequest"),
         Sub::Status => (resource.group, resource.version, resource.kind),
     }
 }
@@ -50,9 +56,9 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": kind,
-                "verbs": SUB_VERBS,
+                "verbs": sub_verbs(*sub),
             });
-            if *sub == Sub::Scale {
+            if *sub != Sub::Status {
                 entry["group"] = json!(g);
                 entry["version"] = json!(v);
             }
@@ -132,7 +138,7 @@ fn aggregated_version(group: &str, version: &str) -> Value {
                         json!({
                             "subresource": sub.name(),
                             "responseKind": { "group": g, "version": v, "kind": kind },
-                            "verbs": SUB_VERBS,
+                            "verbs": sub_verbs(*sub),
                         })
                     })
                     .collect();

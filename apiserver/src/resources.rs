@@ -27,6 +27,8 @@ pub enum Sub {
     Status,
     /// `/scale`: an `autoscaling/v1 Scale` view of `.spec.replicas`.
     Scale,
+    /// `/token`: a service account's TokenRequest.
+    Token,
 }
 
 impl Sub {
@@ -35,6 +37,7 @@ impl Sub {
         match self {
             Sub::Status => "status",
             Sub::Scale => "scale",
+            Sub::Token => "token",
         }
     }
 }
@@ -181,7 +184,7 @@ pub static RESOURCES: &[Resource] = &[
          subs: &[], storage: "secrets", generation: false, fields: &[("type", "/type")],
          columns: printers::SECRET, type: k8s_openapi::api::core::v1::Secret),
     row!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, short: &["sa"],
-         categories: NONE, subs: &[], storage: "serviceaccounts", generation: false, fields: &[],
+         categories: NONE, subs: &[Sub::Token], storage: "serviceaccounts", generation: false, fields: &[],
          columns: printers::SERVICEACCOUNT, type: k8s_openapi::api::core::v1::ServiceAccount),
     row!("", "v1", "pods", "pod", "Pod", true, short: &["po"], categories: ALL, subs: STATUS,
          storage: "pods", generation: false,

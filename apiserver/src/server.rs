@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+use crate::authn::service_accounts::ServiceAccountTokens;
 use crate::authn::{Authenticator, User};
 use crate::authz::{self, Attributes, Mode};
 use crate::config::Config;
@@ -110,9 +111,21 @@ pub async fn run(config: Config) -> Result<(), String> {
     let client = connect(&config).await?;
     let storage = Storage::new(client, &config.etcd_prefix);
     let modes = Mode::parse_list(&config.authorization_mode)?;
-    let authenticator =
-        Authenticator::new(config.token_auth_file.as_deref(), config.anonymous_auth)?;
-    let (api, queues) = Api::new(storage, config.event_ttl, modes);
+    let tokens = Arc::new(ServiceAccountTokens::new(
+        config.service_account_signing_key_file.as_deref(),
+        &config.service_account_key_file,
+        &config.service_account_issuer,
+        &config.api_audiences,
+        &config.cert_dir,
+    )?);
+    let (api, queues) = Api::new(storage, config.event_ttl, modes, tokens.clone());
+    let authenticator = Authenticator::new(
+        config.token_auth_file.as_deref(),
+        config.anonymous_auth,
+        tokens,
+        api.storage.clone(),
+        api.caches.clone(),
+    )?;
     crate::controllers::start(&api, queues);
     seed(&api, local.port())
         .await
@@ -152,7 +165,10 @@ impl App {
         let output = Output::negotiate(&parts.headers, &query);
         let route = request::route(&parts.method, parts.uri.path(), query.flag("watch"));
         let result = async {
-            let user = self.authenticator.authenticate(&parts.headers, &peer)?;
+            let user = self
+                .authenticator
+                .authenticate(&parts.headers, &peer)
+                .await?;
             let user = impersonation::apply(&self.api.authorizer, user, &parts.headers).await?;
             match &route {
                 Route::NonResource(path) => self.non_resource(&user, &parts, path).await,

@@ -358,3 +358,56 @@ async fn anonymous_requests_follow_the_flag() {
         "anonymous may read health"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_account_token_works_until_its_account_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, api) = start(dir.path());
+    api.kubectl_ok(&["create", "namespace", "team"]);
+    api.kubectl_ok(&["-n", "team", "create", "serviceaccount", "robot"]);
+    api.kubectl_ok(&["-n", "team", "create", "configmap", "settings"]);
+    api.kubectl_ok(&[
+        "-n",
+        "team",
+        "create",
+        "rolebinding",
+        "robot-views",
+        "--clusterrole=view",
+        "--serviceaccount=team:robot",
+    ]);
+    // kubectl create token: a TokenRequest (protobuf body).
+    let token = api
+        .kubectl_ok(&["-n", "team", "create", "token", "robot", "--duration=10m"])
+        .trim()
+        .to_string();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let ca = api.dir.join("pki/ca.crt");
+    let list = |token: &str| {
+        let (ok, out, err) = ballast_tests::run_python(
+            "kube_token.py",
+            &[&api.url(), ca.to_str().unwrap(), token, "team"],
+        );
+        assert!(ok, "{err}");
+        out.trim().to_string()
+    };
+    assert_eq!(list(&token), "settings");
+    let whoami = api.kubectl_ok(&["--token", &token, "auth", "whoami"]);
+    assert!(
+        whoami.contains("system:serviceaccount:team:robot")
+            && whoami.contains("system:serviceaccounts:team"),
+        "{whoami}"
+    );
+    // Forbidden outside its grant, and a token for another audience is not accepted.
+    assert!(list(&token).contains("settings"));
+    let other = api
+        .kubectl_ok(&["-n", "team", "create", "token", "robot", "--audience=vault"])
+        .trim()
+        .to_string();
+    assert_eq!(list(&other), "status 401");
+    // Deleted, the account's tokens die with it.
+    api.kubectl_ok(&["-n", "team", "delete", "serviceaccount", "robot"]);
+    assert_eq!(list(&token), "status 401");
+    // Recreated with the same name, it is another account (another uid): still refused.
+    api.kubectl_ok(&["-n", "team", "create", "serviceaccount", "robot"]);
+    assert_eq!(list(&token), "status 401");
+}

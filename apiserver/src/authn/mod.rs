@@ -5,16 +5,22 @@
 //! wrong is a 401 whatever the rest. Every authenticated user is in
 //! `system:authenticated`.
 
+pub mod service_accounts;
 mod tokens;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use http::HeaderMap;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
+use crate::resources;
 use crate::status::{ApiError, ApiResult};
+use crate::storage::Storage;
 use crate::transport::Peer;
+use crate::watch::Caches;
+use service_accounts::{ServiceAccountTokens, SERVICE_ACCOUNTS_GROUP};
 
 pub use tokens::TokenFile;
 
@@ -67,10 +73,14 @@ impl User {
 }
 
 /// The authenticators configured.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Authenticator {
     tokens: Option<TokenFile>,
     anonymous: bool,
+    service_accounts: Arc<ServiceAccountTokens>,
+    /// Where service accounts, pods and secrets are looked up (cache first).
+    storage: Storage,
+    caches: Arc<Caches>,
 }
 
 /// The 401 kube answers when nothing authenticates a request.
@@ -95,16 +105,94 @@ fn from_certificate(der: &[u8]) -> Option<User> {
 }
 
 impl Authenticator {
-    /// From the flags: `--token-auth-file`, `--anonymous-auth`.
-    pub fn new(token_file: Option<&Path>, anonymous: bool) -> Result<Authenticator, String> {
+    /// From the flags: `--token-auth-file`, `--anonymous-auth`, and the service account
+    /// token keys.
+    pub fn new(
+        token_file: Option<&Path>,
+        anonymous: bool,
+        service_accounts: Arc<ServiceAccountTokens>,
+        storage: Storage,
+        caches: Arc<Caches>,
+    ) -> Result<Authenticator, String> {
         Ok(Authenticator {
             tokens: token_file.map(TokenFile::load).transpose()?,
             anonymous,
+            service_accounts,
+            storage,
+            caches,
         })
     }
 
+    /// Whether the object still exists with this uid (the watch cache first, the store
+    /// when the cache does not have it as named).
+    async fn alive(&self, plural: &str, namespace: &str, name: &str, uid: &str) -> bool {
+        let Some(resource) = resources::find("", "v1", plural) else {
+            return false;
+        };
+        let cache = self.caches.of(resource);
+        if cache
+            .get(&format!("{namespace}/{name}"))
+            .is_some_and(|o| crate::object::meta_str(&o, "uid") == Some(uid))
+        {
+            return true;
+        }
+        let key = self.storage.key(resource, Some(namespace), name);
+        matches!(self.storage.get(resource, &key).await, Ok(Some(s)) if crate::object::meta_str(&s.object, "uid") == Some(uid))
+    }
+
+    /// The service account user of a token, if it is one this API issued for objects
+    /// that still exist.
+    async fn service_account(&self, token: &str) -> Option<User> {
+        let claims = self.service_accounts.verify(token)?;
+        let k = &claims.kubernetes;
+        if !self
+            .alive(
+                "serviceaccounts",
+                &k.namespace,
+                &k.serviceaccount.name,
+                &k.serviceaccount.uid,
+            )
+            .await
+        {
+            return None;
+        }
+        let mut extra = BTreeMap::new();
+        if let Some(pod) = &k.pod {
+            if !self.alive("pods", &k.namespace, &pod.name, &pod.uid).await {
+                return None;
+            }
+            extra.insert(
+                "authentication.kubernetes.io/pod-name".to_string(),
+                vec![pod.name.clone()],
+            );
+            extra.insert(
+                "authentication.kubernetes.io/pod-uid".to_string(),
+                vec![pod.uid.clone()],
+            );
+        }
+        if let Some(secret) = &k.secret {
+            if !self
+                .alive("secrets", &k.namespace, &secret.name, &secret.uid)
+                .await
+            {
+                return None;
+            }
+        }
+        extra.insert(
+            "authentication.kubernetes.io/credential-id".to_string(),
+            vec![format!("JTI={}", claims.jti)],
+        );
+        let groups = vec![
+            SERVICE_ACCOUNTS_GROUP.to_string(),
+            format!("{SERVICE_ACCOUNTS_GROUP}:{}", k.namespace),
+        ];
+        let mut user = User::authenticated(claims.sub, k.serviceaccount.uid.clone(), groups);
+        user.extra = extra;
+        Some(user)
+    }
+
     /// The user of a request.
-    pub fn authenticate(&self, headers: &HeaderMap, peer: &Peer) -> ApiResult<User> {
+    pub async fn authenticate(&self, headers: &HeaderMap, peer: &Peer) -> ApiResult<User> {
         if let Some(value) = headers.get(http::header::AUTHORIZATION) {
             let token = value
                 .to_str()
@@ -113,11 +201,10 @@ impl Authenticator {
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .ok_or_else(unauthorized)?;
-            return self
-                .tokens
-                .as_ref()
-                .and_then(|tokens| tokens.user(token))
-                .ok_or_else(unauthorized);
+            if let Some(user) = self.tokens.as_ref().and_then(|tokens| tokens.user(token)) {
+                return Ok(user);
+            }
+            return self.service_account(token).await.ok_or_else(unauthorized);
         }
         if let Some(user) = peer.certificate.as_deref().and_then(from_certificate) {
             return Ok(user);

@@ -14,6 +14,7 @@ use http::{HeaderMap, Response};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::authn::service_accounts::ServiceAccountTokens;
 use crate::authn::User;
 use crate::authz::{Authorizer, Mode};
 use crate::resources::{self, Resource};
@@ -39,6 +40,8 @@ pub struct Api {
     pub gc: mpsc::Sender<GcWork>,
     /// The authorization chain (also for reviews and escalation checks).
     pub authorizer: std::sync::Arc<Authorizer>,
+    /// The signer of service account tokens.
+    pub tokens: std::sync::Arc<ServiceAccountTokens>,
 }
 
 /// Terminating namespaces queued for the namespace controller; past this, its sweep
@@ -68,12 +71,18 @@ pub struct Queues {
 
 impl Api {
     /// The handlers' state over `storage`, and the queues its controllers read.
-    pub fn new(storage: Storage, event_ttl: Duration, modes: Vec<Mode>) -> (Api, Queues) {
+    pub fn new(
+        storage: Storage,
+        event_ttl: Duration,
+        modes: Vec<Mode>,
+        tokens: std::sync::Arc<ServiceAccountTokens>,
+    ) -> (Api, Queues) {
         let (terminating, terminating_rx) = mpsc::channel(TERMINATING_QUEUE);
         let (gc, gc_rx) = mpsc::channel(GC_QUEUE);
         let caches = std::sync::Arc::new(Caches::new(storage.clone()));
         let api = Api {
             authorizer: std::sync::Arc::new(Authorizer::new(modes, caches.clone())),
+            tokens,
             caches,
             storage,
             event_ttl,

@@ -7,9 +7,10 @@ use serde_json::{json, Value};
 use super::read::object_response;
 use super::write::{self, guaranteed_update, Owner, Part};
 use super::{Api, Call};
+use crate::authn::service_accounts::{KubeClaims, Named};
 use crate::object::{meta_mut, meta_str};
 use crate::patch::{self, Flavour};
-use crate::resources::Sub;
+use crate::resources::{self, Sub};
 use crate::status::{ApiError, ApiResult};
 use crate::transport::codec::{self, Output};
 use crate::transport::Body;
@@ -23,6 +24,7 @@ pub async fn handle(api: &Api, call: &Call<'_>, sub: &str) -> ApiResult<Response
         .copied();
     let manager = write::manager(call)?;
     match (served, sub, call.request.verb) {
+        (Some(Sub::Token), _, "create") => token_request(api, call).await,
         (Some(Sub::Status), _, "get") => super::read::get(api, call).await,
         (Some(Sub::Status), _, "update") => write::update(api, call, Part::Status).await,
         (Some(Sub::Status), _, "patch") => write::patch(api, call, Part::Status).await,
@@ -82,6 +84,120 @@ pub async fn handle(api: &Api, call: &Call<'_>, sub: &str) -> ApiResult<Response
         }
         _ => Err(ApiError::no_route()),
     }
+}
+
+/// Token lifetimes kube accepts.
+const TOKEN_SECONDS_MIN: i64 = 600;
+const TOKEN_SECONDS_MAX: i64 = 1 << 32;
+/// The lifetime of a token whose request names none.
+const TOKEN_SECONDS_DEFAULT: i64 = 3600;
+
+/// `serviceaccounts/<name>/token`: a signed token for the service account, optionally
+/// bound to a Pod or Secret of its namespace.
+async fn token_request(api: &Api, call: &Call<'_>) -> ApiResult<Response<Body>> {
+    let mut request = codec::decode(&call.media, &call.body)?;
+    let name = call.name()?;
+    let namespace = call.namespace().unwrap_or_default().to_string();
+    let account = api
+        .storage
+        .get(call.resource, &call.key(api)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found(call.resource, name))?;
+    let uid = meta_str(&account.object, "uid")
+        .unwrap_or_default()
+        .to_string();
+    let seconds = request
+        .pointer("/spec/expirationSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(TOKEN_SECONDS_DEFAULT);
+    if !(TOKEN_SECONDS_MIN..=TOKEN_SECONDS_MAX).contains(&seconds) {
+        return Err(ApiError::invalid_field(
+            "spec.expirationSeconds",
+            &format!("Invalid value: {seconds}: may not specify a duration less than 10 minutes or longer than 2^32 seconds"),
+        ));
+    }
+    let audiences: Vec<String> = match crate::object::strings(&request, "/spec/audiences") {
+        a if a.is_empty() => api.tokens.audiences().to_vec(),
+        a => a,
+    };
+    let mut claims = KubeClaims {
+        namespace: namespace.clone(),
+        serviceaccount: Named {
+            name: name.to_string(),
+            uid,
+        },
+        pod: None,
+        secret: None,
+    };
+    if let Some(bound) = request
+        .pointer("/spec/boundObjectRef")
+        .filter(|b| b.is_object())
+    {
+        let text = |k: &str| {
+            bound
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let plural = match text("kind").as_str() {
+            "Pod" => "pods",
+            "Secret" => "secrets",
+            other => {
+                return Err(ApiError::invalid_field(
+                    "spec.boundObjectRef.kind",
+                    &format!("Unsupported value: {other:?}: supported values: \"Pod\", \"Secret\""),
+                ))
+            }
+        };
+        let resource = resources::find("", "v1", plural).expect("served");
+        let object = api
+            .storage
+            .get(
+                resource,
+                &api.storage.key(resource, Some(&namespace), &text("name")),
+            )
+            .await?
+            .ok_or_else(|| ApiError::not_found(resource, &text("name")))?;
+        let object_uid = meta_str(&object.object, "uid")
+            .unwrap_or_default()
+            .to_string();
+        if !text("uid").is_empty() && text("uid") != object_uid {
+            return Err(ApiError::conflict(
+                resource,
+                &text("name"),
+                "the UID in the bound object reference does not match the object",
+            ));
+        }
+        let named = Some(Named {
+            name: text("name"),
+            uid: object_uid,
+        });
+        if plural == "pods" {
+            claims.pod = named
+        } else {
+            claims.secret = named
+        }
+    }
+    let (token, expires) = api
+        .tokens
+        .issue(audiences.clone(), seconds, claims)
+        .map_err(ApiError::internal)?;
+    let expires = time::OffsetDateTime::from_unix_timestamp(expires)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+    request["apiVersion"] = json!("authentication.k8s.io/v1");
+    request["kind"] = json!("TokenRequest");
+    request["metadata"] =
+        json!({ "name": name, "namespace": namespace, "creationTimestamp": null });
+    request["spec"]["audiences"] = json!(audiences);
+    request["spec"]["expirationSeconds"] = json!(seconds);
+    request["status"] = json!({ "token": token, "expirationTimestamp": expires });
+    Ok(codec::respond(201, &request, Output::Json))
 }
 
 fn scale_response(call: &Call<'_>, code: u16, scale: &Value) -> Response<Body> {

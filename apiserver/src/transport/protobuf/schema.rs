@@ -70,6 +70,10 @@ SubjectRulesReviewStatus: 3 incomplete b, 4 evaluationError s
 SelfSubjectReview: 1 metadata ObjectMeta, 2 status SelfSubjectReviewStatus
 SelfSubjectReviewStatus: 1 userInfo UserInfo
 UserInfo: 1 username s, 2 uid s, 3 groups []s
+TokenRequest: 1 metadata ObjectMeta, 2 spec TokenRequestSpec, 3 status TokenRequestStatus
+TokenRequestSpec: 1 audiences []s, 3 boundObjectRef BoundObjectReference, 4 expirationSeconds i!
+BoundObjectReference: 1 kind s, 2 apiVersion s, 3 name s, 4 uid s
+TokenRequestStatus: 1 token s, 2 expirationTimestamp t
 ";
 
 /// The kinds decoded from protobuf, by (apiVersion, kind); each is its own message.
@@ -90,4 +94,5 @@ pub const KINDS: &[(&str, &str)] = &[
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"),
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"),
     ("authentication.k8s.io/v1", "SelfSubjectReview"),
+    ("authentication.k8s.io/v1", "TokenRequest"),
 ];
