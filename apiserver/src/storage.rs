@@ -24,6 +24,19 @@ pub struct Stored {
     pub revision: i64,
 }
 
+/// A quota object's new state, written with the object it was charged for.
+#[derive(Debug, Clone)]
+pub struct Charge {
+    /// The quota's resource (resourcequotas).
+    pub resource: &'static Resource,
+    /// Its key.
+    pub key: String,
+    /// The revision its usage was read at.
+    pub revision: i64,
+    /// The quota with the new usage.
+    pub value: Value,
+}
+
 /// One page of a list.
 #[derive(Debug)]
 pub struct Page {
@@ -152,6 +165,42 @@ impl Storage {
         let txn = Txn::new()
             .when([Compare::create_revision(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, encode(resource, value), put)])
+            .or_else([TxnOp::get(key, GetOptions::new().with_keys_only())]);
+        self.conditional(txn).await
+    }
+
+    /// Writes a new object together with quota objects' new usage, all or nothing: the
+    /// object's key must be free and each quota still at the revision its usage was read
+    /// at. `Changed` when the key exists; `Missing` when a quota moved (read it again).
+    pub async fn create_charged(
+        &self,
+        resource: &Resource,
+        key: &str,
+        value: &Value,
+        lease: i64,
+        charges: &[Charge],
+    ) -> ApiResult<Outcome> {
+        let mut compares = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
+        let mut puts = vec![TxnOp::put(
+            key,
+            encode(resource, value),
+            PutOptions::new().with_lease(lease),
+        )];
+        for charge in charges {
+            compares.push(Compare::mod_revision(
+                &charge.key,
+                CompareOp::Equal,
+                charge.revision,
+            ));
+            puts.push(TxnOp::put(
+                &charge.key,
+                encode(charge.resource, &charge.value),
+                PutOptions::new(),
+            ));
+        }
+        let txn = Txn::new()
+            .when(compares)
+            .and_then(puts)
             .or_else([TxnOp::get(key, GetOptions::new().with_keys_only())]);
         self.conditional(txn).await
     }

@@ -5,6 +5,7 @@
 mod aggregation;
 mod gc;
 mod namespace;
+mod quota;
 
 use crate::rest::{Api, Queues};
 
@@ -13,4 +14,5 @@ pub fn start(api: &Api, queues: Queues) {
     tokio::spawn(namespace::run(api.clone(), queues.terminating));
     tokio::spawn(gc::run(api.clone(), queues.gc));
     tokio::spawn(aggregation::run(api.clone()));
+    tokio::spawn(quota::run(api.clone()));
 }

@@ -15,7 +15,7 @@ use crate::status::{ApiError, ApiResult};
 use crate::storage::{Outcome, Stored};
 use crate::transport::codec;
 use crate::transport::Body;
-use crate::{admission, defaults, managed, validation};
+use crate::{admission, defaults, managed, quota, validation};
 
 /// Read-change-write rounds before a write that keeps meeting newer versions gives up.
 const UPDATE_ROUNDS_MAX: usize = 16;
@@ -171,13 +171,38 @@ async fn create_object(
     } else {
         0
     };
-    match api.storage.create(resource, &key, &object, lease).await? {
-        Outcome::Written(revision) => {
-            object::set_resource_version(&mut object, revision);
-            Ok(shown(resource, object))
+    // Charged to the namespace's quotas in the same transaction; a quota that moved
+    // meanwhile is read again.
+    for _ in 0..UPDATE_ROUNDS_MAX {
+        let charges = quota::charges(
+            &api.storage,
+            &api.caches,
+            resource,
+            call.namespace(),
+            &object,
+        )
+        .await?;
+        let outcome = if charges.is_empty() {
+            api.storage.create(resource, &key, &object, lease).await?
+        } else {
+            api.storage
+                .create_charged(resource, &key, &object, lease, &charges)
+                .await?
+        };
+        match outcome {
+            Outcome::Written(revision) => {
+                object::set_resource_version(&mut object, revision);
+                return Ok(shown(resource, object));
+            }
+            Outcome::Missing if !charges.is_empty() => continue,
+            _ => return Err(ApiError::already_exists(resource, &name)),
         }
-        _ => Err(ApiError::already_exists(resource, &name)),
     }
+    Err(ApiError::conflict(
+        resource,
+        &name,
+        "too many concurrent writes to the namespace's quotas, please try again",
+    ))
 }
 
 /// The resourceVersion a body names, if any.
