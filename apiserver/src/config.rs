@@ -66,6 +66,12 @@ pub struct Config {
     /// Audiences the API accepts in service account tokens (default: the issuer).
     #[arg(long, value_delimiter = ',')]
     pub api_audiences: Vec<String>,
+    /// Where audit events go, one JSON line each (`-`: standard output).
+    #[arg(long)]
+    pub audit_log_path: Option<PathBuf>,
+    /// The audit policy (kube's `audit.k8s.io/v1` Policy YAML).
+    #[arg(long)]
+    pub audit_policy_file: Option<PathBuf>,
     /// How long events are kept (a store lease per event).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub event_ttl: Duration,

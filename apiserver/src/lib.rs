@@ -8,6 +8,7 @@
 //! reads.
 
 pub mod admission;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod config;

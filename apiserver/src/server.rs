@@ -9,10 +9,12 @@ use std::time::Duration;
 use ballast_client::{Client, ConnectOptions, GetOptions, TlsOptions};
 use bytes::Bytes;
 use http::{Method, Request, Response};
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+use crate::audit::{Auditor, Level, Policy, Record};
 use crate::authn::service_accounts::ServiceAccountTokens;
 use crate::authn::{Authenticator, User};
 use crate::authz::{self, Attributes, Mode};
@@ -38,6 +40,7 @@ const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct App {
     api: Api,
     authenticator: Authenticator,
+    auditor: Option<Auditor>,
     /// `host:port` clients reach this server at (in `/api`'s answer).
     address: String,
 }
@@ -143,9 +146,19 @@ pub async fn run(config: Config) -> Result<(), String> {
     } else {
         config.bind_address.to_string()
     };
+    let auditor = match (&config.audit_log_path, &config.audit_policy_file) {
+        (Some(path), Some(policy)) => {
+            let text = std::fs::read_to_string(policy)
+                .map_err(|e| format!("{}: {e}", policy.display()))?;
+            Some(Auditor::start(path, Policy::parse(&text)?).await?)
+        }
+        (Some(_), None) => return Err("--audit-log-path needs --audit-policy-file".into()),
+        _ => None,
+    };
     let app = Arc::new(App {
         api,
         authenticator,
+        auditor,
         address: format!("{host}:{}", local.port()),
     });
     tracing::info!(address = %local, "Serving securely on {local}");
@@ -164,26 +177,109 @@ impl App {
         let query = Query::parse(parts.uri.query());
         let output = Output::negotiate(&parts.headers, &query);
         let route = request::route(&parts.method, parts.uri.path(), query.flag("watch"));
-        let result = async {
-            let user = self
-                .authenticator
-                .authenticate(&parts.headers, &peer)
-                .await?;
-            let user = impersonation::apply(&self.api.authorizer, user, &parts.headers).await?;
-            match &route {
-                Route::NonResource(path) => self.non_resource(&user, &parts, path).await,
-                Route::Resource(resource_request) => {
-                    self.resource(&user, &parts, resource_request, &query, output, body)
-                        .await
+        let mut record = Record {
+            received: Some(time::OffsetDateTime::now_utc()),
+            attributes: Some(attributes_of(&route, &parts.method)),
+            api_version: match &route {
+                Route::Resource(r) if r.group.is_empty() => r.version.clone(),
+                Route::Resource(r) => format!("{}/{}", r.group, r.version),
+                Route::NonResource(_) => String::new(),
+            },
+            ..Record::default()
+        };
+        let result = self
+            .stages(&parts, &route, &query, output, body, &peer, &mut record)
+            .await;
+        let (mut response, status) = match result {
+            Ok(response) => {
+                let code = response.status().as_u16();
+                (response, json!({ "metadata": {}, "code": code }))
+            }
+            Err(error) => {
+                let mut status = json!({ "metadata": {}, "code": error.code, "status": "Failure", "message": error.message });
+                if !error.reason.is_empty() {
+                    status["reason"] = json!(error.reason);
                 }
+                (codec::error(&error, output), status)
+            }
+        };
+        if let Some(auditor) = &self.auditor {
+            let level = auditor.level(&record);
+            if level != Level::None {
+                let watch = record
+                    .attributes
+                    .as_ref()
+                    .is_some_and(|a| a.verb == "watch");
+                let mut body = None;
+                if level == Level::RequestResponse && !watch {
+                    let (head, whole) = response.into_parts();
+                    let bytes = whole
+                        .collect()
+                        .await
+                        .map(|c| c.to_bytes())
+                        .unwrap_or_default();
+                    body = Some(bytes.clone());
+                    response = Response::from_parts(head, Full::new(bytes).boxed_unsync());
+                }
+                let agent = parts
+                    .headers
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok());
+                let source = peer.address.map(|a| a.ip());
+                auditor
+                    .log(
+                        level,
+                        &record,
+                        &parts.uri.to_string(),
+                        source,
+                        agent,
+                        status,
+                        body.as_ref(),
+                    )
+                    .await;
             }
         }
-        .await;
-        let response = result.unwrap_or_else(|error| codec::error(&error, output));
         tracing::debug!(method = %parts.method, uri = %parts.uri, status = response.status().as_u16(), "request");
         response
     }
 
+    /// Authentication, impersonation, then the request's own stages.
+    #[allow(clippy::too_many_arguments)]
+    async fn stages(
+        &self,
+        parts: &http::request::Parts,
+        route: &Route,
+        query: &Query,
+        output: Output,
+        body: Incoming,
+        peer: &Peer,
+        record: &mut Record,
+    ) -> ApiResult<Response<Body>> {
+        let user = self
+            .authenticator
+            .authenticate(&parts.headers, peer)
+            .await?;
+        record.user = Some(user.clone());
+        let user = impersonation::apply(&self.api.authorizer, user, &parts.headers).await?;
+        if record.user.as_ref() != Some(&user) {
+            record.impersonated = Some(user.clone());
+        }
+        let attributes = record.attributes.clone().unwrap_or_default();
+        let decision = self.api.authorizer.decide(&user, &attributes).await;
+        record.decision = Some(decision.clone());
+        if !decision.0 {
+            return Err(authz::forbidden(&user, &attributes, &decision.1));
+        }
+        match route {
+            Route::NonResource(path) => self.non_resource(parts, path).await,
+            Route::Resource(resource_request) => {
+                self.resource(&user, parts, resource_request, query, output, body, record)
+                    .await
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn resource(
         &self,
         user: &User,
@@ -192,25 +288,13 @@ impl App {
         query: &Query,
         output: Output,
         body: Incoming,
+        record: &mut Record,
     ) -> ApiResult<Response<Body>> {
-        let attributes = Attributes {
-            verb: request.verb.to_string(),
-            resource_request: true,
-            // A namespace's own requests are in that namespace, for RoleBindings there.
-            namespace: match (&request.namespace, request.resource.as_str(), &request.name) {
-                (Some(ns), _, _) => ns.clone(),
-                (None, "namespaces", Some(name)) if request.group.is_empty() => name.clone(),
-                _ => String::new(),
-            },
-            group: request.group.clone(),
-            resource: request.resource.clone(),
-            subresource: request.subresource.clone().unwrap_or_default(),
-            name: request.name.clone().unwrap_or_default(),
-            path: String::new(),
-        };
-        self.api.authorizer.authorize(user, &attributes).await?;
         let resource = rest::resource_of(request)?;
         let body = codec::read_body(body).await?;
+        if !body.is_empty() {
+            record.body = Some((codec::content_type(&parts.headers), body.clone()));
+        }
         let call = Call {
             request,
             resource,
@@ -247,22 +331,9 @@ impl App {
 
     async fn non_resource(
         &self,
-        user: &User,
         parts: &http::request::Parts,
         path: &str,
     ) -> ApiResult<Response<Body>> {
-        let verb = match parts.method {
-            Method::GET | Method::HEAD => "get",
-            Method::POST => "post",
-            Method::PUT => "put",
-            Method::PATCH => "patch",
-            Method::DELETE => "delete",
-            _ => "",
-        };
-        self.api
-            .authorizer
-            .authorize(user, &Attributes::path(verb, path))
-            .await?;
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return Err(ApiError::no_route());
         }
@@ -333,6 +404,38 @@ impl App {
                 };
                 found.map_or_else(|| Err(ApiError::no_route()), json)
             }
+        }
+    }
+}
+
+/// What a request asks, for authorization and the audit log (kube's RequestInfo).
+fn attributes_of(route: &Route, method: &Method) -> Attributes {
+    match route {
+        Route::Resource(request) => Attributes {
+            verb: request.verb.to_string(),
+            resource_request: true,
+            // A namespace's own requests are in that namespace, for RoleBindings there.
+            namespace: match (&request.namespace, request.resource.as_str(), &request.name) {
+                (Some(ns), _, _) => ns.clone(),
+                (None, "namespaces", Some(name)) if request.group.is_empty() => name.clone(),
+                _ => String::new(),
+            },
+            group: request.group.clone(),
+            resource: request.resource.clone(),
+            subresource: request.subresource.clone().unwrap_or_default(),
+            name: request.name.clone().unwrap_or_default(),
+            path: String::new(),
+        },
+        Route::NonResource(path) => {
+            let verb = match *method {
+                Method::GET | Method::HEAD => "get",
+                Method::POST => "post",
+                Method::PUT => "put",
+                Method::PATCH => "patch",
+                Method::DELETE => "delete",
+                _ => "",
+            };
+            Attributes::path(verb, path)
         }
     }
 }

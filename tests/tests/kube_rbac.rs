@@ -519,3 +519,102 @@ async fn a_terminating_namespace_refuses_creates_and_leaves_the_store_as_it_was(
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_log_records_who_did_what_at_the_policys_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node"));
+    let api_dir = dir.path().join("api");
+    std::fs::create_dir_all(&api_dir).unwrap();
+    std::fs::write(api_dir.join("tokens.csv"), "alice-token,alice,1001\n").unwrap();
+    std::fs::write(
+        api_dir.join("policy.yaml"),
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n\
+         - level: None\n  nonResourceURLs: ['/readyz*', '/healthz*', '/livez*']\n\
+         - level: RequestResponse\n  resources:\n  - group: ''\n    resources: ['configmaps']\n\
+         - level: Metadata\n",
+    )
+    .unwrap();
+    let log = api_dir.join("audit.log");
+    let api = ApiServer::start(
+        &api_dir,
+        &[node.url()],
+        &[
+            "--authorization-mode",
+            "RBAC",
+            "--token-auth-file",
+            api_dir.join("tokens.csv").to_str().unwrap(),
+            "--audit-policy-file",
+            api_dir.join("policy.yaml").to_str().unwrap(),
+            "--audit-log-path",
+            log.to_str().unwrap(),
+        ],
+    );
+    api.kubectl_ok(&["create", "configmap", "audited", "--from-literal=k=v"]);
+    let (ok, _, _) = api.kubectl(&["--token=alice-token", "delete", "configmap", "audited"]);
+    assert!(!ok);
+    api.kubectl_ok(&["get", "namespaces"]);
+    let deadline = Instant::now() + WAIT;
+    let events = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let events: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let has = |verb: &str, who: &str| {
+            events
+                .iter()
+                .any(|e| e["verb"] == verb && e["user"]["username"] == who)
+        };
+        if has("create", "kubernetes-admin")
+            && has("delete", "alice")
+            && has("list", "kubernetes-admin")
+        {
+            break events;
+        }
+        assert!(Instant::now() < deadline, "events missing:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(events
+        .iter()
+        .all(|e| e["apiVersion"] == "audit.k8s.io/v1" && e["kind"] == "Event"));
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["requestURI"].as_str().unwrap().starts_with("/readyz")),
+        "None level logs nothing"
+    );
+    let create = events
+        .iter()
+        .find(|e| e["verb"] == "create" && e["objectRef"]["resource"] == "configmaps")
+        .unwrap();
+    assert_eq!(create["level"], "RequestResponse");
+    assert_eq!(create["objectRef"]["namespace"], "default");
+    assert_eq!(create["responseStatus"]["code"], 201);
+    assert_eq!(create["requestObject"]["data"]["k"], "v");
+    assert_eq!(create["responseObject"]["metadata"]["name"], "audited");
+    assert_eq!(
+        create["annotations"]["authorization.k8s.io/decision"],
+        "allow"
+    );
+    assert!(
+        create["stageTimestamp"].as_str().unwrap()
+            >= create["requestReceivedTimestamp"].as_str().unwrap()
+    );
+    let refused = events
+        .iter()
+        .find(|e| e["verb"] == "delete" && e["user"]["username"] == "alice")
+        .unwrap();
+    assert_eq!(refused["responseStatus"]["code"], 403);
+    assert_eq!(
+        refused["annotations"]["authorization.k8s.io/decision"],
+        "forbid"
+    );
+    assert_eq!(refused["objectRef"]["name"], "audited");
+    let listed = events
+        .iter()
+        .find(|e| e["verb"] == "list" && e["objectRef"]["resource"] == "namespaces")
+        .unwrap();
+    assert_eq!(listed["level"], "Metadata");
+    assert!(listed.get("responseObject").is_none() && listed.get("requestObject").is_none());
+}
