@@ -45,6 +45,10 @@ struct Args {
     /// Changes made while they watch.
     #[arg(long, default_value_t = 100)]
     changes: usize,
+    /// The API server's `--authorization-mode` (RBAC: the bench's admin is authorized
+    /// through the cluster-admin binding, as in a kubeadm cluster).
+    #[arg(long, default_value = "AlwaysAllow")]
+    authorization_mode: String,
 }
 
 /// Create p99 target at 32 clients on 3 members.
@@ -161,7 +165,11 @@ async fn main() {
     let args = Args::parse();
     let dir = tempfile::tempdir().expect("temp dir");
     let cluster = TestCluster::start(&dir.path().join("ballast"), 3, &[]);
-    let api = ApiServer::start(&dir.path().join("api"), &cluster.endpoints(), &[]);
+    let api = ApiServer::start(
+        &dir.path().join("api"),
+        &cluster.endpoints(),
+        &["--authorization-mode", &args.authorization_mode],
+    );
     let conns = clients(&api, args.conns).await;
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         .to_string();
@@ -177,8 +185,8 @@ async fn main() {
     let collection = format!("/api/v1/namespaces/{NAMESPACE}/configmaps");
 
     println!(
-        "ballast-apiserver over 3 Ballast members, {} clients on {} connections\n",
-        args.clients, args.conns
+        "ballast-apiserver over 3 Ballast members, {} clients on {} connections, authorization {}\n",
+        args.clients, args.conns, args.authorization_mode
     );
     println!("| operation | ops | ops/s | p50 ms | p99 ms | max ms | target |");
     println!("|---|---|---|---|---|---|---|");
