@@ -72,6 +72,12 @@ pub struct Config {
     /// The audit policy (kube's `audit.k8s.io/v1` Policy YAML).
     #[arg(long)]
     pub audit_policy_file: Option<PathBuf>,
+    /// Admission plugins to turn on besides kube's defaults (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub enable_admission_plugins: Vec<String>,
+    /// Admission plugins to turn off (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub disable_admission_plugins: Vec<String>,
     /// How long events are kept (a store lease per event).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub event_ttl: Duration,

@@ -23,7 +23,6 @@ pub mod object;
 pub mod openapi;
 pub mod patch;
 pub mod printers;
-pub mod quota;
 pub mod resources;
 pub mod rest;
 pub mod selectors;

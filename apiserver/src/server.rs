@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+use crate::admission::Plugins;
 use crate::audit::{Auditor, Level, Policy, Record};
 use crate::authn::service_accounts::ServiceAccountTokens;
 use crate::authn::{Authenticator, User};
@@ -121,7 +122,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         &config.api_audiences,
         &config.cert_dir,
     )?);
-    let (api, queues) = Api::new(storage, config.event_ttl, modes, tokens.clone());
+    let plugins = Plugins::from_flags(
+        &config.enable_admission_plugins,
+        &config.disable_admission_plugins,
+    )?;
+    let (api, queues) = Api::new(storage, config.event_ttl, modes, tokens.clone(), plugins);
     let authenticator = Authenticator::new(
         config.token_auth_file.as_deref(),
         config.anonymous_auth,
@@ -129,7 +134,18 @@ pub async fn run(config: Config) -> Result<(), String> {
         api.storage.clone(),
         api.caches.clone(),
     )?;
-    crate::controllers::start(&api, queues);
+    // The CA clients verify this server with, published in every namespace.
+    let root_ca = config
+        .client_ca_file
+        .as_ref()
+        .or(config.tls_cert_file.as_ref())
+        .map(std::fs::read_to_string)
+        .transpose()
+        .map_err(|e| format!("reading the CA to publish: {e}"))?
+        .unwrap_or_else(|| {
+            std::fs::read_to_string(config.cert_dir.join("apiserver.crt")).unwrap_or_default()
+        });
+    crate::controllers::start(&api, queues, root_ca);
     seed(&api, local.port())
         .await
         .map_err(|e| format!("creating the system namespaces: {e}"))?;

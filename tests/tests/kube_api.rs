@@ -5,9 +5,22 @@
 use ballast_tests::{ApiServer, Node};
 use serde_json::{json, Value};
 
+/// The ConfigMap every namespace gets (the cluster's CA).
+const ROOT_CA: &str = "kube-root-ca.crt";
+
+/// A node and an API server, once `default` has its root CA ConfigMap (so the
+/// namespace's ConfigMaps are the test's and that one).
 fn start(dir: &std::path::Path) -> (Node, ApiServer) {
     let node = Node::start(&dir.join("node"));
     let api = ApiServer::start(&dir.join("api"), &[node.url()], &[]);
+    let deadline = std::time::Instant::now() + ballast_tests::WAIT;
+    while api.curl("GET", &format!("{CM}/{ROOT_CA}"), &[], None).0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {ROOT_CA} in default"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     (node, api)
 }
 
@@ -100,8 +113,11 @@ fn watches_send_initial_events_bookmarks_and_selection_changes() {
             )
         })
         .collect();
-    assert_eq!(names[..2], [("ADDED", "a"), ("ADDED", "b")]);
-    let bookmark = &got[2];
+    assert_eq!(
+        names[..3],
+        [("ADDED", "a"), ("ADDED", "b"), ("ADDED", ROOT_CA)]
+    );
+    let bookmark = &got[3];
     assert_eq!(bookmark["type"], "BOOKMARK");
     assert_eq!(
         bookmark["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
@@ -182,7 +198,7 @@ fn lists_follow_kubes_resource_version_rules() {
     let (_, _, body) = api.curl("GET", &format!("{CM}?limit=2"), &[], None);
     let first = parse(&body);
     assert_eq!(first["items"].as_array().unwrap().len(), 2);
-    assert_eq!(first["metadata"]["remainingItemCount"], 3);
+    assert_eq!(first["metadata"]["remainingItemCount"], 4);
     let token = first["metadata"]["continue"].as_str().unwrap().to_string();
     // Later pages are served at the first page's revision: a write meanwhile is not seen.
     create(&api, "cm-9", json!({}));
@@ -194,7 +210,7 @@ fn lists_follow_kubes_resource_version_rules() {
         .iter()
         .map(|o| o["metadata"]["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["cm-2", "cm-3", "cm-4"]);
+    assert_eq!(names, ["cm-2", "cm-3", "cm-4", ROOT_CA]);
     assert_eq!(
         rest["metadata"]["resourceVersion"],
         first["metadata"]["resourceVersion"]
@@ -218,7 +234,11 @@ fn lists_follow_kubes_resource_version_rules() {
     // resourceVersion=0 is served from the watch cache.
     let (status, _, body) = api.curl("GET", &format!("{CM}?resourceVersion=0"), &[], None);
     assert_eq!(status, 200);
-    assert_eq!(parse(&body)["items"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        parse(&body)["items"].as_array().unwrap().len(),
+        7,
+        "six and the root CA"
+    );
 }
 
 #[test]
@@ -313,7 +333,7 @@ fn subresources_dry_runs_generate_name_and_collections() {
         .iter()
         .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(names, ["keep"]);
+    assert_eq!(names, ["keep", ROOT_CA]);
 
     // A delete precondition on another uid is a 409, and deletes nothing.
     let pre = json!({"preconditions": {"uid": "not-this"}}).to_string();

@@ -419,7 +419,8 @@ async fn a_service_account_token_works_until_its_account_is_deleted() {
         assert!(ok, "{err}");
         out.trim().to_string()
     };
-    assert_eq!(list(&token), "settings");
+    // The namespace's ConfigMaps: the test's and the root CA every namespace gets.
+    assert_eq!(list(&token), "kube-root-ca.crt\nsettings");
     let whoami = api.kubectl_ok(&["--token", &token, "auth", "whoami"]);
     assert!(
         whoami.contains("system:serviceaccount:team:robot")

@@ -311,7 +311,7 @@ async fn refusals_carry_kube_reasons() {
 async fn get_watch_sees_a_change_made_by_another_command() {
     let dir = tempfile::tempdir().unwrap();
     let (_node, api) = start(dir.path());
-    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: '1'\n";
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\n  labels: {watch: me}\ndata:\n  a: '1'\n";
     assert!(api.kubectl_stdin(&["create", "-f", "-"], Some(cm)).0);
     let spawn = |args: &[&str]| {
         let mut watch = api
@@ -323,9 +323,17 @@ async fn get_watch_sees_a_change_made_by_another_command() {
         let lines = BufReader::new(watch.stdout.take().unwrap()).lines();
         (watch, lines)
     };
-    let (mut names, mut name_lines) = spawn(&["get", "configmaps", "--watch", "-o", "name"]);
+    let (mut names, mut name_lines) = spawn(&[
+        "get",
+        "configmaps",
+        "-l",
+        "watch=me",
+        "--watch",
+        "-o",
+        "name",
+    ]);
     // The human output watches in Tables: a header, then one row per event.
-    let (mut table, mut table_lines) = spawn(&["get", "configmaps", "--watch"]);
+    let (mut table, mut table_lines) = spawn(&["get", "configmaps", "-l", "watch=me", "--watch"]);
     // The list comes first, then the watch from its resourceVersion.
     assert_eq!(name_lines.next().unwrap().unwrap(), "configmap/watched");
     let header = table_lines.next().unwrap().unwrap();

@@ -6,13 +6,15 @@ mod aggregation;
 mod gc;
 mod namespace;
 mod quota;
+mod serviceaccounts;
 
 use crate::rest::{Api, Queues};
 
 /// Starts every controller.
-pub fn start(api: &Api, queues: Queues) {
+pub fn start(api: &Api, queues: Queues, root_ca: String) {
     tokio::spawn(namespace::run(api.clone(), queues.terminating));
     tokio::spawn(gc::run(api.clone(), queues.gc));
     tokio::spawn(aggregation::run(api.clone()));
     tokio::spawn(quota::run(api.clone()));
+    tokio::spawn(serviceaccounts::run(api.clone(), root_ca));
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::admission::resource_quota as quota;
 use crate::object::meta_str;
-use crate::quota;
 use crate::resources;
 use crate::rest::Api;
 use crate::watch::Filter;

@@ -118,7 +118,7 @@ pub(crate) async fn delete_named(
     name: &str,
     options: &DeleteOptions,
 ) -> ApiResult<Value> {
-    admission::delete(resource, name)?;
+    admission::validate_delete(&api.plugins, resource, name)?;
     let key = api.storage.key(resource, namespace, name);
     for _ in 0..DELETE_ROUNDS_MAX {
         let Stored {

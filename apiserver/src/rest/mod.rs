@@ -14,6 +14,7 @@ use http::{HeaderMap, Response};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::admission::{self, Plugins};
 use crate::authn::service_accounts::ServiceAccountTokens;
 use crate::authn::User;
 use crate::authz::{Authorizer, Mode};
@@ -42,6 +43,8 @@ pub struct Api {
     pub authorizer: std::sync::Arc<Authorizer>,
     /// The signer of service account tokens.
     pub tokens: std::sync::Arc<ServiceAccountTokens>,
+    /// The admission plugins on.
+    pub plugins: Plugins,
 }
 
 /// Terminating namespaces queued for the namespace controller; past this, its sweep
@@ -76,6 +79,7 @@ impl Api {
         event_ttl: Duration,
         modes: Vec<Mode>,
         tokens: std::sync::Arc<ServiceAccountTokens>,
+        plugins: Plugins,
     ) -> (Api, Queues) {
         let (terminating, terminating_rx) = mpsc::channel(TERMINATING_QUEUE);
         let (gc, gc_rx) = mpsc::channel(GC_QUEUE);
@@ -83,6 +87,7 @@ impl Api {
         let api = Api {
             authorizer: std::sync::Arc::new(Authorizer::new(modes, caches.clone())),
             tokens,
+            plugins,
             caches,
             storage,
             event_ttl,
@@ -96,6 +101,15 @@ impl Api {
                 gc: gc_rx,
             },
         )
+    }
+
+    /// What the admission plugins read.
+    pub fn admission(&self) -> admission::Context<'_> {
+        admission::Context {
+            storage: &self.storage,
+            caches: &self.caches,
+            plugins: &self.plugins,
+        }
     }
 
     /// Tells the garbage collector an object is gone (when its queue is full, its sweep

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::read::object_response;
 use super::{shown, Api, Call};
+use crate::admission::{self, resource_quota, Plugin};
 use crate::authz::escalation;
 use crate::object::{self, meta_mut, meta_str};
 use crate::patch::{self, Flavour};
@@ -15,7 +16,7 @@ use crate::status::{ApiError, ApiResult};
 use crate::storage::{Outcome, Stored};
 use crate::transport::codec;
 use crate::transport::Body;
-use crate::{admission, defaults, managed, quota, validation};
+use crate::{defaults, managed, validation};
 
 /// Read-change-write rounds before a write that keeps meeting newer versions gives up.
 const UPDATE_ROUNDS_MAX: usize = 16;
@@ -153,13 +154,15 @@ async fn create_object(
         }
     }
     defaults::on_create(resource, &mut object);
+    let admission = api.admission();
+    admission::mutate_create(admission, resource, call.namespace(), &mut object).await?;
     if let Owner::Update(manager) = owner {
         managed::record_update(resource, None, &mut object, manager, None);
     }
     let name = meta_str(&object, "name").unwrap_or_default().to_string();
     validation::create(resource, &object)?;
     escalation::check(&api.authorizer, call.user, resource, &object).await?;
-    admission::create(&api.storage, &api.caches, resource, call.namespace(), &name).await?;
+    admission::validate_create(admission, resource, call.namespace(), &object).await?;
     if call.dry_run() {
         return Ok(object);
     }
@@ -174,14 +177,18 @@ async fn create_object(
     // Charged to the namespace's quotas in the same transaction; a quota that moved
     // meanwhile is read again.
     for _ in 0..UPDATE_ROUNDS_MAX {
-        let charges = quota::charges(
-            &api.storage,
-            &api.caches,
-            resource,
-            call.namespace(),
-            &object,
-        )
-        .await?;
+        let charges = if api.plugins.has(Plugin::ResourceQuota) {
+            resource_quota::charges(
+                &api.storage,
+                &api.caches,
+                resource,
+                call.namespace(),
+                &object,
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
         let outcome = if charges.is_empty() {
             api.storage.create(resource, &key, &object, lease).await?
         } else {

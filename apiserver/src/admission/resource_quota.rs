@@ -1,4 +1,4 @@
-//! The ResourceQuota admission plugin: a create in a namespace with quotas is charged to
+//! ResourceQuota: a create in a namespace with quotas is charged to
 //! them in the same transaction that writes it (each quota's `status.used` moves with
 //! the object, on the quota's revision), so concurrent creates never exceed a quota; one
 //! past a hard limit is refused with kube's message. The quota controller

@@ -1,6 +1,4 @@
-//! Admission: checks against the cluster's state before a write. Part 2 of the API server
-//! adds the plugin chain and webhooks here; today it runs kube's NamespaceLifecycle rules,
-//! which every user meets: nothing is created in a namespace that is missing or being
+//! NamespaceLifecycle: nothing is created in a namespace that is missing or being
 //! terminated, and the system namespaces cannot be deleted.
 
 use crate::resources::{Resource, SYSTEM_NAMESPACES};
