@@ -233,17 +233,19 @@ pub async fn recount(
         if !counted.keys().any(|k| hard.contains_key(k)) {
             continue;
         }
-        let (objects, _) = caches.of(resource).snapshot(&filter).await;
-        for object in objects
-            .iter()
-            .filter(|o| o.pointer("/metadata/deletionTimestamp").is_none())
-        {
-            for (name, amount) in usage(resource, object) {
-                if let Some(total) = used.get_mut(&name) {
-                    *total += amount;
+        caches
+            .of(resource)
+            .visit(&filter, |object| {
+                if object.pointer("/metadata/deletionTimestamp").is_some() {
+                    return;
                 }
-            }
-        }
+                for (name, amount) in usage(resource, object) {
+                    if let Some(total) = used.get_mut(&name) {
+                        *total += amount;
+                    }
+                }
+            })
+            .await;
     }
     used
 }

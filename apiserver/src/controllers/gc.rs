@@ -22,7 +22,13 @@ use crate::watch::Filter;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Every object of `namespace` (and every cluster-scoped one) with its resource.
-async fn objects(api: &Api, namespace: Option<&str>) -> Vec<(&'static Resource, Value)> {
+/// The objects of `namespace` (and the cluster-scoped ones) that `keep` wants, with their
+/// resource; only those are copied out of the caches.
+async fn objects(
+    api: &Api,
+    namespace: Option<&str>,
+    keep: impl Fn(&Value) -> bool + Copy,
+) -> Vec<(&'static Resource, Value)> {
     let mut out = Vec::new();
     for resource in resources::RESOURCES.iter().filter(|r| r.stored) {
         let filter = Filter {
@@ -32,7 +38,7 @@ async fn objects(api: &Api, namespace: Option<&str>) -> Vec<(&'static Resource, 
         if resource.namespaced && namespace.is_none() {
             continue;
         }
-        let (items, _) = api.caches.of(resource).snapshot(&filter).await;
+        let items = api.caches.of(resource).select(&filter, keep).await;
         out.extend(items.into_iter().map(|o| (resource, o)));
     }
     out
@@ -95,12 +101,10 @@ async fn has_live_owner(api: &Api, object: &Value, except: Option<&str>) -> bool
 
 /// Deletes the dependents of `uid` that have no other live owner.
 async fn collect(api: &Api, uid: &str, namespace: Option<&str>) {
-    for (resource, object) in objects(api, namespace).await {
-        if !owner_uids(&object).contains(&uid)
-            || object.pointer("/metadata/deletionTimestamp").is_some()
-        {
-            continue;
-        }
+    let owned_by = |o: &Value| {
+        owner_uids(o).contains(&uid) && o.pointer("/metadata/deletionTimestamp").is_none()
+    };
+    for (resource, object) in objects(api, namespace, owned_by).await {
         let others_alive = has_live_owner(api, &object, Some(uid)).await;
         if !others_alive {
             delete_dependent(api, resource, &object).await;
@@ -187,11 +191,7 @@ async fn finalize(api: &Api, resource: &'static Resource, namespace: Option<&str
         return;
     };
     let finalizers = object::finalizers(&owner);
-    let dependents: Vec<(&'static Resource, Value)> = objects(api, namespace)
-        .await
-        .into_iter()
-        .filter(|(_, o)| owner_uids(o).contains(&uid))
-        .collect();
+    let dependents = objects(api, namespace, |o: &Value| owner_uids(o).contains(&uid)).await;
     if finalizers.iter().any(|f| f == ORPHAN) {
         for (resource, dependent) in &dependents {
             orphan(api, resource, dependent, uid).await;
@@ -229,7 +229,14 @@ async fn sweep(api: &Api) {
             .filter_map(|n| meta_str(n, "name").map(|n| Some(n.to_string()))),
     );
     for scope in scopes {
-        for (resource, object) in objects(api, scope.as_deref()).await {
+        // Only objects that wait on dependents or have owners matter here.
+        let relevant = |o: &Value| {
+            !owner_uids(o).is_empty()
+                || object::finalizers(o)
+                    .iter()
+                    .any(|f| f == FOREGROUND || f == ORPHAN)
+        };
+        for (resource, object) in objects(api, scope.as_deref(), relevant).await {
             let waiting = object::finalizers(&object)
                 .iter()
                 .any(|f| f == FOREGROUND || f == ORPHAN);

@@ -443,6 +443,30 @@ impl Cacher {
         (items, state.revision)
     }
 
+    /// The objects the filter selects and `keep` wants, cloned (others are only looked at).
+    pub async fn select(&self, filter: &Filter, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.wait_ready().await;
+        let state = self.state.lock().expect("cache lock");
+        state
+            .objects
+            .values()
+            .filter(|o| filter.matches(o) && keep(o))
+            .cloned()
+            .collect()
+    }
+
+    /// Visits the objects the filter selects, without copying them (`visit` runs under
+    /// the cache's lock: keep it short).
+    pub async fn visit(&self, filter: &Filter, mut visit: impl FnMut(&Value)) {
+        self.wait_ready().await;
+        let state = self.state.lock().expect("cache lock");
+        state
+            .objects
+            .values()
+            .filter(|o| filter.matches(o))
+            .for_each(&mut visit);
+    }
+
     /// The cached object at `key` (`<namespace>/<name>` or `<name>`), if the cache is
     /// filled and has it.
     pub fn get(&self, key: &str) -> Option<Value> {
