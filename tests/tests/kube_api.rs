@@ -468,3 +468,41 @@ async fn both_event_apis_share_one_place_and_old_continue_tokens_expire() {
     assert!(head.starts_with("HTTP/1.1"), "{head}");
     assert_eq!(parse(&out)["metadata"]["name"], "later");
 }
+
+#[test]
+fn without_a_serving_certificate_one_is_made_under_the_cert_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node"));
+    let port = ballast_tests::free_port();
+    let cert_dir = dir.path().join("certs");
+    let mut server = std::process::Command::new(ballast_tests::apiserver_binary())
+        .args(["--etcd-servers", &node.url(), "--bind-address", "127.0.0.1"])
+        .args(["--secure-port", &port.to_string()])
+        .arg("--cert-dir")
+        .arg(&cert_dir)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + ballast_tests::WAIT;
+    let answer = loop {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(cert_dir.join("apiserver.crt"))
+            .arg(format!("https://127.0.0.1:{port}/livez"))
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer over the self-signed certificate"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    // Verified against the certificate it wrote, for 127.0.0.1: the pair is kube's.
+    assert_eq!(answer, "ok");
+    assert!(cert_dir.join("apiserver.key").exists());
+}
