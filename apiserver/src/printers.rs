@@ -313,6 +313,21 @@ pub const CRONJOB: &[Column] = &[
     ),
     AGE,
 ];
+pub const WEBHOOKS: &[Column] = &[
+    NAME,
+    col(
+        "Webhooks",
+        "integer",
+        0,
+        Cell::Fn(|o| {
+            json!(o
+                .get("webhooks")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len))
+        }),
+    ),
+    AGE,
+];
 pub const LEASE: &[Column] = &[
     NAME,
     col(

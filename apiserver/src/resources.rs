@@ -259,6 +259,15 @@ pub static RESOURCES: &[Resource] = &[
          "ClusterRoleBinding", false, short: &[], categories: NONE, subs: &[],
          storage: "clusterrolebindings", generation: false, fields: &[],
          columns: printers::ROLEBINDING, type: k8s_openapi::api::rbac::v1::ClusterRoleBinding),
+    // admissionregistration.k8s.io/v1
+    row!("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "mutatingwebhookconfiguration",
+         "MutatingWebhookConfiguration", false, short: &[], categories: NONE, subs: &[],
+         storage: "mutatingwebhookconfigurations", generation: true, fields: &[], columns: printers::WEBHOOKS,
+         type: k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration),
+    row!("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "validatingwebhookconfiguration",
+         "ValidatingWebhookConfiguration", false, short: &[], categories: NONE, subs: &[],
+         storage: "validatingwebhookconfigurations", generation: true, fields: &[], columns: printers::WEBHOOKS,
+         type: k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration),
     // events.k8s.io/v1: stored with core/v1 Events, in their form (see convert), as
     // kube-apiserver keeps both Event APIs in one place.
     row!("events.k8s.io", "v1", "events", "event", "Event", true, short: &["ev"], categories: NONE,

@@ -203,3 +203,204 @@ fn pods_get_their_service_account_token_and_limit_range_defaults() {
         "{got}"
     );
 }
+
+/// A webhook certificate for 127.0.0.1 signed by the API server's development CA.
+fn webhook_certificate(api: &ApiServer) -> (std::path::PathBuf, std::path::PathBuf) {
+    let pki = api.dir.join("pki");
+    let run = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&pki)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    };
+    std::fs::write(
+        pki.join("webhook.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "webhook.key",
+        "-out",
+        "webhook.csr",
+        "-subj",
+        "/CN=webhook",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "webhook.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "webhook.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "webhook.ext",
+    ]);
+    (pki.join("webhook.crt"), pki.join("webhook.key"))
+}
+
+fn webhook_configs(port: u16, ca_bundle: &str, policy: &str) -> String {
+    let hook = |kind: &str, name: &str, path: &str| {
+        format!(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: {kind}\nmetadata:\n  name: {name}\nwebhooks:\n\
+             - name: {name}\n  clientConfig:\n    url: https://127.0.0.1:{port}/{path}\n    caBundle: {ca_bundle}\n\
+             \x20 rules:\n  - operations: [CREATE, UPDATE]\n    apiGroups: ['']\n    apiVersions: [v1]\n    resources: [configmaps]\n\
+             \x20 namespaceSelector:\n    matchLabels: {{webhooks: \"on\"}}\n  failurePolicy: {policy}\n  sideEffects: None\n\
+             \x20 admissionReviewVersions: [v1]\n  timeoutSeconds: 5\n"
+        )
+    };
+    format!(
+        "{}---\n{}",
+        hook(
+            "ValidatingWebhookConfiguration",
+            "deny.example.com",
+            "validate"
+        ),
+        hook(
+            "MutatingWebhookConfiguration",
+            "label.example.com",
+            "mutate"
+        )
+    )
+}
+
+#[test]
+fn webhooks_deny_and_mutate_and_follow_their_failure_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node"));
+    let api = ApiServer::start(&dir.path().join("api"), &[node.url()], &[]);
+    let (cert, key) = webhook_certificate(&api);
+    let port = ballast_tests::free_port();
+    let mut server = std::process::Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/webhook.py"))
+        .args([
+            &port.to_string(),
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let bundle = std::process::Command::new("base64")
+        .args(["-w0"])
+        .arg(api.dir.join("pki/ca.crt"))
+        .output()
+        .unwrap();
+    let bundle = String::from_utf8(bundle.stdout).unwrap();
+
+    api.kubectl_stdin(&["create", "-f", "-"], Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: hooked\n  labels: {webhooks: \"on\"}\n"));
+    assert!(
+        api.kubectl_stdin(
+            &["apply", "-f", "-"],
+            Some(&webhook_configs(port, &bundle, "Fail"))
+        )
+        .0
+    );
+    // The configurations reach the API server through its watch cache: wait for them.
+    let deadline = Instant::now() + WAIT;
+    for i in 0.. {
+        let name = format!("probe-{i}");
+        api.kubectl_ok(&["-n", "hooked", "create", "configmap", &name]);
+        if api.kubectl_ok(&[
+            "-n",
+            "hooked",
+            "get",
+            "configmap",
+            &name,
+            "-o",
+            "jsonpath={.metadata.labels.mutated}",
+        ]) == "yes"
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the webhooks never applied");
+    }
+    // Denied by the validating webhook (after the mutating one ran), and nothing written.
+    let denied = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: refused\n  namespace: hooked\n  labels: {deny: \"yes\"}\n";
+    let (ok, _, err) = api.kubectl_stdin(&["create", "-f", "-"], Some(denied));
+    assert!(!ok);
+    assert!(err.contains("admission webhook \"deny.example.com\" denied the request: configmaps labelled deny=yes are refused"), "{err}");
+    assert!(
+        !api.kubectl(&["-n", "hooked", "get", "configmap", "refused"])
+            .0
+    );
+    // Updates go through them too; another namespace does not.
+    api.kubectl_ok(&[
+        "-n",
+        "hooked",
+        "label",
+        "configmap",
+        "probe-0",
+        "extra=1",
+        "--overwrite",
+    ]);
+    let (ok, _, err) = api.kubectl(&["-n", "hooked", "label", "configmap", "probe-0", "deny=yes"]);
+    assert!(!ok && err.contains("denied the request"), "{err}");
+    api.kubectl_ok(&["create", "configmap", "elsewhere"]);
+    assert_eq!(
+        api.kubectl_ok(&[
+            "get",
+            "configmap",
+            "elsewhere",
+            "-o",
+            "jsonpath={.metadata.labels}"
+        ]),
+        ""
+    );
+
+    // The webhook gone: Fail refuses, Ignore lets the write through unmutated.
+    let _ = server.kill();
+    let _ = server.wait();
+    let (ok, _, err) = api.kubectl(&["-n", "hooked", "create", "configmap", "while-down"]);
+    assert!(!ok && err.contains("failed calling webhook"), "{err}");
+    assert!(
+        api.kubectl_stdin(
+            &["apply", "-f", "-"],
+            Some(&webhook_configs(port, &bundle, "Ignore"))
+        )
+        .0
+    );
+    let deadline = Instant::now() + WAIT;
+    while !api
+        .kubectl(&["-n", "hooked", "create", "configmap", "ignored"])
+        .0
+    {
+        assert!(Instant::now() < deadline, "Ignore never took effect");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        api.kubectl_ok(&[
+            "-n",
+            "hooked",
+            "get",
+            "configmap",
+            "ignored",
+            "-o",
+            "jsonpath={.metadata.labels}"
+        ]),
+        ""
+    );
+}

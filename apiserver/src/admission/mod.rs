@@ -9,6 +9,7 @@ pub mod limit_ranger;
 pub mod namespace_lifecycle;
 pub mod resource_quota;
 pub mod service_account;
+pub mod webhook;
 
 use serde_json::Value;
 
@@ -26,6 +27,10 @@ pub enum Plugin {
     LimitRanger,
     /// A pod's service account, and its token mounted.
     ServiceAccount,
+    /// MutatingWebhookConfigurations.
+    MutatingAdmissionWebhook,
+    /// ValidatingWebhookConfigurations.
+    ValidatingAdmissionWebhook,
     /// Object counts and compute within ResourceQuotas.
     ResourceQuota,
 }
@@ -34,6 +39,11 @@ const ALL: &[(Plugin, &str)] = &[
     (Plugin::NamespaceLifecycle, "NamespaceLifecycle"),
     (Plugin::LimitRanger, "LimitRanger"),
     (Plugin::ServiceAccount, "ServiceAccount"),
+    (Plugin::MutatingAdmissionWebhook, "MutatingAdmissionWebhook"),
+    (
+        Plugin::ValidatingAdmissionWebhook,
+        "ValidatingAdmissionWebhook",
+    ),
     (Plugin::ResourceQuota, "ResourceQuota"),
 ];
 
@@ -55,7 +65,13 @@ impl Plugins {
             ALL.iter()
                 .find(|(_, n)| *n == name)
                 .map(|(p, _)| *p)
-                .ok_or_else(|| format!("admission plugin {name:?} is not supported (supported: NamespaceLifecycle, LimitRanger, ServiceAccount, ResourceQuota)"))
+                .ok_or_else(|| {
+                    let supported: Vec<&str> = ALL.iter().map(|(_, n)| *n).collect();
+                    format!(
+                        "admission plugin {name:?} is not supported (supported: {})",
+                        supported.join(", ")
+                    )
+                })
         };
         let mut on = Plugins::default().0;
         for name in enable.iter().filter(|n| !n.is_empty()) {

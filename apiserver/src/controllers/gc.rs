@@ -82,7 +82,15 @@ async fn owner_exists(api: &Api, reference: &Value, namespace: Option<&str>) -> 
 async fn delete_dependent(api: &Api, resource: &'static Resource, object: &Value) {
     let name = meta_str(object, "name").unwrap_or_default();
     let namespace = meta_str(object, "namespace");
-    let _ = delete_named(api, resource, namespace, name, &DeleteOptions::default()).await;
+    let _ = delete_named(
+        api,
+        resource,
+        namespace,
+        name,
+        &DeleteOptions::default(),
+        None,
+    )
+    .await;
 }
 
 /// Whether any owner of `object` (but the one with uid `except`) is alive.

@@ -69,7 +69,8 @@ async fn terminate_namespace(api: Api, name: String) {
                 let object_name = meta_str(&stored.object, "name")
                     .unwrap_or_default()
                     .to_string();
-                let _ = delete_named(&api, resource, Some(&name), &object_name, &everything).await;
+                let _ = delete_named(&api, resource, Some(&name), &object_name, &everything, None)
+                    .await;
             }
         }
         if left == 0 {

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 
 use super::read::object_response;
 use super::{shown, Api, Call, GcWork};
+use crate::admission::{self, webhook, Plugin};
+use crate::authn::User;
 use crate::object::{self, meta_mut, meta_str};
 use crate::resources::{self, Resource};
 use crate::selectors::{FieldSelector, LabelSelector};
@@ -15,7 +17,7 @@ use crate::status::{ApiError, ApiResult};
 use crate::storage::{Outcome, Stored};
 use crate::transport::codec;
 use crate::transport::Body;
-use crate::{admission, watch::Filter};
+use crate::watch::Filter;
 
 /// Delete attempts per object before a delete that keeps meeting newer versions gives up.
 pub(crate) const DELETE_ROUNDS_MAX: usize = 16;
@@ -111,12 +113,14 @@ fn check_preconditions(
 }
 
 /// Deletes (or, with finalizers, marks) one object; answers the object as it ends up.
+/// `user` is who asks (validating webhooks see it); None for the server's own controllers.
 pub(crate) async fn delete_named(
     api: &Api,
     resource: &'static Resource,
     namespace: Option<&str>,
     name: &str,
     options: &DeleteOptions,
+    user: Option<&User>,
 ) -> ApiResult<Value> {
     admission::validate_delete(&api.plugins, resource, name)?;
     let key = api.storage.key(resource, namespace, name);
@@ -130,6 +134,19 @@ pub(crate) async fn delete_named(
             .await?
             .ok_or_else(|| ApiError::not_found(resource, name))?;
         check_preconditions(resource, name, &current, options)?;
+        if let Some(user) = user.filter(|_| api.plugins.has(Plugin::ValidatingAdmissionWebhook)) {
+            let write = webhook::Write {
+                operation: webhook::Operation::Delete,
+                resource,
+                subresource: None,
+                namespace,
+                name,
+                user,
+                old: Some(&current),
+                dry_run: options.dry_run,
+            };
+            webhook::validate(api.admission(), write, &current).await?;
+        }
         let is_namespace = resource.plural == "namespaces" && resource.group.is_empty();
         let held = match options.policy {
             Policy::Foreground if !is_namespace => Some(FOREGROUND),
@@ -202,8 +219,15 @@ pub(crate) async fn delete_named(
 
 pub async fn delete(api: &Api, call: &Call<'_>) -> ApiResult<Response<Body>> {
     let options = options(call)?;
-    let deleted =
-        delete_named(api, call.resource, call.namespace(), call.name()?, &options).await?;
+    let deleted = delete_named(
+        api,
+        call.resource,
+        call.namespace(),
+        call.name()?,
+        &options,
+        Some(call.user),
+    )
+    .await?;
     Ok(object_response(call, 200, &deleted))
 }
 
@@ -225,7 +249,16 @@ pub async fn delete_collection(api: &Api, call: &Call<'_>) -> ApiResult<Response
             .unwrap_or_default()
             .to_string();
         let ns = meta_str(&stored.object, "namespace").map(String::from);
-        match delete_named(api, call.resource, ns.as_deref(), &name, &options).await {
+        match delete_named(
+            api,
+            call.resource,
+            ns.as_deref(),
+            &name,
+            &options,
+            Some(call.user),
+        )
+        .await
+        {
             Ok(object) => deleted.push(object),
             Err(error) if error.code == 404 => {}
             Err(error) => return Err(error),

@@ -125,15 +125,32 @@ pub async fn list(api: &Api, call: &Call<'_>) -> ApiResult<Response<Body>> {
                 }
             }
             remaining = page.remaining;
-            items.extend(
-                page.items
-                    .into_iter()
-                    .map(|s| s.object)
-                    .filter(|o| filter.matches(o)),
-            );
-            next = page.more_after.clone();
-            match page.more_after {
-                Some(last) if limit > 0 && (items.len() as i64) < limit => start = Some(last),
+            // A page holds at most `limit` objects: one the selector fills from several
+            // reads ends at the last object it takes, and continues after it.
+            let mut full_at = None;
+            let count = page.items.len();
+            for (i, stored) in page.items.into_iter().enumerate() {
+                if !filter.matches(&stored.object) {
+                    continue;
+                }
+                items.push(stored.object);
+                if limit > 0 && items.len() as i64 == limit {
+                    full_at = Some(i);
+                    break;
+                }
+            }
+            next = match full_at {
+                Some(i) if i + 1 < count || page.more_after.is_some() => {
+                    let last = items.last().expect("a page ends at an object");
+                    let name = crate::object::meta_str(last, "name").unwrap_or_default();
+                    let ns = crate::object::meta_str(last, "namespace");
+                    Some(api.storage.key(call.resource, ns, name))
+                }
+                Some(_) => None,
+                None => page.more_after.clone(),
+            };
+            match (&full_at, page.more_after) {
+                (None, Some(last)) if limit > 0 => start = Some(last),
                 _ => break,
             }
         }

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::read::object_response;
 use super::{shown, Api, Call};
-use crate::admission::{self, resource_quota, Plugin};
+use crate::admission::{self, resource_quota, webhook, Plugin};
 use crate::authz::escalation;
 use crate::object::{self, meta_mut, meta_str};
 use crate::patch::{self, Flavour};
@@ -156,13 +156,29 @@ async fn create_object(
     defaults::on_create(resource, &mut object);
     let admission = api.admission();
     admission::mutate_create(admission, resource, call.namespace(), &mut object).await?;
+    let name = meta_str(&object, "name").unwrap_or_default().to_string();
+    let write = webhook::Write {
+        operation: webhook::Operation::Create,
+        resource,
+        subresource: call.request.subresource.as_deref(),
+        namespace: call.namespace(),
+        name: &name,
+        user: call.user,
+        old: None,
+        dry_run: call.dry_run(),
+    };
+    if api.plugins.has(Plugin::MutatingAdmissionWebhook) {
+        webhook::mutate(admission, write, &mut object).await?;
+    }
     if let Owner::Update(manager) = owner {
         managed::record_update(resource, None, &mut object, manager, None);
     }
-    let name = meta_str(&object, "name").unwrap_or_default().to_string();
     validation::create(resource, &object)?;
     escalation::check(&api.authorizer, call.user, resource, &object).await?;
     admission::validate_create(admission, resource, call.namespace(), &object).await?;
+    if api.plugins.has(Plugin::ValidatingAdmissionWebhook) {
+        webhook::validate(admission, write, &object).await?;
+    }
     if call.dry_run() {
         return Ok(object);
     }
@@ -318,6 +334,26 @@ where
             return Err(ApiError::stale(resource, name));
         }
         let mut new = prepare(resource, part, &current, changed, name)?;
+        let write = webhook::Write {
+            operation: webhook::Operation::Update,
+            resource,
+            subresource: call.request.subresource.as_deref(),
+            namespace: call.namespace(),
+            name,
+            user: call.user,
+            old: Some(&current),
+            dry_run: call.dry_run(),
+        };
+        if api.plugins.has(Plugin::MutatingAdmissionWebhook) {
+            let before = new.clone();
+            webhook::mutate(api.admission(), write, &mut new).await?;
+            if new != before {
+                validation::update(resource, &current, &new)?;
+            }
+        }
+        if api.plugins.has(Plugin::ValidatingAdmissionWebhook) {
+            webhook::validate(api.admission(), write, &new).await?;
+        }
         escalation::check(&api.authorizer, call.user, resource, &new).await?;
         if let Owner::Update(manager) = owner {
             let sub = call.request.subresource.as_deref();
