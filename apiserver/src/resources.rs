@@ -268,6 +268,14 @@ pub static RESOURCES: &[Resource] = &[
          "ValidatingWebhookConfiguration", false, short: &[], categories: NONE, subs: &[],
          storage: "validatingwebhookconfigurations", generation: true, fields: &[], columns: printers::WEBHOOKS,
          type: k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration),
+    row!("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", "validatingadmissionpolicy",
+         "ValidatingAdmissionPolicy", false, short: &[], categories: NONE, subs: &[Sub::Status],
+         storage: "validatingadmissionpolicies", generation: true, fields: &[], columns: printers::CREATED_AT,
+         type: k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy),
+    row!("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings", "validatingadmissionpolicybinding",
+         "ValidatingAdmissionPolicyBinding", false, short: &[], categories: NONE, subs: &[],
+         storage: "validatingadmissionpolicybindings", generation: true, fields: &[], columns: printers::CREATED_AT,
+         type: k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding),
     // events.k8s.io/v1: stored with core/v1 Events, in their form (see convert), as
     // kube-apiserver keeps both Event APIs in one place.
     row!("events.k8s.io", "v1", "events", "event", "Event", true, short: &["ev"], categories: NONE,

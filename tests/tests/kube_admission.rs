@@ -404,3 +404,61 @@ fn webhooks_deny_and_mutate_and_follow_their_failure_policy() {
         ""
     );
 }
+
+#[test]
+fn a_validating_admission_policy_refuses_more_than_five_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("node"));
+    let api = ApiServer::start(&dir.path().join("api"), &[node.url()], &[]);
+    let policy = "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata:\n  name: max-replicas\nspec:\n  failurePolicy: Fail\n  matchConstraints:\n    resourceRules:\n    - apiGroups: [apps]\n      apiVersions: [v1]\n      operations: [CREATE, UPDATE]\n      resources: [deployments]\n  variables:\n  - name: wanted\n    expression: object.spec.replicas\n  validations:\n  - expression: variables.wanted <= 5\n    message: at most 5 replicas\n---\napiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicyBinding\nmetadata:\n  name: max-replicas-everywhere\nspec:\n  policyName: max-replicas\n  validationActions: [Deny]\n";
+    assert!(api.kubectl_stdin(&["apply", "-f", "-"], Some(policy)).0);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (ok, _, err) = api.kubectl(&[
+            "create",
+            "deployment",
+            "big",
+            "--image=nginx",
+            "--replicas=6",
+        ]);
+        if !ok {
+            assert!(
+                err.contains("ValidatingAdmissionPolicy 'max-replicas' with binding 'max-replicas-everywhere' denied request: at most 5 replicas"),
+                "{err}"
+            );
+            break;
+        }
+        // Created before the policy reached the cache: remove it and try again.
+        api.kubectl_ok(&["delete", "deployment", "big"]);
+        assert!(Instant::now() < deadline, "the policy never applied");
+    }
+    api.kubectl_ok(&[
+        "create",
+        "deployment",
+        "small",
+        "--image=nginx",
+        "--replicas=3",
+    ]);
+    let (ok, _, err) = api.kubectl(&[
+        "patch",
+        "deployment",
+        "small",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"replicas":9}}"#,
+    ]);
+    assert!(!ok && err.contains("at most 5 replicas"), "{err}");
+    assert_eq!(
+        api.kubectl_ok(&[
+            "get",
+            "deployment",
+            "small",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "3"
+    );
+    // Other kinds pass.
+    api.kubectl_ok(&["create", "configmap", "unrelated"]);
+}

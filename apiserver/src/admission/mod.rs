@@ -7,6 +7,7 @@
 
 pub mod limit_ranger;
 pub mod namespace_lifecycle;
+pub mod policy;
 pub mod resource_quota;
 pub mod service_account;
 pub mod webhook;
@@ -29,6 +30,8 @@ pub enum Plugin {
     ServiceAccount,
     /// MutatingWebhookConfigurations.
     MutatingAdmissionWebhook,
+    /// ValidatingAdmissionPolicies and their bindings.
+    ValidatingAdmissionPolicy,
     /// ValidatingWebhookConfigurations.
     ValidatingAdmissionWebhook,
     /// Object counts and compute within ResourceQuotas.
@@ -40,6 +43,10 @@ const ALL: &[(Plugin, &str)] = &[
     (Plugin::LimitRanger, "LimitRanger"),
     (Plugin::ServiceAccount, "ServiceAccount"),
     (Plugin::MutatingAdmissionWebhook, "MutatingAdmissionWebhook"),
+    (
+        Plugin::ValidatingAdmissionPolicy,
+        "ValidatingAdmissionPolicy",
+    ),
     (
         Plugin::ValidatingAdmissionWebhook,
         "ValidatingAdmissionWebhook",

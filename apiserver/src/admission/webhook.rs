@@ -78,7 +78,9 @@ fn strings(v: &Value, field: &str) -> Vec<String> {
     crate::object::strings(v, &format!("/{field}"))
 }
 
-fn rule_matches(rule: &Value, w: &Write<'_>) -> bool {
+/// Whether one admission rule (operations, apiGroups, apiVersions, resources, scope)
+/// covers the write.
+pub(crate) fn rule_matches(rule: &Value, w: &Write<'_>) -> bool {
     let has = |field: &str, want: &str| strings(rule, field).iter().any(|v| v == "*" || v == want);
     let resource_ok = strings(rule, "resources").iter().any(|r| {
         let (res, sub) = r.split_once('/').unwrap_or((r, ""));
@@ -110,7 +112,14 @@ fn selects(selector: Option<&Value>, object: &Value) -> bool {
     }
 }
 
-async fn matches(cx: Context<'_>, webhook: &Value, w: &Write<'_>, object: &Value) -> bool {
+/// Whether a webhook (or anything with `rules`, `namespaceSelector` and `objectSelector`)
+/// applies to the write.
+pub(crate) async fn matches(
+    cx: Context<'_>,
+    webhook: &Value,
+    w: &Write<'_>,
+    object: &Value,
+) -> bool {
     if !webhook
         .get("rules")
         .and_then(Value::as_array)

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::read::object_response;
 use super::{shown, Api, Call, GcWork};
-use crate::admission::{self, webhook, Plugin};
+use crate::admission::{self, policy, webhook, Plugin};
 use crate::authn::User;
 use crate::object::{self, meta_mut, meta_str};
 use crate::resources::{self, Resource};
@@ -134,7 +134,7 @@ pub(crate) async fn delete_named(
             .await?
             .ok_or_else(|| ApiError::not_found(resource, name))?;
         check_preconditions(resource, name, &current, options)?;
-        if let Some(user) = user.filter(|_| api.plugins.has(Plugin::ValidatingAdmissionWebhook)) {
+        if let Some(user) = user {
             let write = webhook::Write {
                 operation: webhook::Operation::Delete,
                 resource,
@@ -145,7 +145,12 @@ pub(crate) async fn delete_named(
                 old: Some(&current),
                 dry_run: options.dry_run,
             };
-            webhook::validate(api.admission(), write, &current).await?;
+            if api.plugins.has(Plugin::ValidatingAdmissionPolicy) {
+                policy::validate(api.admission(), write, &current).await?;
+            }
+            if api.plugins.has(Plugin::ValidatingAdmissionWebhook) {
+                webhook::validate(api.admission(), write, &current).await?;
+            }
         }
         let is_namespace = resource.plural == "namespaces" && resource.group.is_empty();
         let held = match options.policy {

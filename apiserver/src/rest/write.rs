@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::read::object_response;
 use super::{shown, Api, Call};
-use crate::admission::{self, resource_quota, webhook, Plugin};
+use crate::admission::{self, policy, resource_quota, webhook, Plugin};
 use crate::authz::escalation;
 use crate::object::{self, meta_mut, meta_str};
 use crate::patch::{self, Flavour};
@@ -176,6 +176,13 @@ async fn create_object(
     validation::create(resource, &object)?;
     escalation::check(&api.authorizer, call.user, resource, &object).await?;
     admission::validate_create(admission, resource, call.namespace(), &object).await?;
+    if api.plugins.has(Plugin::ValidatingAdmissionPolicy) {
+        let warnings = policy::validate(admission, write, &object).await?;
+        call.warnings
+            .lock()
+            .expect("warnings lock")
+            .extend(warnings);
+    }
     if api.plugins.has(Plugin::ValidatingAdmissionWebhook) {
         webhook::validate(admission, write, &object).await?;
     }
@@ -350,6 +357,13 @@ where
             if new != before {
                 validation::update(resource, &current, &new)?;
             }
+        }
+        if api.plugins.has(Plugin::ValidatingAdmissionPolicy) {
+            let warnings = policy::validate(api.admission(), write, &new).await?;
+            call.warnings
+                .lock()
+                .expect("warnings lock")
+                .extend(warnings);
         }
         if api.plugins.has(Plugin::ValidatingAdmissionWebhook) {
             webhook::validate(api.admission(), write, &new).await?;
