@@ -4,7 +4,7 @@
 //! removed when nobody else owns them. Lists merge by the kinds' merge keys (as
 //! strategic merge does); other lists are owned whole.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::{json, Map, Value};
 
@@ -453,22 +453,22 @@ pub fn apply(
     Ok(merged)
 }
 
-/// The entries as a map from manager to field paths, for tests and logs.
-pub fn owners(object: &Value) -> BTreeMap<String, Vec<String>> {
-    entries(object)
-        .into_iter()
-        .map(|e| {
-            (
-                format!("{}/{}", e.manager, e.operation),
-                e.fields.iter().map(printed).collect(),
-            )
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The entries as a map from manager to field paths.
+    fn owners(object: &Value) -> std::collections::BTreeMap<String, Vec<String>> {
+        entries(object)
+            .into_iter()
+            .map(|e| {
+                (
+                    format!("{}/{}", e.manager, e.operation),
+                    e.fields.iter().map(printed).collect(),
+                )
+            })
+            .collect()
+    }
     use crate::resources::find;
 
     fn deployment(replicas: i64, image: &str) -> Value {

@@ -246,18 +246,3 @@ impl From<ballast_client::Error> for ApiError {
         }
     }
 }
-
-/// A `Status` of success, as kube answers a delete that has no object to return.
-pub fn success(resource: &Resource, name: &str) -> Value {
-    let mut details = json!({ "name": name, "kind": resource.plural });
-    if !resource.group.is_empty() {
-        details["group"] = json!(resource.group);
-    }
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": details,
-    })
-}

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use ballast_client::{EventKind as StoreEventKind, GetOptions, WatchOptions, WatchResponse};
+use ballast_client::{EventKind as StoreEventKind, WatchOptions, WatchResponse};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use serde_json::Value;
@@ -490,11 +490,6 @@ impl Cacher {
     pub async fn ready(&self) {
         self.wait_ready().await;
     }
-
-    /// Watchers currently fed.
-    pub fn watchers(&self) -> usize {
-        self.state.lock().expect("cache lock").watchers.len()
-    }
 }
 
 fn revision_of(object: &Value) -> i64 {
@@ -536,15 +531,5 @@ impl Caches {
             .entry((resource.group, resource.plural))
             .or_insert_with(|| Cacher::start(self.storage.clone(), resource))
             .clone()
-    }
-
-    /// The store's current revision (for a watch or list that names none).
-    pub async fn current_revision(&self) -> ApiResult<i64> {
-        let response = self
-            .storage
-            .client()
-            .get("\0", GetOptions::new().with_keys_only())
-            .await?;
-        Ok(response.header.revision)
     }
 }
