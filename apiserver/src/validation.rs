@@ -91,6 +91,13 @@ fn invalid(field: impl Into<String>, value: &str, why: &str) -> Cause {
     }
 }
 
+/// The type of a Secret holding a legacy service account token.
+pub const SERVICE_ACCOUNT_TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
+/// The annotation naming a token Secret's service account.
+pub const SERVICE_ACCOUNT_NAME_ANNOTATION: &str = "kubernetes.io/service-account.name";
+/// The annotation holding a token Secret's service account uid.
+pub const SERVICE_ACCOUNT_UID_ANNOTATION: &str = "kubernetes.io/service-account.uid";
+
 fn required(field: impl Into<String>, why: &str) -> Cause {
     Cause {
         reason: "FieldValueRequired",
@@ -250,6 +257,20 @@ fn kind_rules(resource: &Resource, object: &Value, causes: &mut Vec<Cause>) {
                         ));
                     }
                 }
+            }
+            let account_token =
+                object.get("type").and_then(Value::as_str) == Some(SERVICE_ACCOUNT_TOKEN_TYPE);
+            if account_token
+                && object
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| a.get(SERVICE_ACCOUNT_NAME_ANNOTATION))
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+            {
+                causes.push(required(
+                    format!("metadata.annotations[{SERVICE_ACCOUNT_NAME_ANNOTATION}]"),
+                    "",
+                ));
             }
         }
         ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings")

@@ -1,8 +1,9 @@
 //! Authentication and RBAC in ballast-apiserver, driven by kubectl 1.32: an admin by
 //! client certificate, a user by static token limited by a Role to one namespace,
 //! `auth can-i` (also `--list` and `--as`), `auth whoami`, escalation refused, an
-//! aggregated role picking up a rule added later, and refusals that leave the store as
-//! it was.
+//! aggregated role picking up a rule added later, service account tokens (bound ones
+//! dying with their account or pod, legacy ones with their Secret), and refusals that
+//! leave the store as it was.
 
 use std::time::Instant;
 
@@ -388,10 +389,9 @@ async fn anonymous_requests_follow_the_flag() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_service_account_token_works_until_its_account_is_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_node, api) = start(dir.path());
+/// Namespace `team` with a ConfigMap and the service account `robot` bound to `view`
+/// there.
+fn robot_viewing_team(api: &ApiServer) {
     api.kubectl_ok(&["create", "namespace", "team"]);
     api.kubectl_ok(&["-n", "team", "create", "serviceaccount", "robot"]);
     api.kubectl_ok(&["-n", "team", "create", "configmap", "settings"]);
@@ -404,21 +404,31 @@ async fn a_service_account_token_works_until_its_account_is_deleted() {
         "--clusterrole=view",
         "--serviceaccount=team:robot",
     ]);
+}
+
+/// The ConfigMaps of `team` the Python client lists with `token`, or `status <code>`.
+fn configmaps_seen_with(api: &ApiServer, token: &str) -> String {
+    let ca = api.dir.join("pki/ca.crt");
+    let (ok, out, err) = ballast_tests::run_python(
+        "kube_token.py",
+        &[&api.url(), ca.to_str().unwrap(), token, "team"],
+    );
+    assert!(ok, "{err}");
+    out.trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_account_token_works_until_its_account_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, api) = start(dir.path());
+    robot_viewing_team(&api);
     // kubectl create token: a TokenRequest (protobuf body).
     let token = api
         .kubectl_ok(&["-n", "team", "create", "token", "robot", "--duration=10m"])
         .trim()
         .to_string();
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
-    let ca = api.dir.join("pki/ca.crt");
-    let list = |token: &str| {
-        let (ok, out, err) = ballast_tests::run_python(
-            "kube_token.py",
-            &[&api.url(), ca.to_str().unwrap(), token, "team"],
-        );
-        assert!(ok, "{err}");
-        out.trim().to_string()
-    };
+    let list = |token: &str| configmaps_seen_with(&api, token);
     // The namespace's ConfigMaps: the test's and the root CA every namespace gets.
     assert_eq!(list(&token), "kube-root-ca.crt\nsettings");
     let whoami = api.kubectl_ok(&["--token", &token, "auth", "whoami"]);
@@ -440,6 +450,141 @@ async fn a_service_account_token_works_until_its_account_is_deleted() {
     // Recreated with the same name, it is another account (another uid): still refused.
     api.kubectl_ok(&["-n", "team", "create", "serviceaccount", "robot"]);
     assert_eq!(list(&token), "status 401");
+}
+
+/// A Secret holding a legacy token for `account`.
+fn token_secret(name: &str, account: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: team\n  \
+         annotations:\n    kubernetes.io/service-account.name: {account}\n\
+         type: kubernetes.io/service-account-token\n"
+    )
+}
+
+/// Applies a token Secret for `account`.
+fn apply_token_secret(api: &ApiServer, name: &str, account: &str) {
+    let (ok, _, err) = api.kubectl_stdin(&["apply", "-f", "-"], Some(&token_secret(name, account)));
+    assert!(ok, "{err}");
+}
+
+/// Waits for the tokens controller to fill the Secret `name`; its token.
+fn filled_token(api: &ApiServer, name: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, token, _) = api.kubectl(&[
+            "-n",
+            "team",
+            "get",
+            "secret",
+            name,
+            "-o",
+            "go-template={{if .data.token}}{{.data.token | base64decode}}{{end}}",
+        ]);
+        if !token.is_empty() {
+            return token;
+        }
+        assert!(Instant::now() < deadline, "{name} was never filled");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Waits until the Secret `name` is gone.
+fn wait_gone(api: &ApiServer, name: &str) {
+    let deadline = Instant::now() + WAIT;
+    while api.kubectl(&["-n", "team", "get", "secret", name]).0 {
+        assert!(Instant::now() < deadline, "{name} was never deleted");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_tokens_live_with_their_secret_and_bound_tokens_with_their_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_node, api) = start(dir.path());
+    robot_viewing_team(&api);
+    let ca = api.dir.join("pki/ca.crt");
+    let list = |token: &str| configmaps_seen_with(&api, token);
+    apply_token_secret(&api, "robot-token", "robot");
+    let legacy = filled_token(&api, "robot-token");
+    assert_eq!(list(&legacy), "kube-root-ca.crt\nsettings");
+    let whoami = api.kubectl_ok(&["--token", &legacy, "auth", "whoami"]);
+    assert!(
+        whoami.contains("system:serviceaccount:team:robot"),
+        "{whoami}"
+    );
+    // The Secret also carries the namespace, the CA and the account's uid.
+    let uid = api.kubectl_ok(&[
+        "-n",
+        "team",
+        "get",
+        "sa",
+        "robot",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let secret = api.kubectl_ok(&[
+        "-n",
+        "team",
+        "get",
+        "secret",
+        "robot-token",
+        "-o",
+        "go-template={{.data.namespace | base64decode}} {{index .metadata.annotations \"kubernetes.io/service-account.uid\"}}\n{{index .data \"ca.crt\" | base64decode}}",
+    ]);
+    let ca_pem = std::fs::read_to_string(&ca).unwrap();
+    assert_eq!(secret, format!("team {uid}\n{ca_pem}"));
+    // The token dies with its Secret.
+    api.kubectl_ok(&["-n", "team", "delete", "secret", "robot-token"]);
+    assert_eq!(list(&legacy), "status 401");
+
+    // A token Secret must name its account; one naming no account is deleted.
+    let (ok, _, err) = api.kubectl_stdin(
+        &["create", "-f", "-"],
+        Some(&token_secret("nameless", "robot").replace(
+            "    kubernetes.io/service-account.name: robot\n",
+            "    note: none\n",
+        )),
+    );
+    assert!(
+        !ok && err
+            .contains("metadata.annotations[kubernetes.io/service-account.name]: Required value"),
+        "{err}"
+    );
+    apply_token_secret(&api, "ghost-token", "ghost");
+    wait_gone(&api, "ghost-token");
+
+    // A token bound to a pod dies with the pod (the account lives on).
+    api.kubectl_ok(&[
+        "-n",
+        "team",
+        "run",
+        "worker",
+        "--image=busybox",
+        "--overrides={\"spec\":{\"serviceAccountName\":\"robot\"}}",
+    ]);
+    let bound = api
+        .kubectl_ok(&[
+            "-n",
+            "team",
+            "create",
+            "token",
+            "robot",
+            "--bound-object-kind=Pod",
+            "--bound-object-name=worker",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(list(&bound), "kube-root-ca.crt\nsettings");
+    api.kubectl_ok(&["-n", "team", "delete", "pod", "worker", "--wait=false"]);
+    assert_eq!(list(&bound), "status 401");
+
+    // With its account gone, the account's token Secrets go too.
+    apply_token_secret(&api, "robot-token-2", "robot");
+    let second = filled_token(&api, "robot-token-2");
+    assert_eq!(list(&second), "kube-root-ca.crt\nsettings");
+    api.kubectl_ok(&["-n", "team", "delete", "serviceaccount", "robot"]);
+    wait_gone(&api, "robot-token-2");
+    assert_eq!(list(&second), "status 401");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -123,27 +123,82 @@ impl Authenticator {
         })
     }
 
-    /// Whether the object still exists with this uid (the watch cache first, the store
-    /// when the cache does not have it as named).
-    async fn alive(&self, plural: &str, namespace: &str, name: &str, uid: &str) -> bool {
-        let Some(resource) = resources::find("", "v1", plural) else {
-            return false;
-        };
-        let cache = self.caches.of(resource);
-        if cache
+    /// The core/v1 object of `plural` named so if `wanted` likes it (the watch cache
+    /// first, the store when the cache does not have it as wanted: it may lag).
+    async fn object(
+        &self,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+        wanted: impl Fn(&serde_json::Value) -> bool,
+    ) -> Option<serde_json::Value> {
+        let resource = resources::find("", "v1", plural)?;
+        if let Some(object) = self
+            .caches
+            .of(resource)
             .get(&format!("{namespace}/{name}"))
-            .is_some_and(|o| crate::object::meta_str(&o, "uid") == Some(uid))
+            .filter(|o| wanted(o))
         {
-            return true;
+            return Some(object);
         }
         let key = self.storage.key(resource, Some(namespace), name);
-        matches!(self.storage.get(resource, &key).await, Ok(Some(s)) if crate::object::meta_str(&s.object, "uid") == Some(uid))
+        let stored = self.storage.get(resource, &key).await.ok()??;
+        wanted(&stored.object).then_some(stored.object)
+    }
+
+    /// Whether the object still exists with this uid.
+    async fn alive(&self, plural: &str, namespace: &str, name: &str, uid: &str) -> bool {
+        self.object(plural, namespace, name, |o| {
+            crate::object::meta_str(o, "uid") == Some(uid)
+        })
+        .await
+        .is_some()
+    }
+
+    /// The service account user of a legacy token, if its Secret still holds it (and is
+    /// not being deleted) and its account is the one it was issued for.
+    async fn legacy_service_account(&self, token: &str) -> Option<User> {
+        use base64::Engine as _;
+        let claims = self.service_accounts.verify_legacy(token)?;
+        let holds_it = |secret: &serde_json::Value| {
+            secret
+                .pointer("/data/token")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|t| base64::engine::general_purpose::STANDARD.decode(t).ok())
+                .is_some_and(|t| t == token.as_bytes())
+        };
+        self.object("secrets", &claims.namespace, &claims.secret_name, |s| {
+            s.pointer("/metadata/deletionTimestamp").is_none() && holds_it(s)
+        })
+        .await?;
+        if !self
+            .alive(
+                "serviceaccounts",
+                &claims.namespace,
+                &claims.service_account_name,
+                &claims.service_account_uid,
+            )
+            .await
+        {
+            return None;
+        }
+        let groups = vec![
+            SERVICE_ACCOUNTS_GROUP.to_string(),
+            format!("{SERVICE_ACCOUNTS_GROUP}:{}", claims.namespace),
+        ];
+        Some(User::authenticated(
+            claims.sub,
+            claims.service_account_uid,
+            groups,
+        ))
     }
 
     /// The service account user of a token, if it is one this API issued for objects
     /// that still exist.
     async fn service_account(&self, token: &str) -> Option<User> {
-        let claims = self.service_accounts.verify(token)?;
+        let Some(claims) = self.service_accounts.verify(token) else {
+            return self.legacy_service_account(token).await;
+        };
         let k = &claims.kubernetes;
         if !self
             .alive(

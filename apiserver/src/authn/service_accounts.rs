@@ -4,6 +4,10 @@
 //! optionally a Pod or Secret they are bound to; verified against the public keys, the
 //! issuer and the API audiences, then against the store: a token dies with its service
 //! account, and a bound one with its pod or secret (the uid must still match).
+//!
+//! Legacy tokens (the ones the tokens controller writes into Secrets of type
+//! `kubernetes.io/service-account-token`) are signed with the same key under the issuer
+//! `kubernetes/serviceaccount`, never expire, and live as long as their Secret holds them.
 
 use std::path::Path;
 
@@ -57,6 +61,30 @@ pub struct Claims {
     /// Who the token is for.
     #[serde(rename = "kubernetes.io")]
     pub kubernetes: KubeClaims,
+}
+
+/// The issuer of legacy (secret-based) tokens, whatever --service-account-issuer says.
+pub const LEGACY_ISSUER: &str = "kubernetes/serviceaccount";
+
+/// A legacy token's claims, as kube's tokens controller writes them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LegacyClaims {
+    /// Always [`LEGACY_ISSUER`].
+    pub iss: String,
+    /// `system:serviceaccount:<namespace>:<name>`.
+    pub sub: String,
+    /// The service account's namespace.
+    #[serde(rename = "kubernetes.io/serviceaccount/namespace")]
+    pub namespace: String,
+    /// The Secret holding the token.
+    #[serde(rename = "kubernetes.io/serviceaccount/secret.name")]
+    pub secret_name: String,
+    /// The service account.
+    #[serde(rename = "kubernetes.io/serviceaccount/service-account.name")]
+    pub service_account_name: String,
+    /// The service account's uid.
+    #[serde(rename = "kubernetes.io/serviceaccount/service-account.uid")]
+    pub service_account_uid: String,
 }
 
 /// The signer and verifier of service account tokens.
@@ -189,6 +217,42 @@ impl ServiceAccountTokens {
     }
 }
 
+impl ServiceAccountTokens {
+    /// Signs a legacy token for the account `account` of `namespace`, held by the Secret
+    /// `secret_name`.
+    pub fn issue_legacy(
+        &self,
+        namespace: &str,
+        account: &Named,
+        secret_name: &str,
+    ) -> Result<String, String> {
+        let claims = LegacyClaims {
+            iss: LEGACY_ISSUER.to_string(),
+            sub: format!("system:serviceaccount:{namespace}:{}", account.name),
+            namespace: namespace.to_string(),
+            secret_name: secret_name.to_string(),
+            service_account_name: account.name.clone(),
+            service_account_uid: account.uid.clone(),
+        };
+        jsonwebtoken::encode(&Header::new(self.algorithm), &claims, &self.signing)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The claims of a legacy token signed by one of our keys; whether its Secret and
+    /// account still hold it is the caller's check.
+    pub fn verify_legacy(&self, token: &str) -> Option<LegacyClaims> {
+        let mut validation = Validation::new(self.algorithm);
+        validation.set_issuer(&[LEGACY_ISSUER]);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        self.verifying
+            .iter()
+            .find_map(|key| jsonwebtoken::decode::<LegacyClaims>(token, key, &validation).ok())
+            .map(|data| data.claims)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +267,12 @@ mod tests {
             pod: None,
             secret: None,
         }
+    }
+
+    /// Tokens of a server with a key of its own.
+    fn with_another_key() -> ServiceAccountTokens {
+        let dir = tempfile::tempdir().unwrap();
+        ServiceAccountTokens::new(None, &[], "https://issuer", &[], dir.path()).unwrap()
     }
 
     #[test]
@@ -223,17 +293,32 @@ mod tests {
             .unwrap();
         assert!(tokens.verify(&expired).is_none(), "expired");
         // Another server with another key does not accept it; the same key file does.
-        let elsewhere = ServiceAccountTokens::new(
-            None,
-            &[],
-            "https://issuer",
-            &[],
-            tempfile::tempdir().unwrap().path(),
-        )
-        .unwrap();
+        let elsewhere = with_another_key();
         assert!(elsewhere.verify(&token).is_none());
         let again =
             ServiceAccountTokens::new(None, &[], "https://issuer", &[], dir.path()).unwrap();
         assert!(again.verify(&token).is_some());
+    }
+
+    #[test]
+    fn legacy_tokens_are_told_apart_from_bound_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens =
+            ServiceAccountTokens::new(None, &[], "https://issuer", &[], dir.path()).unwrap();
+        let account = claims().serviceaccount;
+        let legacy = tokens.issue_legacy("ns", &account, "robot-token").unwrap();
+        let claims_of = tokens.verify_legacy(&legacy).expect("verifies");
+        assert_eq!(claims_of.sub, "system:serviceaccount:ns:robot");
+        assert_eq!(claims_of.secret_name, "robot-token");
+        assert_eq!(claims_of.service_account_uid, "u1");
+        // Neither kind passes for the other.
+        assert!(tokens.verify(&legacy).is_none());
+        let (bound, _) = tokens
+            .issue(vec!["https://issuer".into()], 3600, claims())
+            .unwrap();
+        assert!(tokens.verify_legacy(&bound).is_none());
+        // Another key does not sign for us.
+        let elsewhere = with_another_key();
+        assert!(elsewhere.verify_legacy(&legacy).is_none());
     }
 }

@@ -7,6 +7,7 @@ mod gc;
 mod namespace;
 mod quota;
 mod serviceaccounts;
+mod tokens;
 
 use crate::rest::{Api, Queues};
 
@@ -16,5 +17,6 @@ pub fn start(api: &Api, queues: Queues, root_ca: String) {
     tokio::spawn(gc::run(api.clone(), queues.gc));
     tokio::spawn(aggregation::run(api.clone()));
     tokio::spawn(quota::run(api.clone()));
-    tokio::spawn(serviceaccounts::run(api.clone(), root_ca));
+    tokio::spawn(serviceaccounts::run(api.clone(), root_ca.clone()));
+    tokio::spawn(tokens::run(api.clone(), root_ca));
 }

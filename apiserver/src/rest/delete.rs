@@ -47,6 +47,16 @@ pub(crate) struct DeleteOptions {
     pub(crate) policy: Policy,
 }
 
+impl DeleteOptions {
+    /// Deletes only the object with this uid (a precondition).
+    pub(crate) fn of_uid(uid: &str) -> DeleteOptions {
+        DeleteOptions {
+            uid: Some(uid.to_string()),
+            ..DeleteOptions::default()
+        }
+    }
+}
+
 fn options(call: &Call<'_>) -> ApiResult<DeleteOptions> {
     let body: Value = if call.body.is_empty() {
         json!({})
