@@ -204,7 +204,8 @@ fn pods_get_their_service_account_token_and_limit_range_defaults() {
     );
 }
 
-/// A webhook certificate for 127.0.0.1 signed by the API server's development CA.
+/// A webhook certificate for 127.0.0.1 and the Service `webhook` of `hooked`, signed by
+/// the API server's development CA.
 fn webhook_certificate(api: &ApiServer) -> (std::path::PathBuf, std::path::PathBuf) {
     let pki = api.dir.join("pki");
     let run = |args: &[&str]| {
@@ -218,7 +219,7 @@ fn webhook_certificate(api: &ApiServer) -> (std::path::PathBuf, std::path::PathB
     };
     std::fs::write(
         pki.join("webhook.ext"),
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        "subjectAltName=IP:127.0.0.1,DNS:webhook.hooked.svc\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
     run(&[
@@ -255,11 +256,28 @@ fn webhook_certificate(api: &ApiServer) -> (std::path::PathBuf, std::path::PathB
     (pki.join("webhook.crt"), pki.join("webhook.key"))
 }
 
+/// The Service `webhook` in `hooked`, without a selector, and its Endpoints at
+/// 127.0.0.1:`port`, as a webhook running in the cluster would be published.
+fn webhook_service(port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: webhook\n  namespace: hooked\nspec:\n\
+         \x20 ports:\n  - name: https\n    port: 8443\n    targetPort: {port}\n---\n\
+         apiVersion: v1\nkind: Endpoints\nmetadata:\n  name: webhook\n  namespace: hooked\nsubsets:\n\
+         - addresses:\n  - ip: 127.0.0.1\n  ports:\n  - name: https\n    port: {port}\n"
+    )
+}
+
+/// The validating webhook is reached through the Service, the mutating one by URL.
 fn webhook_configs(port: u16, ca_bundle: &str, policy: &str) -> String {
     let hook = |kind: &str, name: &str, path: &str| {
+        let reach = if kind.starts_with("Validating") {
+            format!("service:\n      namespace: hooked\n      name: webhook\n      port: 8443\n      path: /{path}")
+        } else {
+            format!("url: https://127.0.0.1:{port}/{path}")
+        };
         format!(
             "apiVersion: admissionregistration.k8s.io/v1\nkind: {kind}\nmetadata:\n  name: {name}\nwebhooks:\n\
-             - name: {name}\n  clientConfig:\n    url: https://127.0.0.1:{port}/{path}\n    caBundle: {ca_bundle}\n\
+             - name: {name}\n  clientConfig:\n    {reach}\n    caBundle: {ca_bundle}\n\
              \x20 rules:\n  - operations: [CREATE, UPDATE]\n    apiGroups: ['']\n    apiVersions: [v1]\n    resources: [configmaps]\n\
              \x20 namespaceSelector:\n    matchLabels: {{webhooks: \"on\"}}\n  failurePolicy: {policy}\n  sideEffects: None\n\
              \x20 admissionReviewVersions: [v1]\n  timeoutSeconds: 5\n"
@@ -312,6 +330,8 @@ fn webhooks_deny_and_mutate_and_follow_their_failure_policy() {
     let bundle = String::from_utf8(bundle.stdout).unwrap();
 
     api.kubectl_stdin(&["create", "-f", "-"], Some("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: hooked\n  labels: {webhooks: \"on\"}\n"));
+    let (ok, _, err) = api.kubectl_stdin(&["create", "-f", "-"], Some(&webhook_service(port)));
+    assert!(ok, "{err}");
     assert!(
         api.kubectl_stdin(
             &["apply", "-f", "-"],

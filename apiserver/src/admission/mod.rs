@@ -11,6 +11,7 @@ pub mod policy;
 pub mod resource_quota;
 pub mod service_account;
 pub mod webhook;
+pub mod webhook_client;
 
 use serde_json::Value;
 
@@ -109,6 +110,8 @@ pub struct Context<'a> {
     pub caches: &'a Caches,
     /// The enabled plugins.
     pub plugins: &'a Plugins,
+    /// Connections to admission webhooks.
+    pub webhooks: &'a webhook_client::WebhookClients,
 }
 
 /// Mutating admission of a create.

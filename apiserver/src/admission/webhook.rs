@@ -1,25 +1,18 @@
 //! Dynamic admission: MutatingWebhookConfiguration and ValidatingWebhookConfiguration.
 //! Each webhook whose rules, namespace selector and object selector match a write gets an
-//! `admission.k8s.io/v1` AdmissionReview over HTTPS (clientConfig.url, trusted through its
-//! caBundle) within its timeout; a mutating one answers with a JSON patch, a validating
+//! `admission.k8s.io/v1` AdmissionReview over HTTPS (clientConfig.url or .service, trusted
+//! through its caBundle; see webhook_client) within its timeout; a mutating one answers with a JSON patch, a validating
 //! one allows or denies. A webhook that cannot be reached fails the request unless its
 //! failurePolicy is Ignore. Mutating webhooks asking `IfNeeded` run once more when later
 //! ones changed the object. The configurations are read from their watch caches.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
-use super::Context;
+use super::{webhook_client, Context};
 use crate::authn::User;
 use crate::resources::{self, Resource};
 use crate::selectors::LabelSelector;
@@ -29,8 +22,6 @@ use crate::watch::Filter;
 /// A webhook's time to answer when it names none, and the most it may ask for.
 const TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 const TIMEOUT_MAX: Duration = Duration::from_secs(30);
-/// The largest AdmissionReview answer read.
-const RESPONSE_BYTES_MAX: usize = 3 * 1024 * 1024;
 
 /// What a write does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,76 +140,14 @@ pub(crate) async fn matches(
     namespace.is_some_and(|n| selects(Some(selector), &n))
 }
 
-/// Posts the review to the webhook's URL; the AdmissionReview answer.
-async fn call(webhook: &Value, review: &Value) -> Result<Value, String> {
+/// Posts the review to the webhook; the AdmissionReview answer.
+async fn call(cx: Context<'_>, webhook: &Value, review: &Value) -> Result<Value, String> {
     let config = webhook.get("clientConfig").cloned().unwrap_or(json!({}));
-    let url = config
-        .get("url")
-        .and_then(Value::as_str)
-        .ok_or("clientConfig.service is not reachable from this API server (no cluster network); use clientConfig.url")?;
-    let rest = url
-        .strip_prefix("https://")
-        .ok_or("the webhook URL must be https")?;
-    let (authority, path) = rest
-        .split_once('/')
-        .map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (
-            h.trim_matches(['[', ']']),
-            p.parse::<u16>().map_err(|_| "a bad port")?,
-        ),
-        None => (authority, 443),
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    let bundle = config
-        .get("caBundle")
-        .and_then(Value::as_str)
-        .map(|b| base64::engine::general_purpose::STANDARD.decode(b))
-        .transpose()
-        .map_err(|_| "caBundle is not base64")?
-        .ok_or("no caBundle to trust the webhook with")?;
-    for cert in CertificateDer::pem_slice_iter(&bundle) {
-        roots
-            .add(cert.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let tcp = TcpStream::connect((host, port))
-        .await
-        .map_err(|e| format!("dial tcp {host}:{port}: {e}"))?;
-    let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
-    let stream = TlsConnector::from(Arc::new(tls))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(connection);
-    let request = http::Request::post(path)
-        .header(http::header::HOST, authority)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "application/json")
-        .body(Full::new(Bytes::from(review.to_string())))
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("the webhook answered HTTP {}", response.status()));
-    }
-    let body = http_body_util::Limited::new(response.into_body(), RESPONSE_BYTES_MAX)
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let target = webhook_client::target(cx.caches, &config)?;
+    let body = cx
+        .webhooks
+        .post(&target, Bytes::from(review.to_string()))
+        .await?;
     serde_json::from_slice(&body).map_err(|e| format!("the webhook's answer is not JSON: {e}"))
 }
 
@@ -248,7 +177,12 @@ fn review(w: &Write<'_>, object: &Value, uid: &str) -> Value {
 }
 
 /// Asks one webhook; the answer's `response`, or None when it failed and may be ignored.
-async fn ask(webhook: &Value, w: &Write<'_>, object: &Value) -> ApiResult<Option<Value>> {
+async fn ask(
+    cx: Context<'_>,
+    webhook: &Value,
+    w: &Write<'_>,
+    object: &Value,
+) -> ApiResult<Option<Value>> {
     let name = webhook
         .get("name")
         .and_then(Value::as_str)
@@ -267,7 +201,8 @@ async fn ask(webhook: &Value, w: &Write<'_>, object: &Value) -> ApiResult<Option
         .and_then(Value::as_u64)
         .map_or(TIMEOUT_DEFAULT, |s| Duration::from_secs(s).min(TIMEOUT_MAX));
     let uid = uuid::Uuid::new_v4().to_string();
-    let answer = match tokio::time::timeout(timeout, call(webhook, &review(w, object, &uid))).await
+    let answer = match tokio::time::timeout(timeout, call(cx, webhook, &review(w, object, &uid)))
+        .await
     {
         Ok(Ok(answer)) => answer,
         failed => {
@@ -341,7 +276,7 @@ pub async fn mutate(cx: Context<'_>, w: Write<'_>, object: &mut Value) -> ApiRes
                 continue;
             }
             let before = object.clone();
-            let Some(response) = ask(webhook, &w, object).await? else {
+            let Some(response) = ask(cx, webhook, &w, object).await? else {
                 continue;
             };
             if let Some(patch) = response.get("patch").and_then(Value::as_str) {
@@ -386,7 +321,7 @@ pub async fn mutate(cx: Context<'_>, w: Write<'_>, object: &mut Value) -> ApiRes
 pub async fn validate(cx: Context<'_>, w: Write<'_>, object: &Value) -> ApiResult<()> {
     for webhook in configurations(cx, "validatingwebhookconfigurations").await {
         if matches(cx, &webhook, &w, object).await {
-            ask(&webhook, &w, object).await?;
+            ask(cx, &webhook, &w, object).await?;
         }
     }
     Ok(())

@@ -45,6 +45,8 @@ pub struct Api {
     pub tokens: std::sync::Arc<ServiceAccountTokens>,
     /// The admission plugins on.
     pub plugins: Plugins,
+    /// Connections to admission webhooks.
+    pub webhooks: std::sync::Arc<crate::admission::webhook_client::WebhookClients>,
 }
 
 /// Terminating namespaces queued for the namespace controller; past this, its sweep
@@ -88,6 +90,7 @@ impl Api {
             authorizer: std::sync::Arc::new(Authorizer::new(modes, caches.clone())),
             tokens,
             plugins,
+            webhooks: Default::default(),
             caches,
             storage,
             event_ttl,
@@ -109,6 +112,7 @@ impl Api {
             storage: &self.storage,
             caches: &self.caches,
             plugins: &self.plugins,
+            webhooks: &self.webhooks,
         }
     }
 
