@@ -19,6 +19,7 @@ pub mod discovery;
 pub mod fields;
 pub mod impersonation;
 pub mod managed;
+pub mod metrics;
 pub mod object;
 pub mod openapi;
 pub mod patch;

@@ -281,7 +281,9 @@ impl App {
             record.impersonated = Some(user.clone());
         }
         let attributes = record.attributes.clone().unwrap_or_default();
+        let started = std::time::Instant::now();
         let decision = self.api.authorizer.decide(&user, &attributes).await;
+        self.api.metrics.decided(decision.0, started.elapsed());
         record.decision = Some(decision.clone());
         if !decision.0 {
             return Err(authz::forbidden(&user, &attributes, &decision.1));
@@ -369,6 +371,11 @@ impl App {
         let path = path.trim_end_matches('/');
         match path {
             "/livez" | "/livez/ping" => Ok(text("ok")),
+            "/metrics" => Ok(codec::bytes_response(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                Bytes::from(self.api.metrics.render()),
+            )),
             "/healthz" | "/readyz" | "/healthz/etcd" | "/readyz/etcd" => {
                 if self.store_ok().await {
                     Ok(text("ok"))

@@ -112,6 +112,8 @@ pub struct Context<'a> {
     pub plugins: &'a Plugins,
     /// Connections to admission webhooks.
     pub webhooks: &'a webhook_client::WebhookClients,
+    /// Where webhook calls are timed.
+    pub metrics: &'a crate::metrics::Metrics,
 }
 
 /// Mutating admission of a create.

@@ -144,10 +144,12 @@ pub(crate) async fn matches(
 async fn call(cx: Context<'_>, webhook: &Value, review: &Value) -> Result<Value, String> {
     let config = webhook.get("clientConfig").cloned().unwrap_or(json!({}));
     let target = webhook_client::target(cx.caches, &config)?;
+    let started = std::time::Instant::now();
     let body = cx
         .webhooks
         .post(&target, Bytes::from(review.to_string()))
         .await?;
+    cx.metrics.webhooks.record(started.elapsed());
     serde_json::from_slice(&body).map_err(|e| format!("the webhook's answer is not JSON: {e}"))
 }
 

@@ -47,6 +47,8 @@ pub struct Api {
     pub plugins: Plugins,
     /// Connections to admission webhooks.
     pub webhooks: std::sync::Arc<crate::admission::webhook_client::WebhookClients>,
+    /// What `/metrics` shows.
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Terminating namespaces queued for the namespace controller; past this, its sweep
@@ -91,6 +93,7 @@ impl Api {
             tokens,
             plugins,
             webhooks: Default::default(),
+            metrics: Default::default(),
             caches,
             storage,
             event_ttl,
@@ -113,6 +116,7 @@ impl Api {
             caches: &self.caches,
             plugins: &self.plugins,
             webhooks: &self.webhooks,
+            metrics: &self.metrics,
         }
     }
 

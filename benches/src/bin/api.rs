@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ballast_benches::kube::KubeClient;
+use ballast_benches::webhook::Webhooks;
 use ballast_tests::{ApiServer, TestCluster};
 use bytes::Bytes;
 use clap::Parser;
@@ -46,9 +47,17 @@ struct Args {
     #[arg(long, default_value_t = 100)]
     changes: usize,
     /// The API server's `--authorization-mode` (RBAC: the bench's admin is authorized
-    /// through the cluster-admin binding, as in a kubeadm cluster).
-    #[arg(long, default_value = "AlwaysAllow")]
-    authorization_mode: String,
+    /// through the cluster-admin binding, as in a kubeadm cluster). Several, comma
+    /// separated: each round runs each in turn, and create p50 is compared at the end.
+    #[arg(long, value_delimiter = ',', default_value = "AlwaysAllow")]
+    authorization_mode: Vec<String>,
+    /// Rounds of every mode.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Two admission webhooks on every create (a mutating one adding a label, a
+    /// validating one allowing), served over HTTPS by the bench itself.
+    #[arg(long)]
+    webhooks: bool,
 }
 
 /// Create p99 target at 32 clients on 3 members.
@@ -160,15 +169,131 @@ where
     (all, started.elapsed())
 }
 
+/// The stage timings of the API server's `/metrics`.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stages {
+    decisions: f64,
+    authorization_seconds: f64,
+    webhook_calls: f64,
+    webhook_seconds: f64,
+}
+
+impl Stages {
+    fn since(self, before: &Stages) -> Stages {
+        Stages {
+            decisions: self.decisions - before.decisions,
+            authorization_seconds: self.authorization_seconds - before.authorization_seconds,
+            webhook_calls: self.webhook_calls - before.webhook_calls,
+            webhook_seconds: self.webhook_seconds - before.webhook_seconds,
+        }
+    }
+
+    fn authorization_us(&self) -> f64 {
+        self.authorization_seconds / self.decisions.max(1.0) * 1e6
+    }
+
+    fn webhook_us(&self) -> f64 {
+        self.webhook_seconds / self.webhook_calls.max(1.0) * 1e6
+    }
+}
+
+async fn metrics(conn: &KubeClient) -> Stages {
+    let (status, body) = conn
+        .send(Method::GET, "/metrics", None)
+        .await
+        .expect("metrics");
+    assert!(status.is_success(), "/metrics: {status}");
+    let text = String::from_utf8_lossy(&body);
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    };
+    Stages {
+        decisions: value("apiserver_authorization_duration_seconds_count"),
+        authorization_seconds: value("apiserver_authorization_duration_seconds_sum"),
+        webhook_calls: value("apiserver_admission_webhook_admission_duration_seconds_count"),
+        webhook_seconds: value("apiserver_admission_webhook_admission_duration_seconds_sum"),
+    }
+}
+
+/// Registers the webhooks and waits until creates go through both; how many configmaps
+/// it created on the way.
+async fn hook(conn: &KubeClient, webhooks: &Webhooks) -> usize {
+    for (plural, config) in webhooks.configurations(NAMESPACE) {
+        let (status, body) = conn
+            .send(
+                Method::POST,
+                &format!("/apis/admissionregistration.k8s.io/v1/{plural}"),
+                Some(("application/json", Bytes::from(config.to_string()))),
+            )
+            .await
+            .expect("create webhook configuration");
+        assert!(status.is_success(), "{plural}: {status} {body:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut probes = 0;
+    loop {
+        probes += 1;
+        let before = webhooks.calls();
+        let body = configmap(&format!("probe-{probes}"), 0);
+        let path = format!("/api/v1/namespaces/{NAMESPACE}/configmaps");
+        let (status, _) = conn
+            .send(Method::POST, &path, Some(("application/json", body)))
+            .await
+            .expect("probe");
+        assert!(status.is_success(), "probe: {status}");
+        let after = webhooks.calls();
+        if after.0 > before.0 && after.1 > before.1 {
+            return probes;
+        }
+        assert!(Instant::now() < deadline, "the webhooks never took effect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    let mut create_p50 = vec![Vec::new(); args.authorization_mode.len()];
+    for round in 1..=args.rounds {
+        for (i, mode) in args.authorization_mode.iter().enumerate() {
+            println!("\n## round {round}, authorization {mode}\n");
+            create_p50[i].push(run(&args, mode).await);
+        }
+    }
+    if args.rounds * args.authorization_mode.len() > 1 {
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let first = median(&create_p50[0]);
+        println!(
+            "\n| authorization | create p50 ms by round | median | against {} |",
+            args.authorization_mode[0]
+        );
+        println!("|---|---|---|---|");
+        for (mode, p50s) in args.authorization_mode.iter().zip(&create_p50) {
+            let rounds: Vec<String> = p50s.iter().map(|p| format!("{p:.2}")).collect();
+            let m = median(p50s);
+            println!(
+                "| {mode} | {} | {m:.2} | {:+.1}% |",
+                rounds.join(" / "),
+                (m / first - 1.0) * 100.0
+            );
+        }
+    }
+}
+
+/// One run against a new cluster and API server; create p50 in ms.
+async fn run(args: &Args, mode: &str) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
     let cluster = TestCluster::start(&dir.path().join("ballast"), 3, &[]);
     let api = ApiServer::start(
         &dir.path().join("api"),
         &cluster.endpoints(),
-        &["--authorization-mode", &args.authorization_mode],
+        &["--authorization-mode", mode],
     );
     let conns = clients(&api, args.conns).await;
     let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
@@ -183,10 +308,21 @@ async fn main() {
         .expect("create namespace");
     assert!(status.is_success(), "create namespace: {status}");
     let collection = format!("/api/v1/namespaces/{NAMESPACE}/configmaps");
+    let (webhooks, probes) = if args.webhooks {
+        let webhooks = Webhooks::start().await.expect("webhooks");
+        let probes = hook(&conns[0], &webhooks).await;
+        (Some(webhooks), probes)
+    } else {
+        (None, 0)
+    };
+    let calls_before = webhooks.as_ref().map(Webhooks::calls);
+    let metrics_before = metrics(&conns[0]).await;
 
     println!(
-        "ballast-apiserver over 3 Ballast members, {} clients on {} connections, authorization {}\n",
-        args.clients, args.conns, args.authorization_mode
+        "ballast-apiserver over 3 Ballast members, {} clients on {} connections, authorization {mode}, {}\n",
+        args.clients,
+        args.conns,
+        if args.webhooks { "two admission webhooks" } else { "no webhooks" }
     );
     println!("| operation | ops | ops/s | p50 ms | p99 ms | max ms | target |");
     println!("|---|---|---|---|---|---|---|");
@@ -204,6 +340,7 @@ async fn main() {
     })
     .await;
     let p99 = ms(h.value_at_quantile(0.99));
+    let create_p50 = ms(h.value_at_quantile(0.5));
     row(
         "create",
         &h,
@@ -211,6 +348,29 @@ async fn main() {
         elapsed,
         Some((p99, CREATE_P99_MS)),
     );
+    let stages = metrics(&conns[0]).await.since(&metrics_before);
+    println!(
+        "\nAuthorization ({mode}): {} decisions, {:.1} us each on average ({:.3}% of create p50).",
+        stages.decisions,
+        stages.authorization_us(),
+        stages.authorization_us() / 1000.0 / create_p50 * 100.0
+    );
+    if let (Some(webhooks), Some(before)) = (&webhooks, calls_before) {
+        let after = webhooks.calls();
+        let calls = (after.0 - before.0, after.1 - before.1);
+        let objects = args.objects as u64;
+        assert_eq!(
+            calls,
+            (objects, objects),
+            "every create goes through both webhooks"
+        );
+        println!(
+            "{} calls to the webhooks on {} connections, {:.2} ms each on average.",
+            calls.0 + calls.1,
+            webhooks.connections(),
+            stages.webhook_us() / 1000.0
+        );
+    }
 
     let path = collection.clone();
     let objects = args.objects;
@@ -221,10 +381,15 @@ async fn main() {
     .await;
     row("get", &h, args.objects as u64, elapsed, None);
 
-    for (what, query) in [
-        ("list (store)", ""),
-        ("list (watch cache, rv=0)", "?resourceVersion=0"),
-    ] {
+    let lists: &[(&str, &str)] = if args.lists == 0 {
+        &[]
+    } else {
+        &[
+            ("list (store)", ""),
+            ("list (watch cache, rv=0)", "?resourceVersion=0"),
+        ]
+    };
+    for &(what, query) in lists {
         // One unmeasured LIST first: the steady state is what is measured.
         conns[0]
             .send(Method::GET, &format!("{collection}{query}"), None)
@@ -244,7 +409,7 @@ async fn main() {
             // The bench's objects, and the root CA ConfigMap every namespace gets.
             assert_eq!(
                 list["items"].as_array().map(Vec::len),
-                Some(args.objects + 1),
+                Some(args.objects + 1 + probes),
                 "{what}"
             );
         }
@@ -258,7 +423,14 @@ async fn main() {
         );
     }
 
-    // Fan-out: every watcher must see every change.
+    if args.watchers > 0 {
+        fan_out(args, &api, &conns, &collection).await;
+    }
+    create_p50
+}
+
+/// Every watcher must see every change.
+async fn fan_out(args: &Args, api: &ApiServer, conns: &[KubeClient], collection: &str) {
     let (_, body) = conns[0]
         .send(Method::GET, &format!("{collection}?limit=1"), None)
         .await
@@ -267,7 +439,7 @@ async fn main() {
         .as_str()
         .expect("rv")
         .to_string();
-    let watch_conns = clients(&api, args.watchers.div_ceil(WATCHERS_PER_CONN)).await;
+    let watch_conns = clients(api, args.watchers.div_ceil(WATCHERS_PER_CONN)).await;
     let mut watchers = Vec::new();
     for w in 0..args.watchers {
         let conn = watch_conns[w / WATCHERS_PER_CONN].clone();
