@@ -278,6 +278,35 @@ impl Node {
             .expect("connect to ballast")
     }
 
+    /// The store's revision now.
+    pub async fn revision(&self) -> i64 {
+        let client = self.client().await;
+        let answer = client
+            .get("\0", ballast_client::GetOptions::new().with_keys_only())
+            .await
+            .expect("a read");
+        answer.header.revision
+    }
+
+    /// The keys written after `revision` (and still there).
+    pub async fn written_since(&self, revision: i64) -> Vec<String> {
+        let client = self.client().await;
+        let all = client
+            .get(
+                "/",
+                ballast_client::GetOptions::new()
+                    .with_prefix()
+                    .with_keys_only(),
+            )
+            .await
+            .expect("a read");
+        all.kvs
+            .iter()
+            .filter(|kv| kv.mod_revision > revision)
+            .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
+            .collect()
+    }
+
     /// Resident memory of the process in bytes (Linux).
     pub fn rss_bytes(&self) -> u64 {
         rss_of(self.pid())

@@ -1,6 +1,8 @@
 //! Admission in ballast-apiserver: a ResourceQuota is never exceeded, even by creates
 //! racing each other (each create is charged to the quota in its own transaction), and
-//! deletes give the room back.
+//! deletes give the room back; LimitRanger and ServiceAccount on pods; admission webhooks
+//! (by URL and through a Service) and a ValidatingAdmissionPolicy. Every refusal leaves
+//! the store as it was.
 
 use std::time::Instant;
 
@@ -86,8 +88,33 @@ fn a_quota_holds_under_concurrent_creates() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     api.kubectl_ok(&["-n", "quota", "create", "configmap", "again"]);
+    let before = unchanged_from(&node);
     let (ok, _, err) = api.kubectl(&["-n", "quota", "create", "configmap", "one-too-many"]);
     assert!(!ok && err.contains("exceeded quota: cms"), "{err}");
+    before.check();
+}
+
+/// The store's revision before a refused request, to show it wrote nothing.
+struct Unchanged<'a> {
+    node: &'a Node,
+    revision: i64,
+}
+
+fn unchanged_from(node: &Node) -> Unchanged<'_> {
+    let revision = block_on(node.revision());
+    Unchanged { node, revision }
+}
+
+impl Unchanged<'_> {
+    fn check(&self) {
+        let written = block_on(self.node.written_since(self.revision));
+        assert_eq!(written, Vec::<String>::new(), "a refused request wrote");
+    }
+}
+
+/// These tests are synchronous; the store is read through the async client.
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Runtime::new().unwrap().block_on(future)
 }
 
 const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: NAME\nspec:\n  containers:\n  - name: app\n    image: nginx\nRESOURCES";
@@ -159,6 +186,7 @@ fn pods_get_their_service_account_token_and_limit_range_defaults() {
     );
 
     let big = "  resources:\n      limits: {cpu: '2'}\n".replace("  resources", "    resources");
+    let before = unchanged_from(&node);
     let (ok, _, err) = api.kubectl_stdin(
         &["-n", "apps", "create", "-f", "-"],
         Some(&pod("big", &big)),
@@ -170,6 +198,7 @@ fn pods_get_their_service_account_token_and_limit_range_defaults() {
         ),
         "{err}"
     );
+    before.check();
     let stranger = pod("stranger", "").replace("spec:\n", "spec:\n  serviceAccountName: nobody\n");
     let (ok, _, err) = api.kubectl_stdin(&["-n", "apps", "create", "-f", "-"], Some(&stranger));
     assert!(!ok);
@@ -360,13 +389,23 @@ fn webhooks_deny_and_mutate_and_follow_their_failure_policy() {
     }
     // Denied by the validating webhook (after the mutating one ran), and nothing written.
     let denied = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: refused\n  namespace: hooked\n  labels: {deny: \"yes\"}\n";
+    let before = unchanged_from(&node);
     let (ok, _, err) = api.kubectl_stdin(&["create", "-f", "-"], Some(denied));
     assert!(!ok);
     assert!(err.contains("admission webhook \"deny.example.com\" denied the request: configmaps labelled deny=yes are refused"), "{err}");
-    assert!(
-        !api.kubectl(&["-n", "hooked", "get", "configmap", "refused"])
-            .0
-    );
+    before.check();
+    // /metrics counts the calls and the authorization decisions.
+    let (status, _, metrics) = api.curl("GET", "/metrics", &[], None);
+    assert_eq!(status, 200, "{metrics}");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert!(value("apiserver_admission_webhook_admission_duration_seconds_count") >= 3.0);
+    assert!(value("apiserver_admission_webhook_admission_duration_seconds_sum") > 0.0);
+    assert!(value("apiserver_authorization_decisions_total{decision=\"allowed\"}") >= 3.0);
     // Updates go through them too; another namespace does not.
     api.kubectl_ok(&[
         "-n",
@@ -459,6 +498,7 @@ fn a_validating_admission_policy_refuses_more_than_five_replicas() {
         "--image=nginx",
         "--replicas=3",
     ]);
+    let before = unchanged_from(&node);
     let (ok, _, err) = api.kubectl(&[
         "patch",
         "deployment",
@@ -469,6 +509,7 @@ fn a_validating_admission_policy_refuses_more_than_five_replicas() {
         r#"{"spec":{"replicas":9}}"#,
     ]);
     assert!(!ok && err.contains("at most 5 replicas"), "{err}");
+    before.check();
     assert_eq!(
         api.kubectl_ok(&[
             "get",

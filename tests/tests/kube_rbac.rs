@@ -7,7 +7,6 @@
 
 use std::time::Instant;
 
-use ballast_client::{Client, ConnectOptions, GetOptions};
 use ballast_tests::{ApiServer, Node, WAIT};
 
 fn start(dir: &std::path::Path) -> (Node, ApiServer) {
@@ -43,34 +42,6 @@ fn start(dir: &std::path::Path) -> (Node, ApiServer) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     (node, api)
-}
-
-/// The keys written after `revision`.
-async fn written_since(node: &Node, revision: i64) -> Vec<String> {
-    let client = Client::connect([node.endpoint()], ConnectOptions::new())
-        .await
-        .unwrap();
-    let all = client
-        .get("/", GetOptions::new().with_prefix().with_keys_only())
-        .await
-        .unwrap();
-    all.kvs
-        .iter()
-        .filter(|kv| kv.mod_revision > revision)
-        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned())
-        .collect()
-}
-
-async fn revision(node: &Node) -> i64 {
-    let client = Client::connect([node.endpoint()], ConnectOptions::new())
-        .await
-        .unwrap();
-    client
-        .get("\0", GetOptions::new().with_keys_only())
-        .await
-        .unwrap()
-        .header
-        .revision
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -125,7 +96,7 @@ async fn a_role_limits_a_token_user_to_its_namespace_and_verbs() {
         "{whoami}"
     );
 
-    let before = revision(&node).await;
+    let before = node.revision().await;
     let (ok, _, err) = alice(&["-n", "team", "delete", "configmap", "settings"]);
     assert!(!ok);
     assert!(
@@ -145,7 +116,7 @@ async fn a_role_limits_a_token_user_to_its_namespace_and_verbs() {
         "{err}"
     );
     assert_eq!(
-        written_since(&node, before).await,
+        node.written_since(before).await,
         Vec::<String>::new(),
         "refused requests wrote nothing"
     );
@@ -195,12 +166,21 @@ async fn a_role_limits_a_token_user_to_its_namespace_and_verbs() {
     assert!(!ok);
     assert!(err.contains("users \"bob\" is forbidden: User \"alice\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"), "{err}");
 
-    // A token nobody issued is a 401.
-    let (ok, _, err) = api.kubectl(&["--token=forged", "get", "namespaces"]);
+    // A token nobody issued is a 401, and writes nothing.
+    let before = node.revision().await;
+    let (ok, _, err) = api.kubectl(&[
+        "--token=forged",
+        "-n",
+        "team",
+        "create",
+        "configmap",
+        "forged",
+    ]);
     assert!(
-        !ok && err.contains("You must be logged in to the server (Unauthorized)"),
+        !ok && err.contains("failed to create configmap: Unauthorized"),
         "{err}"
     );
+    assert_eq!(node.written_since(before).await, Vec::<String>::new());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -260,7 +240,7 @@ async fn escalation_is_refused_and_aggregated_roles_follow_their_sources() {
         "--resource=configmaps",
     ]);
     assert!(ok, "{err}");
-    let before = revision(&node).await;
+    let before = node.revision().await;
     let (ok, _, err) = alice(&[
         "create",
         "role",
@@ -282,7 +262,7 @@ async fn escalation_is_refused_and_aggregated_roles_follow_their_sources() {
     ]);
     assert!(!ok && err.contains("not currently held"), "{err}");
     assert_eq!(
-        written_since(&node, before).await,
+        node.written_since(before).await,
         Vec::<String>::new(),
         "refused requests wrote nothing"
     );
@@ -625,7 +605,7 @@ async fn a_terminating_namespace_refuses_creates_and_leaves_the_store_as_it_was(
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let before = revision(&node).await;
+    let before = node.revision().await;
     let (ok, _, err) = api.kubectl(&["-n", "leaving", "create", "configmap", "late"]);
     assert!(!ok);
     assert!(
@@ -646,7 +626,7 @@ async fn a_terminating_namespace_refuses_creates_and_leaves_the_store_as_it_was(
         "x",
     ]);
     assert!(!ok);
-    assert_eq!(written_since(&node, before).await, Vec::<String>::new());
+    assert_eq!(node.written_since(before).await, Vec::<String>::new());
     // Released, the object goes and the namespace with it.
     api.kubectl_ok(&[
         "-n",
