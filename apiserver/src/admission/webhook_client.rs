@@ -169,6 +169,22 @@ pub(crate) fn target(caches: &Caches, config: &Value) -> Result<Target, String> 
 
 type Sender = SendRequest<Full<Bytes>>;
 
+/// How a call failed.
+enum Failed {
+    /// Before an answer began: on a kept connection, worth asking again on a new one.
+    Unanswered(String),
+    /// The webhook answered (or the request could not be made): final.
+    Answered(String),
+}
+
+impl Failed {
+    fn into_text(self) -> String {
+        match self {
+            Failed::Unanswered(e) | Failed::Answered(e) => e,
+        }
+    }
+}
+
 /// TLS configurations and idle connections, shared by every call.
 #[derive(Default)]
 pub struct WebhookClients {
@@ -250,28 +266,28 @@ impl WebhookClients {
         }
     }
 
-    /// One request on `sender`; the status and body, the sender back when the
-    /// connection may be kept. Err only when the connection failed.
+    /// One request on `sender`; the status and body, and the sender to keep. The
+    /// error says whether the webhook got to answer (an answer is never asked twice).
     async fn send(
         target: &Target,
         mut sender: Sender,
         body: Bytes,
-    ) -> Result<(http::StatusCode, Bytes, Sender), String> {
+    ) -> Result<(http::StatusCode, Bytes, Sender), Failed> {
         let request = http::Request::post(target.path.as_str())
             .header(http::header::HOST, target.authority.as_str())
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::ACCEPT, "application/json")
             .body(Full::new(body))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failed::Answered(e.to_string()))?;
         let response = sender
             .send_request(request)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Failed::Unanswered(e.to_string()))?;
         let status = response.status();
         let body = http_body_util::Limited::new(response.into_body(), RESPONSE_BYTES_MAX)
             .collect()
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| Failed::Answered(e.to_string()))?
             .to_bytes();
         Ok((status, body, sender))
     }
@@ -282,12 +298,18 @@ impl WebhookClients {
         // A kept connection the webhook closed meanwhile fails at once: then once more on
         // a new one (the review was not answered, so it is asked again).
         let kept = match self.take(&key) {
-            Some(sender) => Self::send(target, sender, body.clone()).await.ok(),
+            Some(sender) => match Self::send(target, sender, body.clone()).await {
+                Ok(done) => Some(done),
+                Err(Failed::Unanswered(_)) => None,
+                Err(Failed::Answered(e)) => return Err(e),
+            },
             None => None,
         };
         let (status, answer, sender) = match kept {
             Some(done) => done,
-            None => Self::send(target, self.connect(target).await?, body).await?,
+            None => Self::send(target, self.connect(target).await?, body)
+                .await
+                .map_err(Failed::into_text)?,
         };
         self.give_back(key, sender);
         if !status.is_success() {

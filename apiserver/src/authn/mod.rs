@@ -1,6 +1,7 @@
 //! Authentication: who is asking, as kube-apiserver decides it. Each authenticator is
 //! asked in turn: a client certificate verified against --client-ca-file (CN is the user,
-//! O the groups), a bearer token from --token-auth-file; a request with neither is
+//! O the groups), a bearer token from --token-auth-file or a service account token
+//! (bound, or legacy from a token Secret: see service_accounts); a request with neither is
 //! `system:anonymous` when --anonymous-auth is on. A credential that is presented and
 //! wrong is a 401 whatever the rest. Every authenticated user is in
 //! `system:authenticated`.
