@@ -4,13 +4,22 @@
 //! `cargo run --release -p ballast-benches --bin scale -- --server ballast --keys 100000`
 //!
 //! Prints one JSON line: RSS after the load, restart time (process start to the first
-//! answered read), RSS after the restart and after reading every key once.
+//! answered read), RSS after the restart and after reading every key once (in pages of
+//! [`READ_PAGE`] keys, as a client lists a large prefix).
 
 use std::time::{Duration, Instant};
 
 use ballast_client::{Client, ConnectOptions, GetOptions, PutOptions};
 use ballast_tests::{rss_of, Etcd, Node};
 use clap::{Parser, ValueEnum};
+
+/// Keys per range when every key is read back after the restart.
+const READ_PAGE: i64 = 10_000;
+/// etcd's backend quota for the run: far above any load here, so etcd's default 2 GiB
+/// quota does not end a run that Ballast, which has no such ceiling, completes.
+const ETCD_QUOTA_BYTES: &str = "68719476736";
+/// Load progress is reported on stderr every this many keys.
+const PROGRESS_EVERY: usize = 1_000_000;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Server {
@@ -96,23 +105,33 @@ async fn main() {
     };
     let mut server = match args.server {
         Server::Ballast => Running::Ballast(Node::start(&data)),
-        Server::Etcd => Running::Etcd(Etcd::start(&data)),
+        Server::Etcd => Running::Etcd(Etcd::start_with(
+            &data,
+            &["--quota-backend-bytes", ETCD_QUOTA_BYTES],
+            false,
+        )),
     };
     let client = connect(&server.endpoint()).await;
 
     let load_started = Instant::now();
     let value = vec![b'v'; args.value_size];
     let per_client = args.keys.div_ceil(args.clients);
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut writers = Vec::new();
     for c in 0..args.clients {
         let client = client.clone();
         let value = value.clone();
+        let written = written.clone();
         writers.push(tokio::spawn(async move {
             for i in c * per_client..((c + 1) * per_client) {
                 client
                     .put(format!("/registry/bench/{i:09}"), &value, PutOptions::new())
                     .await
                     .expect("put");
+                let n = written.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if n.is_multiple_of(PROGRESS_EVERY) {
+                    eprintln!("{n} keys after {:?}", load_started.elapsed());
+                }
             }
         }));
     }
@@ -153,11 +172,27 @@ async fn main() {
         per_client * args.clients,
         "every key is back"
     );
-    let all = client
-        .get("/registry/bench/", GetOptions::new().with_prefix())
-        .await
-        .expect("read all");
-    assert_eq!(all.kvs.len(), count as usize);
+    let mut read = 0usize;
+    let mut from = b"/registry/bench/".to_vec();
+    loop {
+        let page = client
+            .get(
+                &from,
+                GetOptions::new()
+                    .with_range("/registry/bench0")
+                    .with_limit(READ_PAGE),
+            )
+            .await
+            .expect("read a page");
+        read += page.kvs.len();
+        let Some(last) = page.kvs.last() else { break };
+        if !page.more {
+            break;
+        }
+        from = last.key.to_vec();
+        from.push(0);
+    }
+    assert_eq!(read, count as usize, "every key read back");
     let rss_after_read = server.rss();
     println!(
         "{{\"server\":\"{:?}\",\"keys\":{},\"value_size\":{},\"load_seconds\":{:.2},\"rss_loaded_mib\":{:.1},\"restart_seconds\":{:.3},\"rss_restarted_mib\":{:.1},\"rss_after_full_read_mib\":{:.1}}}",
