@@ -124,6 +124,7 @@ async fn serve(
             max_request_bytes: config.max_request_bytes as usize,
             snapshot_count: config.snapshot_count,
             catch_up_entries: config.experimental_snapshot_catchup_entries,
+            leader_lease_reads: config.experimental_leader_lease_reads,
         },
         RaftParts {
             store: store.clone(),

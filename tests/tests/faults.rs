@@ -3,6 +3,9 @@
 //! run must be linearizable (checked with `ballast_tests::linearizability`), every
 //! acknowledged write must be on every member, the members must converge to the same
 //! HashKV, and the minority side of a partition must serve no linearizable request.
+//! The same faults again with leader leases on (`--experimental-leader-lease-reads`):
+//! there the isolated leader may answer reads until its lease ends, and those reads
+//! join the history that must be linearizable.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -141,7 +144,7 @@ async fn worker(
 async fn run_with_fault(
     cluster: &mut TestCluster,
     seed: u64,
-    fault: impl AsyncFnOnce(&mut TestCluster),
+    fault: impl AsyncFnOnce(&mut TestCluster, &Arc<Recorder>),
 ) {
     let recorder = Arc::new(Recorder {
         start: Instant::now(),
@@ -163,7 +166,7 @@ async fn run_with_fault(
         )));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    fault(cluster).await;
+    fault(cluster, &recorder).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
@@ -300,15 +303,21 @@ fn seed() -> u64 {
         })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_the_leader_under_load_and_restart_it() {
+/// Leader leases on: reads answered by a lone leader while its lease lasts.
+const LEASES: &str = "--experimental-leader-lease-reads";
+
+/// A bound on how long a lease outlives the last round that confirmed it, at the
+/// default election timeout (1 s; a lease is 90% of 0.9 s).
+const LEASE_OUTLIVES_ITS_LEADER_MAX: Duration = Duration::from_secs(1);
+
+async fn kill_the_leader(flags: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = TestCluster::start(dir.path(), 3, &[]);
+    let mut cluster = TestCluster::start(dir.path(), 3, flags);
     let seed = seed();
     run_with_fault(
         &mut cluster,
         seed,
-        async move |cluster: &mut TestCluster| {
+        async move |cluster: &mut TestCluster, _: &Arc<Recorder>| {
             let leader = cluster.leader().await;
             cluster.nodes[leader].kill9();
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -320,6 +329,16 @@ async fn kill_the_leader_under_load_and_restart_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_the_leader_under_load_and_restart_it() {
+    kill_the_leader(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_leases_kill_the_leader_under_load_and_restart_it() {
+    kill_the_leader(&[LEASES]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_a_follower_under_load_and_restart_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = TestCluster::start(dir.path(), 3, &[]);
@@ -327,7 +346,7 @@ async fn kill_a_follower_under_load_and_restart_it() {
     run_with_fault(
         &mut cluster,
         seed,
-        async move |cluster: &mut TestCluster| {
+        async move |cluster: &mut TestCluster, _: &Arc<Recorder>| {
             let follower = (cluster.leader().await + 1) % 3;
             cluster.nodes[follower].kill9();
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -338,15 +357,14 @@ async fn kill_a_follower_under_load_and_restart_it() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_the_leader_past_the_election_timeout() {
+async fn pause_the_leader(flags: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = TestCluster::start(dir.path(), 3, &[]);
+    let mut cluster = TestCluster::start(dir.path(), 3, flags);
     let seed = seed();
     run_with_fault(
         &mut cluster,
         seed,
-        async move |cluster: &mut TestCluster| {
+        async move |cluster: &mut TestCluster, _: &Arc<Recorder>| {
             let leader = cluster.leader().await;
             cluster.nodes[leader].signal("STOP");
             tokio::time::sleep(Duration::from_secs(3)).await;
@@ -354,6 +372,18 @@ async fn pause_the_leader_past_the_election_timeout() {
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_the_leader_past_the_election_timeout() {
+    pause_the_leader(&[]).await;
+}
+
+/// The hazard leases are known for: a leader that wakes from a pause still believing it
+/// leads. Its lease is measured on the monotonic clock, which ran on during the pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_leases_pause_the_leader_past_the_election_timeout() {
+    pause_the_leader(&[LEASES]).await;
 }
 
 async fn member_id(endpoint: &str) -> u64 {
@@ -372,55 +402,109 @@ async fn block(cluster: &TestCluster, node: usize, peer: u64, on: bool) {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn partition_the_leader_from_the_majority() {
+/// What a client of the isolated leader saw: when each attempt began, after the
+/// partition, and whether its read and its write were answered.
+type MinorityOutcome = (Duration, bool, bool);
+
+/// Cuts the leader off from both followers for 4 s while a client of its own reads and
+/// writes through it; its reads join the history.
+async fn partition_the_leader(flags: &[&str]) -> Vec<MinorityOutcome> {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = TestCluster::start(dir.path(), 3, &["--experimental-test-hooks"]);
+    let mut flags = flags.to_vec();
+    flags.push("--experimental-test-hooks");
+    let mut cluster = TestCluster::start(dir.path(), 3, &flags);
     let seed = seed();
     let minority_outcomes = Arc::new(Mutex::new(Vec::new()));
     let outcomes = minority_outcomes.clone();
     run_with_fault(
         &mut cluster,
         seed,
-        async move |cluster: &mut TestCluster| {
-            {
-                let leader = cluster.leader().await;
-                let ids: Vec<u64> =
-                    futures::future::join_all(cluster.endpoints().iter().map(|e| member_id(e)))
-                        .await;
-                for other in (0..3).filter(|&i| i != leader) {
-                    block(cluster, leader, ids[other], true).await;
-                    block(cluster, other, ids[leader], true).await;
+        async move |cluster: &mut TestCluster, recorder: &Arc<Recorder>| {
+            let leader = cluster.leader().await;
+            let ids: Vec<u64> =
+                futures::future::join_all(cluster.endpoints().iter().map(|e| member_id(e))).await;
+            // A client that only knows the old leader, connected before it is cut off.
+            let isolated = Client::connect(
+                [cluster.nodes[leader].endpoint()],
+                ConnectOptions::default().with_request_timeout(Duration::from_secs(2)),
+            )
+            .await
+            .unwrap();
+            // With leases, this read leaves the leader a fresh one as it is cut off.
+            isolated.get("x", GetOptions::new()).await.unwrap();
+            let cut = Instant::now();
+            for other in (0..3).filter(|&i| i != leader) {
+                block(cluster, leader, ids[other], true).await;
+                block(cluster, other, ids[leader], true).await;
+            }
+            let until = cut + Duration::from_secs(4);
+            let mut i = 0;
+            while Instant::now() < until {
+                let began = cut.elapsed();
+                let call = recorder.now();
+                let read = isolated.get("x", GetOptions::new()).await;
+                if let Ok(r) = &read {
+                    let value = r
+                        .kvs
+                        .first()
+                        .map(|kv| (kv.value_str().unwrap().to_string(), kv.mod_revision));
+                    let ret = Some(recorder.now());
+                    recorder.ops.lock().unwrap().push(Operation {
+                        client: WORKERS,
+                        call,
+                        ret,
+                        input: Input::Get { key: "x".into() },
+                        output: Output::Read {
+                            revision: r.header.revision,
+                            value,
+                        },
+                    });
                 }
-                // A client that only knows the isolated old leader.
-                let isolated = Client::connect(
-                    [cluster.nodes[leader].endpoint()],
-                    ConnectOptions::default().with_request_timeout(Duration::from_secs(2)),
-                )
-                .await
-                .unwrap();
-                let until = Instant::now() + Duration::from_secs(4);
-                let mut i = 0;
-                while Instant::now() < until {
-                    let read = isolated.get("x", GetOptions::new()).await;
-                    let write = isolated
-                        .put("minority", i.to_string(), PutOptions::new())
-                        .await;
-                    outcomes.lock().unwrap().push((read.is_ok(), write.is_ok()));
-                    i += 1;
-                }
-                for other in (0..3).filter(|&i| i != leader) {
-                    block(cluster, leader, ids[other], false).await;
-                    block(cluster, other, ids[leader], false).await;
-                }
+                let write = isolated
+                    .put("minority", i.to_string(), PutOptions::new())
+                    .await;
+                outcomes
+                    .lock()
+                    .unwrap()
+                    .push((began, read.is_ok(), write.is_ok()));
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            for other in (0..3).filter(|&i| i != leader) {
+                block(cluster, leader, ids[other], false).await;
+                block(cluster, other, ids[leader], false).await;
             }
         },
     )
     .await;
-    let outcomes = minority_outcomes.lock().unwrap();
+    let outcomes = minority_outcomes.lock().unwrap().clone();
     assert!(!outcomes.is_empty());
     assert!(
-        outcomes.iter().all(|(read, write)| !read && !write),
-        "the isolated side served a linearizable request: {outcomes:?}"
+        outcomes.iter().all(|(_, _, write)| !write),
+        "the isolated side committed a write: {outcomes:?}"
+    );
+    outcomes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partition_the_leader_from_the_majority() {
+    let outcomes = partition_the_leader(&[]).await;
+    assert!(
+        outcomes.iter().all(|(_, read, _)| !read),
+        "the isolated side served a linearizable read: {outcomes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_leases_partition_the_leader_from_the_majority() {
+    let outcomes = partition_the_leader(&[LEASES]).await;
+    // Its first attempt reads under the lease the read just before the cut renewed;
+    // after the lease, nothing.
+    assert!(outcomes[0].1, "no read under the lease: {outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|(began, read, _)| !read || *began < LEASE_OUTLIVES_ITS_LEADER_MAX),
+        "the isolated leader read past its lease: {outcomes:?}"
     );
 }

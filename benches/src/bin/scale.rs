@@ -15,9 +15,9 @@ use clap::{Parser, ValueEnum};
 
 /// Keys per range when every key is read back after the restart.
 const READ_PAGE: i64 = 10_000;
-/// etcd's backend quota for the run: far above any load here, so etcd's default 2 GiB
-/// quota does not end a run that Ballast, which has no such ceiling, completes.
-const ETCD_QUOTA_BYTES: &str = "68719476736";
+/// The backend quota of both servers for the run: far above any load here, so the
+/// default 2 GiB quota (etcd's, which Ballast keeps for compatibility) ends no run.
+const QUOTA_BYTES: &str = "68719476736";
 /// Load progress is reported on stderr every this many keys.
 const PROGRESS_EVERY: usize = 1_000_000;
 
@@ -34,7 +34,7 @@ struct Args {
     /// Keys to load.
     #[arg(long, default_value_t = 100_000)]
     keys: usize,
-    /// Bytes per value.
+    /// Bytes per value (random, so they do not compress).
     #[arg(long, default_value_t = 256)]
     value_size: usize,
     /// Concurrent writers.
@@ -104,26 +104,33 @@ async fn main() {
         None => dir.path().join("data"),
     };
     let mut server = match args.server {
-        Server::Ballast => Running::Ballast(Node::start(&data)),
+        Server::Ballast => Running::Ballast(Node::start_with(
+            &data,
+            &["--quota-backend-bytes", QUOTA_BYTES],
+        )),
         Server::Etcd => Running::Etcd(Etcd::start_with(
             &data,
-            &["--quota-backend-bytes", ETCD_QUOTA_BYTES],
+            &["--quota-backend-bytes", QUOTA_BYTES],
             false,
         )),
     };
     let client = connect(&server.endpoint()).await;
 
     let load_started = Instant::now();
-    let value = vec![b'v'; args.value_size];
     let per_client = args.keys.div_ceil(args.clients);
     let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut writers = Vec::new();
     for c in 0..args.clients {
         let client = client.clone();
-        let value = value.clone();
         let written = written.clone();
+        let value_size = args.value_size;
         writers.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(c as u64);
+            let mut value = vec![0u8; value_size];
             for i in c * per_client..((c + 1) * per_client) {
+                // Random bytes: the data takes its full size on disk and in the page
+                // cache, as it would not if it compressed to nothing.
+                rng.fill(&mut value);
                 client
                     .put(format!("/registry/bench/{i:09}"), &value, PutOptions::new())
                     .await

@@ -31,7 +31,7 @@ use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
 use tokio::sync::watch;
 
 use super::batch::ProposalBatch;
-use super::reads::ReadQueue;
+use super::reads::{lease_for, ReadQueue};
 use super::ready::{self, ReadyIo};
 use super::wait::WaitRegistry;
 use super::{
@@ -79,6 +79,9 @@ struct Io {
     tick_interval: Duration,
     election_ticks: u64,
     ticks: u64,
+    /// With leader leases, votes are refused until this tick: a restarted member has
+    /// forgotten the promise a lease counts on (`reads::lease_for`).
+    votes_refused_until_tick: u64,
     reads: ReadQueue,
     snapshot_count: u64,
     catch_up_entries: u64,
@@ -147,7 +150,17 @@ impl Driver {
                 tick_interval: config.heartbeat_interval,
                 election_ticks: config.election_ticks as u64,
                 ticks: 0,
-                reads: ReadQueue::new(config.id),
+                votes_refused_until_tick: if config.leader_lease_reads {
+                    config.election_ticks as u64
+                } else {
+                    0
+                },
+                reads: ReadQueue::new(
+                    config.id,
+                    config.leader_lease_reads.then(|| {
+                        lease_for(config.heartbeat_interval, config.election_ticks as u64)
+                    }),
+                ),
                 snapshot_count: config.snapshot_count,
                 catch_up_entries: config.catch_up_entries,
                 role: StateRole::Follower,
@@ -229,7 +242,9 @@ impl Driver {
                     next_tick = now + self.io.tick_interval;
                 }
             }
-            self.io.reads.issue(&mut self.raw, self.io.ticks);
+            self.io
+                .reads
+                .issue(&mut self.raw, self.io.ticks, Instant::now());
             self.on_ready()?;
         }
         tracing::warn!("this member was removed from the cluster; stopping");
@@ -274,7 +289,23 @@ impl Driver {
                     log_refused(&message, why);
                     return true;
                 }
-                if let Err(err) = self.raw.step(*message) {
+                if self.io.ticks < self.io.votes_refused_until_tick
+                    && asks_for_a_vote(&message, self.raw.raft.term)
+                {
+                    tracing::debug!(
+                        from = message.from,
+                        "vote refused: started less than an election timeout ago"
+                    );
+                    return true;
+                }
+                let stepped = if message.get_msg_type() == MessageType::MsgReadIndex {
+                    self.io
+                        .reads
+                        .step_read_index(&mut self.raw, *message, Instant::now())
+                } else {
+                    self.raw.step(*message)
+                };
+                if let Err(err) = stepped {
                     tracing::debug!(%err, "raft message not stepped");
                 }
             }
@@ -456,6 +487,8 @@ impl Io {
                         .apply_conf_change(index, term, &change, &member, &conf_state)
                         .map_err(fatal)?;
                     self.log.note_conf_state(&conf_state);
+                    // A lease counts on the quorum of the configuration it began in.
+                    self.reads.end_lease();
                     if self.self_removal == Some(context.id) {
                         self.self_removal = None;
                     }
@@ -568,9 +601,19 @@ impl ReadyIo<LogStore> for Io {
         self.apply_entries(raw, entries)
     }
 
-    fn read_states(&mut self, states: Vec<ReadState>) {
-        self.reads.confirm(states);
+    fn read_states(&mut self, states: Vec<ReadState>, leader_term: Option<u64>) {
+        self.reads.confirm(states, leader_term);
     }
+}
+
+/// A vote or pre-vote for a new term that is not a leadership transfer's (those are
+/// granted whatever the promise).
+fn asks_for_a_vote(message: &RaftMessage, term: u64) -> bool {
+    matches!(
+        message.get_msg_type(),
+        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+    ) && message.term > term
+        && message.context != raft::CAMPAIGN_TRANSFER
 }
 
 fn fatal(err: StoreError) -> Error {

@@ -64,6 +64,9 @@ pub struct RaftConfig {
     pub snapshot_count: u64,
     /// Applied entries kept after a truncation, for followers slightly behind.
     pub catch_up_entries: u64,
+    /// A leader answers linearizable reads alone while it holds a lease
+    /// (`reads::lease_for`); a member refuses votes for an election timeout after start.
+    pub leader_lease_reads: bool,
 }
 
 /// The raft state the rest of the server reports and reacts to.

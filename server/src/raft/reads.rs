@@ -2,15 +2,63 @@
 //! linearizableReadLoop), and every read that arrives while a round is out shares the
 //! next one. A read is released when the store has applied up to the index the leader
 //! confirmed.
+//!
+//! With leader leases (`--experimental-leader-lease-reads`, off by default) a leader
+//! whose own round a quorum confirmed holds a lease for a while after the round began,
+//! and answers reads (its own and its followers') at its commit index without a round.
+//! Why that is safe, and within which bounds: [`lease_for`].
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use raft::{RawNode, ReadState, StateRole, Storage};
+use raft::eraftpb::{Message, MessageType};
+use raft::{RawNode, ReadOnlyOption, ReadState, StateRole, Storage};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 
 type Waiter = oneshot::Sender<Result<()>>;
+
+/// The share of a follower's promise a leader relies on, in percent: the rest covers
+/// the clocks of two machines running at different rates (NTP keeps them within
+/// 0.05%) with a wide margin.
+const LEASE_SHARE_OF_PROMISE_PERCENT: u32 = 90;
+
+/// How long after a round began its leader may answer reads alone, for members that tick
+/// every `tick` and refuse votes for `election_ticks` ticks after hearing from a leader.
+///
+/// The argument: a follower that receives a heartbeat sets its election clock to zero
+/// and, with check-quorum on, neither grants a vote nor campaigns until `election_ticks`
+/// ticks have passed, at least `(election_ticks - 1) * tick` later (a tick is never
+/// early; a late one only lengthens the promise). A round's heartbeats leave after the
+/// round began and a quorum answered them, so every quorum that could elect another
+/// leader holds a member bound until at least then; a member that restarts forgets
+/// its promise, so with leases on a member refuses votes for `election_ticks` ticks
+/// after it starts. Three things end a lease early: a new term, a leadership transfer
+/// (its target's campaign is exempt from the promise) and a membership change (the
+/// quorum changes). What it assumes: clock rates within the margin above, and no
+/// leadership-transfer message delayed past an election timeout.
+pub(super) fn lease_for(tick: Duration, election_ticks: u64) -> Duration {
+    let promise = tick * (election_ticks.saturating_sub(1) as u32);
+    promise * LEASE_SHARE_OF_PROMISE_PERCENT / 100
+}
+
+/// One ReadIndex round out.
+struct Round {
+    /// The tick it was issued at.
+    tick: u64,
+    /// When it was issued, before its heartbeats left.
+    started: Instant,
+    /// The term it was issued in, if as leader: only a leader's own round starts a lease.
+    leader_term: Option<u64>,
+    waiters: Vec<Waiter>,
+}
+
+/// A leader's lease: reads are answered alone until `until`, in `term` only.
+struct Lease {
+    term: u64,
+    until: Instant,
+}
 
 /// ReadIndex rounds out at once. Each round costs the leader a heartbeat to every
 /// follower and their answers; under load, waiting for the round out to return gathers
@@ -26,20 +74,26 @@ pub(super) struct ReadQueue {
     member: u64,
     /// Arrived, not yet part of a ReadIndex round.
     waiting: Vec<Waiter>,
-    /// In a round: context -> (tick issued, waiters).
-    issued: HashMap<u64, (u64, Vec<Waiter>)>,
+    /// In a round, by context.
+    issued: HashMap<u64, Round>,
     /// Confirmed: waiting for the store to apply up to the index.
     confirmed: Vec<(u64, Vec<Waiter>)>,
     next_context: u64,
     /// Length of `waiting` at which it is next pruned of reads nobody awaits.
     prune_at: usize,
+    /// How long a confirmed round's lease lasts; None: leases off.
+    lease_length: Option<Duration>,
+    lease: Option<Lease>,
+    /// A leader's round wanted though no read of its own waits: its lease is half spent
+    /// or gone while reads arrive (followers' reads alone never start a round here).
+    renew_wanted: bool,
 }
 
 /// `waiting` is first pruned at this length.
 const READS_PRUNED_FROM: usize = 1024;
 
 impl ReadQueue {
-    pub(super) fn new(member: u64) -> ReadQueue {
+    pub(super) fn new(member: u64, lease_length: Option<Duration>) -> ReadQueue {
         ReadQueue {
             member,
             waiting: Vec::new(),
@@ -52,7 +106,63 @@ impl ReadQueue {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |since| since.as_nanos() as u64),
             prune_at: READS_PRUNED_FROM,
+            lease_length,
+            lease: None,
+            renew_wanted: false,
         }
+    }
+
+    /// The commit index, if this member leads under a lease that holds at `now`.
+    fn leased_index<S: Storage>(&mut self, raw: &RawNode<S>, now: Instant) -> Option<u64> {
+        let lease = self.lease.as_ref()?;
+        let raft = &raw.raft;
+        let holds = raft.state == StateRole::Leader
+            && raft.term == lease.term
+            && raft.lead_transferee.is_none()
+            && now < lease.until;
+        if !holds {
+            // Not resumed after a transfer that gave up: only a later round renews it.
+            self.lease = None;
+            return None;
+        }
+        Some(raft.raft_log.committed)
+    }
+
+    /// Whether the lease has less than half of its length left: time to renew it, so
+    /// that reads never wait for a round.
+    fn half_spent(&self, now: Instant) -> bool {
+        let (Some(lease), Some(length)) = (&self.lease, self.lease_length) else {
+            return true;
+        };
+        lease.until.saturating_duration_since(now) < length / 2
+    }
+
+    /// Ends the lease (the membership changed).
+    pub(super) fn end_lease(&mut self) {
+        self.lease = None;
+    }
+
+    /// Steps a follower's ReadIndex request; a leader under a lease answers it at once
+    /// with its commit index instead of starting a round for it.
+    pub(super) fn step_read_index<S: Storage>(
+        &mut self,
+        raw: &mut RawNode<S>,
+        message: Message,
+        now: Instant,
+    ) -> raft::Result<()> {
+        debug_assert_eq!(message.get_msg_type(), MessageType::MsgReadIndex);
+        if self.lease_length.is_none() {
+            return raw.step(message);
+        }
+        let leased = self.leased_index(raw, now).is_some();
+        self.renew_wanted |= self.half_spent(now);
+        if !leased {
+            return raw.step(message);
+        }
+        raw.raft.read_only.option = ReadOnlyOption::LeaseBased;
+        let stepped = raw.step(message);
+        raw.raft.read_only.option = ReadOnlyOption::Safe;
+        stepped
     }
 
     pub(super) fn push(&mut self, waiter: Waiter) {
@@ -68,12 +178,20 @@ impl ReadQueue {
     /// Starts a round for the waiting reads if raft can serve one now. raft-rs drops a
     /// ReadIndex silently when there is no leader, or when the leader has not committed
     /// an entry in its term yet; those reads wait for the next chance instead.
-    pub(super) fn issue<S: Storage>(&mut self, raw: &mut RawNode<S>, tick: u64) {
+    pub(super) fn issue<S: Storage>(&mut self, raw: &mut RawNode<S>, tick: u64, now: Instant) {
+        if !self.waiting.is_empty() {
+            if let Some(index) = self.leased_index(raw, now) {
+                self.confirmed
+                    .push((index, std::mem::take(&mut self.waiting)));
+                self.renew_wanted |= self.half_spent(now);
+            }
+        }
         if self.issued.len() >= READ_ROUNDS_IN_FLIGHT_MAX {
             return;
         }
+        let renew = std::mem::take(&mut self.renew_wanted) && raw.raft.state == StateRole::Leader;
         self.waiting.retain(|w| !w.is_closed());
-        if self.waiting.is_empty() {
+        if self.waiting.is_empty() && !renew {
             return;
         }
         let raft = &raw.raft;
@@ -82,16 +200,24 @@ impl ReadQueue {
         if !ready {
             return;
         }
+        let leader_term = (raft.state == StateRole::Leader).then_some(raft.term);
         let context = self.next_context;
         self.next_context = self.next_context.wrapping_add(1);
         let mut ctx = self.member.to_be_bytes().to_vec();
         ctx.extend_from_slice(&context.to_be_bytes());
         raw.read_index(ctx);
-        self.issued
-            .insert(context, (tick, std::mem::take(&mut self.waiting)));
+        let round = Round {
+            tick,
+            started: now,
+            leader_term,
+            waiters: std::mem::take(&mut self.waiting),
+        };
+        self.issued.insert(context, round);
     }
 
-    pub(super) fn confirm(&mut self, states: Vec<ReadState>) {
+    /// Takes the rounds the leader confirmed; `leader_term` is this member's term if it
+    /// leads now. A leader's own round confirmed in the term it began starts a lease.
+    pub(super) fn confirm(&mut self, states: Vec<ReadState>, leader_term: Option<u64>) {
         for state in states {
             let Some((member, context)) = state.request_ctx.split_at_checked(8) else {
                 continue;
@@ -104,8 +230,21 @@ impl ReadQueue {
             if u64::from_be_bytes(member) != self.member {
                 continue;
             }
-            if let Some((_, waiters)) = self.issued.remove(&u64::from_be_bytes(context)) {
-                self.confirmed.push((state.index, waiters));
+            let Some(round) = self.issued.remove(&u64::from_be_bytes(context)) else {
+                continue;
+            };
+            if let (Some(length), Some(term)) = (self.lease_length, leader_term) {
+                let until = round.started + length;
+                let later = self
+                    .lease
+                    .as_ref()
+                    .is_none_or(|lease| lease.term != term || lease.until < until);
+                if round.leader_term == Some(term) && later {
+                    self.lease = Some(Lease { term, until });
+                }
+            }
+            if !round.waiters.is_empty() {
+                self.confirmed.push((state.index, round.waiters));
             }
         }
     }
@@ -128,19 +267,19 @@ impl ReadQueue {
         let stale: Vec<u64> = self
             .issued
             .iter()
-            .filter(|(_, (issued, _))| tick.saturating_sub(*issued) > timeout_ticks)
+            .filter(|(_, round)| tick.saturating_sub(round.tick) > timeout_ticks)
             .map(|(&context, _)| context)
             .collect();
         for context in stale {
-            if let Some((_, waiters)) = self.issued.remove(&context) {
+            if let Some(round) = self.issued.remove(&context) {
                 self.waiting
-                    .extend(waiters.into_iter().filter(|w| !w.is_closed()));
+                    .extend(round.waiters.into_iter().filter(|w| !w.is_closed()));
             }
         }
     }
 
     pub(super) fn fail_all(&mut self) {
-        let issued = self.issued.drain().flat_map(|(_, (_, w))| w);
+        let issued = self.issued.drain().flat_map(|(_, round)| round.waiters);
         let confirmed = self.confirmed.drain(..).flat_map(|(_, w)| w);
         for waiter in self.waiting.drain(..).chain(issued).chain(confirmed) {
             let _ = waiter.send(Err(Error::Stopped));
@@ -155,31 +294,155 @@ mod tests {
     use super::super::mem_node::{mem_node as member, ready};
     use super::*;
 
-    /// Runs the members' Readies and delivers their messages until all is quiet.
-    fn settle(members: &mut [RawNode<MemStorage>], queues: &mut [ReadQueue]) {
+    /// Runs the members' turns (rounds issued, Readies, messages delivered), as the
+    /// driver does, until all is quiet; the heartbeats sent on the way.
+    fn settle(
+        members: &mut [RawNode<MemStorage>],
+        queues: &mut [ReadQueue],
+        now: Instant,
+    ) -> usize {
+        let mut heartbeats = 0;
         loop {
             let mut mail = Vec::new();
             for (raw, queue) in members.iter_mut().zip(queues.iter_mut()) {
+                queue.issue(raw, 0, now);
                 let (messages, read_states) = ready(raw);
                 mail.extend(messages);
-                queue.confirm(read_states);
+                let leader_term = (raw.raft.state == StateRole::Leader).then_some(raw.raft.term);
+                queue.confirm(read_states, leader_term);
             }
             if mail.is_empty() {
-                return;
+                return heartbeats;
             }
             for message in mail {
-                members[message.to as usize - 1].step(message).unwrap();
+                let to = message.to as usize - 1;
+                match message.get_msg_type() {
+                    MessageType::MsgReadIndex => queues[to]
+                        .step_read_index(&mut members[to], message, now)
+                        .unwrap(),
+                    MessageType::MsgHeartbeat => {
+                        heartbeats += 1;
+                        members[to].step(message).unwrap();
+                    }
+                    _ => members[to].step(message).unwrap(),
+                }
             }
         }
     }
 
+    /// Three members, the first leading, each queue with leases of `lease`.
+    fn led_by_the_first(
+        lease: Option<Duration>,
+        now: Instant,
+    ) -> (Vec<RawNode<MemStorage>>, Vec<ReadQueue>) {
+        let mut members: Vec<_> = (1..=3).map(member).collect();
+        let mut queues: Vec<_> = (1..=3).map(|id| ReadQueue::new(id, lease)).collect();
+        members[0].campaign().unwrap();
+        settle(&mut members, &mut queues, now);
+        assert_eq!(members[0].raft.state, StateRole::Leader);
+        (members, queues)
+    }
+
+    /// Member `at` reads at `now`; the heartbeats it took and whether it was answered.
+    fn read(
+        members: &mut [RawNode<MemStorage>],
+        queues: &mut [ReadQueue],
+        at: usize,
+        now: Instant,
+    ) -> (usize, bool) {
+        let (reply, mut answer) = oneshot::channel();
+        queues[at].push(reply);
+        let heartbeats = settle(members, queues, now);
+        for queue in queues.iter_mut() {
+            queue.release(u64::MAX);
+        }
+        (heartbeats, matches!(answer.try_recv(), Ok(Ok(()))))
+    }
+
+    const LEASE: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn under_a_lease_the_leader_answers_its_reads_and_its_followers_without_a_round() {
+        let start = Instant::now();
+        let (mut members, mut queues) = led_by_the_first(Some(LEASE), start);
+        // The first read is a round: its confirmation starts the lease.
+        assert_eq!(read(&mut members, &mut queues, 0, start), (2, true));
+        let soon = start + LEASE / 4;
+        assert_eq!(read(&mut members, &mut queues, 0, soon), (0, true));
+        assert_eq!(read(&mut members, &mut queues, 1, soon), (0, true));
+        // Past half of it a read still needs no round, but the leader renews the lease
+        // with one.
+        let later = start + 3 * LEASE / 4;
+        assert_eq!(read(&mut members, &mut queues, 2, later), (2, true));
+        assert_eq!(read(&mut members, &mut queues, 0, later), (0, true));
+        let past_the_first = start + LEASE + LEASE / 4;
+        assert_eq!(
+            read(&mut members, &mut queues, 0, past_the_first),
+            (0, true)
+        );
+    }
+
+    #[test]
+    fn without_leases_every_read_is_a_round() {
+        let now = Instant::now();
+        let (mut members, mut queues) = led_by_the_first(None, now);
+        for at in [0, 0, 1] {
+            assert_eq!(read(&mut members, &mut queues, at, now), (2, true));
+        }
+    }
+
+    #[test]
+    fn a_lease_ends_with_its_time_a_transfer_a_new_term_or_a_membership_change() {
+        let start = Instant::now();
+        let (mut members, mut queues) = led_by_the_first(Some(LEASE), start);
+        assert_eq!(read(&mut members, &mut queues, 0, start), (2, true));
+        // Time up: the next read is a round again, and starts a new lease.
+        let late = start + LEASE;
+        assert_eq!(read(&mut members, &mut queues, 0, late), (2, true));
+        assert_eq!(read(&mut members, &mut queues, 0, late), (0, true));
+
+        queues[0].end_lease();
+        assert_eq!(read(&mut members, &mut queues, 0, late), (2, true));
+
+        // A transfer that has begun (its target is behind, so it waits): a round, and
+        // no lease while it lasts.
+        members[0].raft.mut_prs().get_mut(3).unwrap().matched = 0;
+        members[0].transfer_leader(3);
+        assert_eq!(members[0].raft.lead_transferee, Some(3));
+        assert!(queues[0].leased_index(&members[0], late).is_none());
+        members[0].raft.lead_transferee = None;
+        assert!(
+            queues[0].leased_index(&members[0], late).is_none(),
+            "a lease resumed after a transfer"
+        );
+
+        // A new term with the same leader: its lease from the old term is void.
+        assert_eq!(read(&mut members, &mut queues, 0, late), (2, true));
+        let term = members[0].raft.term;
+        members[0].raft.become_follower(term, 1);
+        members[0].campaign().unwrap();
+        settle(&mut members, &mut queues, late);
+        assert_eq!(members[0].raft.state, StateRole::Leader);
+        assert!(members[0].raft.term > term);
+        assert!(queues[0].leased_index(&members[0], late).is_none());
+    }
+
+    #[test]
+    fn a_followers_read_starts_a_lease_for_its_leader_not_for_itself() {
+        let now = Instant::now();
+        let (mut members, mut queues) = led_by_the_first(Some(LEASE), now);
+        // The follower's round, and the leader's own beside it.
+        assert_eq!(read(&mut members, &mut queues, 1, now), (4, true));
+        assert!(queues[1].lease.is_none());
+        assert!(queues[0].lease.is_some());
+        assert_eq!(read(&mut members, &mut queues, 1, now), (0, true));
+        assert_eq!(read(&mut members, &mut queues, 2, now), (0, true));
+    }
+
     #[test]
     fn rounds_of_different_members_started_together_are_all_confirmed() {
-        let mut members: Vec<_> = (1..=3).map(member).collect();
-        let mut queues: Vec<_> = (1..=3).map(ReadQueue::new).collect();
-        members[0].campaign().unwrap();
-        settle(&mut members, &mut queues);
-        assert_eq!(members[0].raft.state, StateRole::Leader);
+        let now = Instant::now();
+        let (mut members, mut queues) = led_by_the_first(None, now);
 
         // Every member starts a round with the same counter.
         let mut answers = Vec::new();
@@ -187,10 +450,10 @@ mod tests {
             queue.next_context = 7;
             let (reply, answer) = oneshot::channel();
             queue.push(reply);
-            queue.issue(raw, 0);
+            queue.issue(raw, 0, now);
             answers.push(answer);
         }
-        settle(&mut members, &mut queues);
+        settle(&mut members, &mut queues, now);
         for (i, (queue, mut answer)) in queues.iter_mut().zip(answers).enumerate() {
             queue.release(u64::MAX);
             assert!(
@@ -203,7 +466,7 @@ mod tests {
 
     #[test]
     fn reads_whose_client_gave_up_leave_the_queue() {
-        let mut queue = ReadQueue::new(1);
+        let mut queue = ReadQueue::new(1, None);
         let mut kept = Vec::new();
         for i in 0..3 * READS_PRUNED_FROM {
             let (reply, answer) = oneshot::channel();
@@ -220,7 +483,7 @@ mod tests {
         );
         // No leader: nothing issued, but the abandoned reads are gone.
         let mut raft = member(1);
-        queue.issue(&mut raft, 0);
+        queue.issue(&mut raft, 0, Instant::now());
         assert_eq!(queue.waiting.len(), kept.len());
     }
 }

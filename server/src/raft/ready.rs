@@ -41,8 +41,9 @@ pub(crate) trait ReadyIo<S: Storage> {
     fn persist_commit(&mut self, commit: u64) -> Result<()>;
     /// Applies committed entries in order.
     fn apply(&mut self, raw: &mut RawNode<S>, entries: Vec<Entry>) -> Result<()>;
-    /// Read indexes confirmed by the leader.
-    fn read_states(&mut self, states: Vec<ReadState>);
+    /// Read indexes confirmed by the leader; `leader_term` is the term if this member
+    /// leads now.
+    fn read_states(&mut self, states: Vec<ReadState>, leader_term: Option<u64>);
 }
 
 /// Handles the pending Ready, if any; returns whether there was one.
@@ -66,7 +67,8 @@ pub(crate) fn handle_ready<S: Storage, I: ReadyIo<S>>(
     // them, not for this member's apply.
     io.send(ready.take_persisted_messages());
     io.apply(raw, ready.take_committed_entries())?;
-    io.read_states(ready.take_read_states());
+    let leader_term = (raw.raft.state == StateRole::Leader).then_some(raw.raft.term);
+    io.read_states(ready.take_read_states(), leader_term);
 
     let mut light = raw.advance(ready);
     if let Some(commit) = light.commit_index() {

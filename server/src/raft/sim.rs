@@ -247,7 +247,7 @@ impl ReadyIo<SimStorage> for SimIo<'_> {
         Ok(())
     }
 
-    fn read_states(&mut self, _states: Vec<ReadState>) {}
+    fn read_states(&mut self, _states: Vec<ReadState>, _leader_term: Option<u64>) {}
 }
 
 fn new_raw(id: u64, storage: SimStorage) -> RawNode<SimStorage> {
