@@ -200,7 +200,10 @@ impl ReadQueue {
         if !ready {
             return;
         }
-        let leader_term = (raft.state == StateRole::Leader).then_some(raft.term);
+        // A round begun while a transfer is under way starts no lease: the transfer's
+        // target may win its election after the transfer here gave up.
+        let leader_term = (raft.state == StateRole::Leader && raft.lead_transferee.is_none())
+            .then_some(raft.term);
         let context = self.next_context;
         self.next_context = self.next_context.wrapping_add(1);
         let mut ctx = self.member.to_be_bytes().to_vec();
