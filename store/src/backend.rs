@@ -303,6 +303,12 @@ impl Backend {
             .sum()
     }
 
+    /// Deletes the files of `cf` whose keys all lie in `first..=last`, at once and
+    /// without compaction. Only for ranges already deleted: it bypasses snapshots.
+    pub fn drop_files(&self, cf: Cf, first: &[u8], last: &[u8]) -> Result<()> {
+        Ok(self.db.delete_file_in_range_cf(self.cf(cf), first, last)?)
+    }
+
     /// Flushes every memtable to disk, so the next open has no WAL to replay.
     pub fn flush(&self) -> Result<()> {
         for cf in Cf::ALL {

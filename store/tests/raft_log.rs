@@ -97,3 +97,44 @@ fn entries_older_than_the_tail_come_from_rocksdb_and_truncation_drops_them() {
         .is_err());
     assert_eq!(read(&log, count - 2, count + 1, None).len(), 3);
 }
+
+/// Truncation gives the disk back at once: the files holding only truncated entries are
+/// dropped, not left for a compaction that sequential log keys may never get (their
+/// files move down the levels untouched). Before this, 1,000,000 puts of 10 KB left
+/// 19 GB on disk for 10 GB of values.
+#[test]
+fn truncation_drops_the_files_of_truncated_entries() {
+    let t = TestStore::new();
+    let log = open_log(&t);
+    let backend = t.store().backend();
+    let size = 64 << 10;
+    let per_file = 64;
+    let files = 16;
+    for i in 1..=per_file * files {
+        // Values RocksDB cannot compress, as real ones mostly are.
+        let mut e = entry(i, 1, 0);
+        let mut data = vec![0; size as usize];
+        fastrand::Rng::with_seed(i).fill(&mut data);
+        e.data = data.into();
+        log.persist(&[e], None, false).unwrap();
+        if i % per_file == 0 {
+            backend.flush().unwrap();
+        }
+    }
+    let written = backend.size_bytes();
+    let last = per_file * files;
+    assert!(written >= last * size, "{written} bytes on disk");
+    let mut batch = t.store().apply_batch();
+    batch.skip(last, 1);
+    batch.write().unwrap();
+    log.truncate(last - 3).unwrap();
+    backend.flush().unwrap();
+    let left = backend.size_bytes();
+    // What remains is level 0 (RocksDB drops files this way only from level 1 down, and
+    // compacts level 0 once 4 files are there) and the file with the last entries.
+    assert!(
+        left <= 5 * per_file * size,
+        "{left} of {written} bytes left after truncating all but 3 entries"
+    );
+    assert_eq!(read(&log, last - 2, last + 1, None).len(), 3);
+}

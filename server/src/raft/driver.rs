@@ -289,9 +289,12 @@ impl Driver {
                     log_refused(&message, why);
                     return true;
                 }
-                if self.io.ticks < self.io.votes_refused_until_tick
-                    && asks_for_a_vote(&message, self.raw.raft.term)
-                {
+                if refuses_vote(
+                    &message,
+                    self.raw.raft.term,
+                    self.io.ticks,
+                    self.io.votes_refused_until_tick,
+                ) {
                     tracing::debug!(
                         from = message.from,
                         "vote refused: started less than an election timeout ago"
@@ -606,13 +609,16 @@ impl ReadyIo<LogStore> for Io {
     }
 }
 
-/// A vote or pre-vote for a new term that is not a leadership transfer's (those are
-/// granted whatever the promise).
-fn asks_for_a_vote(message: &RaftMessage, term: u64) -> bool {
-    matches!(
-        message.get_msg_type(),
-        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
-    ) && message.term > term
+/// Whether a member at `ticks` since it started refuses `message`: until
+/// `refused_until_tick`, every vote or pre-vote for a new term that is not a leadership
+/// transfer's (those are granted whatever the promise).
+fn refuses_vote(message: &RaftMessage, term: u64, ticks: u64, refused_until_tick: u64) -> bool {
+    ticks < refused_until_tick
+        && matches!(
+            message.get_msg_type(),
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+        )
+        && message.term > term
         && message.context != raft::CAMPAIGN_TRANSFER
 }
 
@@ -631,4 +637,36 @@ fn refuse_entry(batch: &mut ballast_store::ApplyBatch<'_>, entry: &Entry, what: 
         "committed entry refused: {what}; applied as a no-op"
     );
     batch.skip(entry.index, entry.term);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: MessageType, term: u64, context: &[u8]) -> RaftMessage {
+        let mut message = RaftMessage::default();
+        message.set_msg_type(kind);
+        message.term = term;
+        message.context = context.to_vec().into();
+        message
+    }
+
+    #[test]
+    fn a_restarted_member_refuses_votes_for_new_terms_until_its_promise_has_run_out() {
+        let (term, until) = (5, 10);
+        for kind in [MessageType::MsgRequestVote, MessageType::MsgRequestPreVote] {
+            let ask = message(kind, term + 1, b"");
+            assert!(refuses_vote(&ask, term, 0, until));
+            assert!(refuses_vote(&ask, term, until - 1, until));
+            assert!(!refuses_vote(&ask, term, until, until));
+            // Without leases nothing is refused.
+            assert!(!refuses_vote(&ask, term, 0, 0));
+            // A transfer's campaign and a vote in the member's own term go through.
+            let transfer = message(kind, term + 1, raft::CAMPAIGN_TRANSFER);
+            assert!(!refuses_vote(&transfer, term, 0, until));
+            assert!(!refuses_vote(&message(kind, term, b""), term, 0, until));
+        }
+        let append = message(MessageType::MsgAppend, term + 1, b"");
+        assert!(!refuses_vote(&append, term, 0, until));
+    }
 }

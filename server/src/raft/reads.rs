@@ -418,6 +418,20 @@ mod tests {
             queues[0].leased_index(&members[0], late).is_none(),
             "a lease resumed after a transfer"
         );
+        // A round begun during a transfer starts none, even confirmed after the transfer
+        // gave up: the target may have won meanwhile.
+        members[0].transfer_leader(3);
+        let (reply, mut answer) = oneshot::channel();
+        queues[0].push(reply);
+        queues[0].issue(&mut members[0], 0, late);
+        members[0].raft.lead_transferee = None;
+        settle(&mut members, &mut queues, late);
+        queues[0].release(u64::MAX);
+        assert!(matches!(answer.try_recv(), Ok(Ok(()))));
+        assert!(
+            queues[0].lease.is_none(),
+            "a round begun during a transfer started a lease"
+        );
 
         // A new term with the same leader: its lease from the old term is void.
         assert_eq!(read(&mut members, &mut queues, 0, late), (2, true));
