@@ -63,7 +63,7 @@ struct Lease {
 /// ReadIndex rounds out at once. Each round costs the leader a heartbeat to every
 /// follower and their answers; under load, waiting for the round out to return gathers
 /// many more reads into the next one than starting a round every driver turn (measured:
-/// linearizable range on 3 members, 64 clients, see the README).
+/// linearizable range on 3 members, 64 clients: change 6 in docs/performance.md).
 const READ_ROUNDS_IN_FLIGHT_MAX: usize = 1;
 
 /// Pending reads in their three stages.
