@@ -51,11 +51,12 @@ bench-compare: deps-build deps-test
 	./target/release/compare --duration $(BENCH_DURATION) --rounds $(BENCH_ROUNDS)
 
 ## bench-scale: RSS and restart time after loading BENCH_KEYS keys, Ballast then etcd
+## 3.5.1 (BALLAST_ETCD=debian for Debian's etcd 3.4, or a path to another etcd binary)
 BENCH_KEYS ?= 1000000
 bench-scale: deps-build deps-test
 	$(CARGO) build --release --workspace --bins
 	./target/release/scale --server ballast --keys $(BENCH_KEYS)
-	./target/release/scale --server etcd --keys $(BENCH_KEYS)
+	./target/release/scale --server etcd --etcd "$${BALLAST_ETCD:-3.5.1}" --keys $(BENCH_KEYS)
 
 ## bench-api: ballast-apiserver over 3 members: creates and gets at 32 clients, LISTs of
 ## 10,000 configmaps, one change fanned out to 1,000 watchers; p50/p99 against the targets

@@ -43,8 +43,8 @@ struct Args {
     /// Keep the server's data and logs in this (new) directory instead of a temporary one.
     #[arg(long)]
     keep_dir: Option<std::path::PathBuf>,
-    /// The etcd binary for `--server etcd`: a path, or `3.5.1` (installed on first use);
-    /// the default is `BALLAST_ETCD`, else Debian's etcd on the PATH.
+    /// The etcd binary for `--server etcd`: a path, `3.5.1` (installed on first use), or
+    /// `debian` for Debian's etcd on the PATH; the default is `BALLAST_ETCD`, else Debian's.
     #[arg(long)]
     etcd: Option<String>,
     /// Skip reading every key back after the restart (its RSS is then not measured):
@@ -96,9 +96,11 @@ async fn connect(endpoint: &str) -> Client {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    if let Some(etcd) = &args.etcd {
-        // Read by ballast_tests::etcd_binary; set before any thread could read it.
-        std::env::set_var("BALLAST_ETCD", etcd);
+    // Read by ballast_tests::etcd_binary; set before any thread could read it.
+    match args.etcd.as_deref() {
+        Some("debian") => std::env::remove_var("BALLAST_ETCD"),
+        Some(etcd) => std::env::set_var("BALLAST_ETCD", etcd),
+        None => {}
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let data = match &args.keep_dir {
