@@ -331,12 +331,15 @@ impl LogStore {
         let mut record = encode_u64(index).to_vec();
         record.extend_from_slice(&encode_u64(term));
         batch.put_cf(backend.cf(Cf::RaftState), TRUNCATED, record);
-        backend.write(batch, false)?;
+        // Synced (once per `--snapshot-count` entries): the files dropped below are gone
+        // for good, so the truncation point, and the applies before it in the WAL, must
+        // not be lost to a power cut, or a restart would look for the dropped entries.
+        backend.write(batch, true)?;
         // The range delete alone frees nothing until a compaction meets it, and files
         // of sequential log keys move down the levels without one: 1,000,000 puts of
         // 10 KB left 10 GB of dead entries on disk. Files wholly below the truncation
         // point hold only deleted entries, so they go now.
-        backend.drop_files(Cf::RaftLog, &index_key(first), &index_key(index))?;
+        backend.drop_files(Cf::RaftLog, &index_key(0), &index_key(index))?;
         self.tail().truncate(index);
         let mut core = self.write();
         core.truncated_index = index;
