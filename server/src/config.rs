@@ -149,9 +149,9 @@ pub struct Config {
 
     /// Not in etcd: the leader answers linearizable reads without a round to the
     /// followers while it holds a lease (90% of an election timeout less one heartbeat,
-    /// from a round a quorum confirmed). Safe while the members' clocks run at rates within 10% of each other;
-    /// set it on every member (each then refuses votes for an election timeout after it
-    /// starts).
+    /// from a round a quorum confirmed). Safe while the members' clocks run at rates
+    /// within 10% of each other; set it on every member (each then refuses votes for an
+    /// election timeout after it starts).
     #[arg(long, env = "BALLAST_EXPERIMENTAL_LEADER_LEASE_READS", default_value_t = false, num_args = 0..=1,
           default_missing_value = "true", action = clap::ArgAction::Set)]
     pub experimental_leader_lease_reads: bool,
