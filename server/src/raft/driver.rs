@@ -605,7 +605,8 @@ impl ReadyIo<LogStore> for Io {
     }
 
     fn read_states(&mut self, states: Vec<ReadState>, leader_term: Option<u64>) {
-        self.reads.confirm(states, leader_term);
+        let answers = self.reads.confirm(states, leader_term);
+        self.send_all(answers);
     }
 }
 

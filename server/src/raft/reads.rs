@@ -1,7 +1,8 @@
 //! Linearizable reads by ReadIndex, batched: one round at a time (as etcd's
 //! linearizableReadLoop), and every read that arrives while a round is out shares the
 //! next one. A read is released when the store has applied up to the index the leader
-//! confirmed.
+//! confirmed. A leader also holds its followers' ReadIndex requests for its own next
+//! round, where raft-rs would start a round for each.
 //!
 //! With leader leases (`--experimental-leader-lease-reads`, off by default) a leader
 //! whose own round a quorum confirmed holds a lease for a while after the round began,
@@ -52,6 +53,8 @@ struct Round {
     /// The term it was issued in, if as leader: only a leader's own round starts a lease.
     leader_term: Option<u64>,
     waiters: Vec<Waiter>,
+    /// Followers' ReadIndex requests it answers once confirmed.
+    forwarded: Vec<Message>,
 }
 
 /// A leader's lease: reads are answered alone until `until`, in `term` only.
@@ -66,6 +69,11 @@ struct Lease {
 /// linearizable range on 3 members, 64 clients: change 6 in docs/performance.md).
 const READ_ROUNDS_IN_FLIGHT_MAX: usize = 1;
 
+/// Followers' ReadIndex requests a leader holds for its next round at most; past it
+/// raft-rs starts a round for each. A follower has one round out at a time, so this
+/// is only reached with hundreds of members or requests repeated by a faulty one.
+const FORWARDED_READS_MAX: usize = 1024;
+
 /// Pending reads in their three stages.
 pub(super) struct ReadQueue {
     /// This member's id, the first half of every round's context: the leader keys pending
@@ -74,6 +82,8 @@ pub(super) struct ReadQueue {
     member: u64,
     /// Arrived, not yet part of a ReadIndex round.
     waiting: Vec<Waiter>,
+    /// As leader: followers' ReadIndex requests, not yet part of a round.
+    forwarded: Vec<Message>,
     /// In a round, by context.
     issued: HashMap<u64, Round>,
     /// Confirmed: waiting for the store to apply up to the index.
@@ -97,6 +107,7 @@ impl ReadQueue {
         ReadQueue {
             member,
             waiting: Vec::new(),
+            forwarded: Vec::new(),
             issued: HashMap::new(),
             confirmed: Vec::new(),
             // Counting from the clock, a restarted member never reuses a context of a
@@ -142,8 +153,11 @@ impl ReadQueue {
         self.lease = None;
     }
 
-    /// Steps a follower's ReadIndex request; a leader under a lease answers it at once
-    /// with its commit index instead of starting a round for it.
+    /// Steps a follower's ReadIndex request. A leader under a lease answers it at once
+    /// with its commit index; otherwise it joins the leader's next round: the round
+    /// begins after the request arrived, so its confirmed index serves the request as
+    /// well as a round of its own would, at a third of the messages with two
+    /// followers.
     pub(super) fn step_read_index<S: Storage>(
         &mut self,
         raw: &mut RawNode<S>,
@@ -151,18 +165,35 @@ impl ReadQueue {
         now: Instant,
     ) -> raft::Result<()> {
         debug_assert_eq!(message.get_msg_type(), MessageType::MsgReadIndex);
-        if self.lease_length.is_none() {
+        // raft-rs takes the context from the first entry without looking.
+        if message.entries.len() != 1 {
+            tracing::debug!(
+                from = message.from,
+                "a ReadIndex request without one context"
+            );
+            return Ok(());
+        }
+        if self.lease_length.is_some() {
+            let leased = self.leased_index(raw, now).is_some();
+            self.renew_wanted |= self.half_spent(now);
+            if leased {
+                raw.raft.read_only.option = ReadOnlyOption::LeaseBased;
+                let stepped = raw.step(message);
+                raw.raft.read_only.option = ReadOnlyOption::Safe;
+                return stepped;
+            }
+        }
+        let raft = &raw.raft;
+        // A leader that has not committed in its term yet serves no read; raft-rs drops
+        // the request and the follower asks again.
+        let held = raft.state == StateRole::Leader
+            && raft.commit_to_current_term()
+            && self.forwarded.len() < FORWARDED_READS_MAX;
+        if !held {
             return raw.step(message);
         }
-        let leased = self.leased_index(raw, now).is_some();
-        self.renew_wanted |= self.half_spent(now);
-        if !leased {
-            return raw.step(message);
-        }
-        raw.raft.read_only.option = ReadOnlyOption::LeaseBased;
-        let stepped = raw.step(message);
-        raw.raft.read_only.option = ReadOnlyOption::Safe;
-        stepped
+        self.forwarded.push(message);
+        Ok(())
     }
 
     pub(super) fn push(&mut self, waiter: Waiter) {
@@ -186,12 +217,17 @@ impl ReadQueue {
                 self.renew_wanted |= self.half_spent(now);
             }
         }
+        let leader = raw.raft.state == StateRole::Leader;
+        if !leader {
+            // Held as a leader since deposed: their followers ask the new one.
+            self.forwarded.clear();
+        }
         if self.issued.len() >= READ_ROUNDS_IN_FLIGHT_MAX {
             return;
         }
-        let renew = std::mem::take(&mut self.renew_wanted) && raw.raft.state == StateRole::Leader;
+        let renew = std::mem::take(&mut self.renew_wanted) && leader;
         self.waiting.retain(|w| !w.is_closed());
-        if self.waiting.is_empty() && !renew {
+        if self.waiting.is_empty() && self.forwarded.is_empty() && !renew {
             return;
         }
         let raft = &raw.raft;
@@ -214,13 +250,20 @@ impl ReadQueue {
             started: now,
             leader_term,
             waiters: std::mem::take(&mut self.waiting),
+            forwarded: std::mem::take(&mut self.forwarded),
         };
         self.issued.insert(context, round);
     }
 
     /// Takes the rounds the leader confirmed; `leader_term` is this member's term if it
     /// leads now. A leader's own round confirmed in the term it began starts a lease.
-    pub(super) fn confirm(&mut self, states: Vec<ReadState>, leader_term: Option<u64>) {
+    /// Returns the answers to the followers' requests the rounds held.
+    pub(super) fn confirm(
+        &mut self,
+        states: Vec<ReadState>,
+        leader_term: Option<u64>,
+    ) -> Vec<Message> {
+        let mut answers = Vec::new();
         for state in states {
             let Some((member, context)) = state.request_ctx.split_at_checked(8) else {
                 continue;
@@ -249,7 +292,22 @@ impl ReadQueue {
             if !round.waiters.is_empty() {
                 self.confirmed.push((state.index, round.waiters));
             }
+            // raft-rs confirms a round only in the term it began in (a new term clears
+            // its pending rounds), so a leader now answers in that term.
+            if let Some(term) = leader_term {
+                answers.extend(round.forwarded.into_iter().map(|mut request| {
+                    let mut answer = Message::default();
+                    answer.set_msg_type(MessageType::MsgReadIndexResp);
+                    answer.to = request.from;
+                    answer.from = self.member;
+                    answer.term = term;
+                    answer.index = state.index;
+                    answer.set_entries(request.take_entries());
+                    answer
+                }));
+            }
         }
+        answers
     }
 
     /// Answers the reads whose index has been applied.
@@ -266,6 +324,8 @@ impl ReadQueue {
     }
 
     /// Rounds older than `timeout_ticks` were probably dropped (leader change): retry.
+    /// The followers' requests a stale round held go with it: their own rounds, as old,
+    /// are retried by the followers.
     pub(super) fn retry_stale(&mut self, tick: u64, timeout_ticks: u64) {
         let stale: Vec<u64> = self
             .issued
@@ -282,6 +342,7 @@ impl ReadQueue {
     }
 
     pub(super) fn fail_all(&mut self) {
+        self.forwarded.clear();
         let issued = self.issued.drain().flat_map(|(_, round)| round.waiters);
         let confirmed = self.confirmed.drain(..).flat_map(|(_, w)| w);
         for waiter in self.waiting.drain(..).chain(issued).chain(confirmed) {
@@ -305,6 +366,9 @@ mod tests {
         now: Instant,
     ) -> usize {
         let mut heartbeats = 0;
+        // A turn that confirms a round sends nothing itself, but the next may issue the
+        // round that waited for it: quiet means two turns without mail.
+        let mut quiet_turns = 0;
         loop {
             let mut mail = Vec::new();
             for (raw, queue) in members.iter_mut().zip(queues.iter_mut()) {
@@ -312,11 +376,16 @@ mod tests {
                 let (messages, read_states) = ready(raw);
                 mail.extend(messages);
                 let leader_term = (raw.raft.state == StateRole::Leader).then_some(raw.raft.term);
-                queue.confirm(read_states, leader_term);
+                mail.extend(queue.confirm(read_states, leader_term));
             }
             if mail.is_empty() {
-                return heartbeats;
+                quiet_turns += 1;
+                if quiet_turns == 2 {
+                    return heartbeats;
+                }
+                continue;
             }
+            quiet_turns = 0;
             for message in mail {
                 let to = message.to as usize - 1;
                 match message.get_msg_type() {
@@ -448,12 +517,82 @@ mod tests {
     fn a_followers_read_starts_a_lease_for_its_leader_not_for_itself() {
         let now = Instant::now();
         let (mut members, mut queues) = led_by_the_first(Some(LEASE), now);
-        // The follower's round, and the leader's own beside it.
-        assert_eq!(read(&mut members, &mut queues, 1, now), (4, true));
+        // The follower's request joins the leader's own round, which starts the lease.
+        assert_eq!(read(&mut members, &mut queues, 1, now), (2, true));
         assert!(queues[1].lease.is_none());
         assert!(queues[0].lease.is_some());
         assert_eq!(read(&mut members, &mut queues, 1, now), (0, true));
         assert_eq!(read(&mut members, &mut queues, 2, now), (0, true));
+    }
+
+    #[test]
+    fn followers_reads_share_their_leaders_next_round() {
+        let now = Instant::now();
+        let (mut members, mut queues) = led_by_the_first(None, now);
+        let mut answers = Vec::new();
+        for (raw, queue) in members.iter_mut().zip(queues.iter_mut()) {
+            let (reply, answer) = oneshot::channel();
+            queue.push(reply);
+            queue.issue(raw, 0, now);
+            answers.push(answer);
+        }
+        // The leader's round is out when the followers' requests arrive: they wait for
+        // its next, one round for both (raft-rs alone would start one for each).
+        assert_eq!(settle(&mut members, &mut queues, now), 4);
+        for (i, (queue, mut answer)) in queues.iter_mut().zip(answers).enumerate() {
+            queue.release(u64::MAX);
+            assert!(
+                matches!(answer.try_recv(), Ok(Ok(()))),
+                "member {}'s read was never answered",
+                i + 1
+            );
+        }
+    }
+
+    /// The leader's first round, out and unanswered, and a follower's request stepped
+    /// into the leader after it began.
+    fn a_request_behind_a_round(now: Instant) -> (Vec<RawNode<MemStorage>>, Vec<ReadQueue>) {
+        let (mut members, mut queues) = led_by_the_first(None, now);
+        let (reply, _answer) = oneshot::channel();
+        queues[0].push(reply);
+        queues[0].issue(&mut members[0], 0, now);
+        let (reply, _answer) = oneshot::channel();
+        queues[1].push(reply);
+        queues[1].issue(&mut members[1], 0, now);
+        let (messages, _) = ready(&mut members[1]);
+        for message in messages {
+            assert_eq!(message.get_msg_type(), MessageType::MsgReadIndex);
+            queues[0]
+                .step_read_index(&mut members[0], message, now)
+                .unwrap();
+        }
+        (members, queues)
+    }
+
+    #[test]
+    fn a_followers_request_never_joins_a_round_that_began_before_it_arrived() {
+        let now = Instant::now();
+        let (mut members, mut queues) = a_request_behind_a_round(now);
+        // That round's index may be older than a write the follower's client saw.
+        let out = queues[0].issued.values().next().unwrap();
+        assert!(out.forwarded.is_empty());
+        assert_eq!(queues[0].forwarded.len(), 1);
+        queues[0].issue(&mut members[0], 0, now);
+        assert_eq!(queues[0].forwarded.len(), 1, "joined the round out");
+    }
+
+    #[test]
+    fn a_deposed_leader_answers_none_of_the_requests_it_held() {
+        let now = Instant::now();
+        let (mut members, mut queues) = a_request_behind_a_round(now);
+        let term = members[0].raft.term;
+        members[0].raft.become_follower(term + 1, raft::INVALID_ID);
+        queues[0].issue(&mut members[0], 0, now);
+        assert!(queues[0].forwarded.is_empty());
+        // Had the request been kept, the new term's rounds could answer it; a follower
+        // whose round went unanswered asks again (`retry_stale`).
+        let (_, read_states) = ready(&mut members[0]);
+        assert!(queues[0].confirm(read_states, None).is_empty());
     }
 
     #[test]
