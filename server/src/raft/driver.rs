@@ -31,6 +31,7 @@ use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
 use tokio::sync::watch;
 
 use super::batch::ProposalBatch;
+use super::read_inbox::ReadInbox;
 use super::reads::{lease_for, ReadQueue};
 use super::ready::{self, ReadyIo};
 use super::wait::WaitRegistry;
@@ -75,6 +76,7 @@ struct Io {
     waits: Arc<WaitRegistry>,
     epoch: Arc<AtomicU64>,
     inbox: Receiver<Msg>,
+    read_inbox: Arc<ReadInbox>,
     status: watch::Sender<RaftStatus>,
     tick_interval: Duration,
     election_ticks: u64,
@@ -100,6 +102,7 @@ impl Driver {
         waits: Arc<WaitRegistry>,
         epoch: Arc<AtomicU64>,
         inbox: Receiver<Msg>,
+        read_inbox: Arc<ReadInbox>,
         status: watch::Sender<RaftStatus>,
     ) -> Result<Driver> {
         let RaftParts {
@@ -146,6 +149,7 @@ impl Driver {
                 waits,
                 epoch,
                 inbox,
+                read_inbox,
                 status,
                 tick_interval: config.heartbeat_interval,
                 election_ticks: config.election_ticks as u64,
@@ -174,6 +178,9 @@ impl Driver {
     pub(super) fn run(mut self) -> Result<()> {
         let result = self.turns();
         self.io.waits.fail_all(|| Error::Stopped);
+        for waiter in self.io.read_inbox.close() {
+            self.io.reads.push(waiter);
+        }
         self.io.reads.fail_all();
         self.io.lessor.demote();
         self.io.transport.close();
@@ -184,8 +191,14 @@ impl Driver {
         let mut next_tick = Instant::now() + self.io.tick_interval;
         // A lone member campaigned in `new`: become leader now, not after the first tick.
         self.on_ready()?;
+        // Reads wait that this thread must take without waiting for a message.
+        let mut reads_now = false;
         while self.io.stop_at.is_none_or(|at| Instant::now() < at) {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            let wait = if reads_now {
+                Duration::ZERO
+            } else {
+                next_tick.saturating_duration_since(Instant::now())
+            };
             match self.io.inbox.recv_timeout(wait) {
                 Ok(msg) => {
                     if !self.handle(msg) {
@@ -242,10 +255,16 @@ impl Driver {
                     next_tick = now + self.io.tick_interval;
                 }
             }
+            for waiter in self.io.read_inbox.take() {
+                self.io.reads.push(waiter);
+            }
             self.io
                 .reads
                 .issue(&mut self.raw, self.io.ticks, Instant::now());
             self.on_ready()?;
+            // A confirmed round lets the reads that waited for it start the next.
+            reads_now = self.io.read_inbox.arm(self.io.reads.wants_wake())
+                || self.io.reads.issuable(&self.raw);
         }
         tracing::warn!("this member was removed from the cluster; stopping");
         Ok(())
@@ -281,7 +300,7 @@ impl Driver {
                     }
                 }
             }
-            Msg::Read { reply } => self.io.reads.push(reply),
+            Msg::ReadsWaiting => {}
             Msg::Raft(message) => {
                 let last_index = self.raw.raft.raft_log.last_index();
                 let leader = self.raw.raft.state == StateRole::Leader;

@@ -12,6 +12,7 @@ mod driver;
 mod logger;
 #[cfg(test)]
 pub(crate) mod mem_node;
+mod read_inbox;
 mod reads;
 mod ready;
 #[cfg(test)]
@@ -39,6 +40,7 @@ use crate::idgen::IdGenerator;
 use crate::lessor::Lessor;
 use crate::metrics::metrics;
 use crate::peer::PeerTransport;
+use read_inbox::{Pushed, ReadInbox};
 use wait::WaitRegistry;
 
 /// Messages the driver's mailbox holds at most. A full mailbox refuses new requests with
@@ -100,9 +102,8 @@ enum Msg {
         change: ConfChangeV2,
         context: Vec<u8>,
     },
-    Read {
-        reply: oneshot::Sender<Result<()>>,
-    },
+    /// Reads wait in the read inbox.
+    ReadsWaiting,
     Raft(Box<RaftMessage>),
     TransferLeader(u64),
     Progress {
@@ -115,6 +116,7 @@ enum Msg {
 pub struct Raft {
     config: RaftConfig,
     mailbox: SyncSender<Msg>,
+    reads: Arc<ReadInbox>,
     waits: Arc<WaitRegistry>,
     ids: IdGenerator,
     status: watch::Receiver<RaftStatus>,
@@ -153,6 +155,7 @@ impl Raft {
         stop: CancellationToken,
     ) -> Result<Arc<Raft>> {
         let (mailbox, inbox) = sync_channel(RAFT_MAILBOX_CAPACITY);
+        let reads = Arc::new(ReadInbox::new());
         let waits = Arc::new(WaitRegistry::default());
         let epoch = Arc::new(AtomicU64::new(0));
         let (status_tx, status) = watch::channel(RaftStatus {
@@ -165,6 +168,7 @@ impl Raft {
             waits.clone(),
             epoch.clone(),
             inbox,
+            reads.clone(),
             status_tx,
         )?;
         let thread = std::thread::Builder::new()
@@ -186,6 +190,7 @@ impl Raft {
             ids: IdGenerator::new(config.id),
             config,
             mailbox,
+            reads,
             waits,
             status,
             epoch,
@@ -304,9 +309,16 @@ impl Raft {
     /// (a ReadIndex round), so a local read after it is linearizable.
     pub async fn read_barrier(&self) -> Result<()> {
         let (reply, done) = oneshot::channel();
-        self.mailbox
-            .try_send(Msg::Read { reply })
-            .map_err(mailbox_error)?;
+        match self.reads.push(reply) {
+            Pushed::Queued => {}
+            // A full mailbox means the driver has a turn coming: it takes the read then.
+            Pushed::Wake => match self.mailbox.try_send(Msg::ReadsWaiting) {
+                Ok(()) | Err(TrySendError::Full(_)) => {}
+                Err(TrySendError::Disconnected(_)) => return Err(Error::Stopped),
+            },
+            Pushed::Full => return Err(Error::TooManyRequests),
+            Pushed::Closed => return Err(Error::Stopped),
+        }
         match tokio::time::timeout(self.config.request_timeout, done).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(Error::Stopped),

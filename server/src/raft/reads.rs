@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 
 use raft::eraftpb::{Message, MessageType};
 use raft::{RawNode, ReadOnlyOption, ReadState, StateRole, Storage};
-use tokio::sync::oneshot;
 
-use crate::error::{Error, Result};
+use crate::error::Error;
 
-type Waiter = oneshot::Sender<Result<()>>;
+use super::read_inbox::Waiter;
 
 /// The share of a follower's promise a leader relies on, in percent: the rest covers
 /// the clocks of two machines running at different rates (NTP keeps them within
@@ -97,6 +96,14 @@ pub(super) struct ReadQueue {
     /// A leader's round wanted though no read of its own waits: its lease is half spent
     /// or gone while reads arrive (followers' reads alone never start a round here).
     renew_wanted: bool,
+}
+
+/// Whether raft would take a ReadIndex now: it drops one silently when there is no
+/// leader, or when the leader has not committed an entry in its term yet.
+fn raft_serves_reads<S: Storage>(raw: &RawNode<S>) -> bool {
+    let raft = &raw.raft;
+    raft.leader_id != raft::INVALID_ID
+        && (raft.state != StateRole::Leader || raft.commit_to_current_term())
 }
 
 /// `waiting` is first pruned at this length.
@@ -230,12 +237,10 @@ impl ReadQueue {
         if self.waiting.is_empty() && self.forwarded.is_empty() && !renew {
             return;
         }
-        let raft = &raw.raft;
-        let ready = raft.leader_id != raft::INVALID_ID
-            && (raft.state != StateRole::Leader || raft.commit_to_current_term());
-        if !ready {
+        if !raft_serves_reads(raw) {
             return;
         }
+        let raft = &raw.raft;
         // A round begun while a transfer is under way starts no lease: the transfer's
         // target may win its election after the transfer here gave up.
         let leader_term = (raft.state == StateRole::Leader && raft.lead_transferee.is_none())
@@ -253,6 +258,20 @@ impl ReadQueue {
             forwarded: std::mem::take(&mut self.forwarded),
         };
         self.issued.insert(context, round);
+    }
+
+    /// Whether a read arriving now could be served before the round out (if any) comes
+    /// back: with no round out, or under a lease. Otherwise it waits for the next round,
+    /// and need not wake the driver.
+    pub(super) fn wants_wake(&self) -> bool {
+        self.issued.len() < READ_ROUNDS_IN_FLIGHT_MAX || self.lease.is_some()
+    }
+
+    /// Whether reads wait that a round could be issued for now.
+    pub(super) fn issuable<S: Storage>(&self, raw: &RawNode<S>) -> bool {
+        self.issued.len() < READ_ROUNDS_IN_FLIGHT_MAX
+            && !(self.waiting.is_empty() && self.forwarded.is_empty())
+            && raft_serves_reads(raw)
     }
 
     /// Takes the rounds the leader confirmed; `leader_term` is this member's term if it
@@ -354,6 +373,8 @@ impl ReadQueue {
 #[cfg(test)]
 mod tests {
     use raft::storage::MemStorage;
+
+    use tokio::sync::oneshot;
 
     use super::super::mem_node::{mem_node as member, ready};
     use super::*;
