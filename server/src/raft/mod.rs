@@ -4,8 +4,9 @@
 //! registry by request id, handed to the driver through a bounded mailbox, committed
 //! through raft, applied to the store by the driver, and its outcome handed back by id.
 //! A follower's proposals travel to the leader inside raft and are answered when the
-//! follower applies them. A linearizable read asks the driver for a ReadIndex barrier
-//! and reads locally once the store has applied up to it; followers serve them too.
+//! follower applies them. A linearizable read waits in the read inbox for the driver's
+//! next ReadIndex round and reads locally once the store has applied up to the round's
+//! index; followers serve them too.
 
 mod batch;
 mod driver;
