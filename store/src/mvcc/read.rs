@@ -53,6 +53,13 @@ pub trait KvRead {
         )?;
         Ok(found)
     }
+
+    /// The version of one key visible at this view's own revision. A txn's compares of
+    /// one key ask this; a view that tracks its keys' newest versions answers from them
+    /// instead of opening an iterator.
+    fn newest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        self.get(key, self.revision())
+    }
 }
 
 /// A consistent read view of the store.

@@ -222,6 +222,12 @@ fn compare_path(view: &dyn KvRead, req: &TxnRequest, path: &mut Vec<bool>) -> Re
 fn evaluate(view: &dyn KvRead, compare: &Compare) -> Result<bool> {
     let range = KeyRange::new(compare.key.clone(), compare.range_end.clone());
     let target = CompareTarget::try_from(compare.target).unwrap_or(CompareTarget::Version);
+    if range.is_single() {
+        return Ok(match view.newest(&compare.key)? {
+            Some(kv) => compare_kv(compare, target, &kv),
+            None => missing_key_holds(compare, target),
+        });
+    }
     let mut seen = false;
     let mut holds = true;
     view.scan(
@@ -239,13 +245,15 @@ fn evaluate(view: &dyn KvRead, compare: &Compare) -> Result<bool> {
         },
     )?;
     if !seen {
-        // A missing key compares as a zero KeyValue, except that a value compare fails:
-        // there is no way to tell a missing value from an empty one.
-        return Ok(
-            target != CompareTarget::Value && compare_kv(compare, target, &KeyValue::default())
-        );
+        return Ok(missing_key_holds(compare, target));
     }
     Ok(holds)
+}
+
+/// A missing key compares as a zero KeyValue, except that a value compare fails: there is
+/// no way to tell a missing value from an empty one.
+fn missing_key_holds(compare: &Compare, target: CompareTarget) -> bool {
+    target != CompareTarget::Value && compare_kv(compare, target, &KeyValue::default())
 }
 
 fn compare_kv(compare: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
