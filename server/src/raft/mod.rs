@@ -18,6 +18,7 @@ mod reads;
 mod ready;
 #[cfg(test)]
 mod sim;
+mod superseded;
 pub mod wait;
 
 use std::collections::HashMap;

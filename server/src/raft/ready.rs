@@ -6,7 +6,8 @@
 //! allow it):
 //!
 //! 1. soft state (leader, role) is noted;
-//! 2. messages a leader may send before persisting (raft thesis 10.2.1);
+//! 2. messages a leader may send before persisting (raft thesis 10.2.1), less the
+//!    entry-less appends a later append to the same follower supersedes (`superseded`);
 //! 3. a snapshot, if raft hands one over: installed before anything else;
 //! 4. new entries and the hard state persisted, synced if raft says so;
 //! 5. messages that must follow persistence (votes, append responses);
@@ -18,6 +19,7 @@
 use raft::eraftpb::{Entry, HardState, Message, Snapshot};
 use raft::{RawNode, ReadState, StateRole, Storage};
 
+use super::superseded::drop_superseded_appends;
 use crate::error::Result;
 
 /// The side effects of a Ready, supplied by the driver (RocksDB, gRPC) or the
@@ -58,7 +60,9 @@ pub(crate) fn handle_ready<S: Storage, I: ReadyIo<S>>(
     if let Some(soft) = ready.ss() {
         io.on_soft_state(soft.leader_id, soft.raft_state, raw.raft.term);
     }
-    io.send(ready.take_messages());
+    let mut messages = ready.take_messages();
+    drop_superseded_appends(&mut messages);
+    io.send(messages);
     if !ready.snapshot().is_empty() {
         io.install_snapshot(ready.snapshot())?;
     }
@@ -78,4 +82,114 @@ pub(crate) fn handle_ready<S: Storage, I: ReadyIo<S>>(
     io.apply(raw, light.take_committed_entries())?;
     raw.advance_apply();
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use raft::eraftpb::MessageType;
+    use raft::storage::MemStorage;
+
+    use super::*;
+    use crate::raft::mem_node::mem_node;
+
+    /// Persists into the node's memory storage and records what the node sends.
+    struct MemIo {
+        storage: MemStorage,
+        sent: Vec<Message>,
+    }
+
+    impl ReadyIo<MemStorage> for MemIo {
+        fn on_soft_state(&mut self, _leader: u64, _role: StateRole, _term: u64) {}
+
+        fn send(&mut self, messages: Vec<Message>) {
+            self.sent.extend(messages);
+        }
+
+        fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
+            self.storage.wl().apply_snapshot(snapshot.clone()).unwrap();
+            Ok(())
+        }
+
+        fn persist(&mut self, entries: &[Entry], hs: Option<&HardState>, _: bool) -> Result<()> {
+            self.storage.wl().append(entries).unwrap();
+            if let Some(hs) = hs {
+                self.storage.wl().set_hardstate(hs.clone());
+            }
+            Ok(())
+        }
+
+        fn persist_commit(&mut self, commit: u64) -> Result<()> {
+            self.storage.wl().mut_hard_state().set_commit(commit);
+            Ok(())
+        }
+
+        fn apply(&mut self, _raw: &mut RawNode<MemStorage>, _entries: Vec<Entry>) -> Result<()> {
+            Ok(())
+        }
+
+        fn read_states(&mut self, _states: Vec<ReadState>, _leader_term: Option<u64>) {}
+    }
+
+    /// Handles the node's Ready; what it sends.
+    fn turn(raw: &mut RawNode<MemStorage>) -> Vec<Message> {
+        let mut io = MemIo {
+            storage: raw.store().clone(),
+            sent: Vec::new(),
+        };
+        handle_ready(raw, &mut io).unwrap();
+        io.sent
+    }
+
+    fn deliver(nodes: &mut [RawNode<MemStorage>], mail: Vec<Message>) {
+        for message in mail {
+            nodes[message.to as usize - 1].step(message).unwrap();
+        }
+    }
+
+    /// Runs every node's turns and delivers their messages until none are left.
+    fn settle(nodes: &mut [RawNode<MemStorage>]) {
+        loop {
+            let mail: Vec<_> = nodes.iter_mut().flat_map(turn).collect();
+            if mail.is_empty() {
+                return;
+            }
+            deliver(nodes, mail);
+        }
+    }
+
+    #[test]
+    fn a_leader_that_commits_and_appends_in_one_turn_sends_each_follower_one_append() {
+        let mut nodes: Vec<_> = (1..=3).map(mem_node).collect();
+        nodes[0].campaign().unwrap();
+        settle(&mut nodes);
+        assert_eq!(nodes[0].raft.state, StateRole::Leader);
+
+        nodes[0].propose(vec![], b"a".to_vec()).unwrap();
+        let a = nodes[0].raft.raft_log.last_index();
+        let appends = turn(&mut nodes[0]);
+        deliver(&mut nodes, appends);
+        let answers: Vec<_> = nodes[1..].iter_mut().flat_map(turn).collect();
+        // One turn of the leader: the answers commit "a", and "b" is proposed.
+        deliver(&mut nodes, answers);
+        assert_eq!(nodes[0].raft.raft_log.committed, a);
+        nodes[0].propose(vec![], b"b".to_vec()).unwrap();
+        let sent = turn(&mut nodes[0]);
+
+        for follower in [2, 3] {
+            let appends: Vec<_> = sent
+                .iter()
+                .filter(|m| m.to == follower && m.get_msg_type() == MessageType::MsgAppend)
+                .collect();
+            assert_eq!(appends.len(), 1, "to {follower}: {appends:?}");
+            assert_eq!(appends[0].commit, a, "the one append tells the commit");
+            let data: Vec<&[u8]> = appends[0].entries.iter().map(|e| &e.data[..]).collect();
+            assert_eq!(data, vec![&b"b"[..]]);
+        }
+        // And the followers still learn the commit from it.
+        deliver(&mut nodes, sent);
+        settle(&mut nodes);
+        for node in &nodes {
+            assert_eq!(node.raft.raft_log.committed, a + 1);
+        }
+    }
 }
