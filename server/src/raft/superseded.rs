@@ -28,16 +28,15 @@ pub(crate) fn drop_superseded_appends(messages: &mut Vec<Message>) {
         if message.get_msg_type() != MessageType::MsgAppend {
             continue;
         }
-        let superseded = later.iter().any(|&(to, term, commit)| {
-            to == message.to && term == message.term && commit >= message.commit
-        });
-        if superseded && message.entries.is_empty() {
-            keep[i] = false;
-        } else if !later
+        let last = later
             .iter()
-            .any(|&(to, term, _)| to == message.to && term == message.term)
-        {
-            later.push((message.to, message.term, message.commit));
+            .find(|&&(to, term, _)| to == message.to && term == message.term);
+        match last {
+            Some(&(_, _, commit)) if message.entries.is_empty() && commit >= message.commit => {
+                keep[i] = false;
+            }
+            Some(_) => {}
+            None => later.push((message.to, message.term, message.commit)),
         }
     }
     let mut keep = keep.into_iter();
