@@ -1,9 +1,12 @@
 //! For unit tests: a raft-rs node over memory, one of three voters (1, 2, 3), with a
 //! short election timeout and no log output.
 
-use raft::eraftpb::{ConfState, Message};
+use raft::eraftpb::{ConfState, Entry, HardState, Message, Snapshot};
 use raft::storage::MemStorage;
-use raft::{RawNode, ReadState};
+use raft::{RawNode, ReadState, StateRole};
+
+use super::ready::{handle_ready, ReadyIo};
+use crate::error::Result;
 
 pub(crate) fn mem_node(id: u64) -> RawNode<MemStorage> {
     let storage = MemStorage::new_with_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
@@ -17,29 +20,55 @@ pub(crate) fn mem_node(id: u64) -> RawNode<MemStorage> {
     RawNode::new(&config, storage, &logger).unwrap()
 }
 
-/// Persists and applies a node's pending Ready, in raft-rs's order; the messages to send
-/// and the read states it confirmed.
+/// Persists into a node's memory storage and records what the node sends and reads.
+struct MemIo {
+    storage: MemStorage,
+    sent: Vec<Message>,
+    read_states: Vec<ReadState>,
+}
+
+impl ReadyIo<MemStorage> for MemIo {
+    fn on_soft_state(&mut self, _leader: u64, _role: StateRole, _term: u64) {}
+
+    fn send(&mut self, messages: Vec<Message>) {
+        self.sent.extend(messages);
+    }
+
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
+        self.storage.wl().apply_snapshot(snapshot.clone()).unwrap();
+        Ok(())
+    }
+
+    fn persist(&mut self, entries: &[Entry], hs: Option<&HardState>, _: bool) -> Result<()> {
+        self.storage.wl().append(entries).unwrap();
+        if let Some(hs) = hs {
+            self.storage.wl().set_hardstate(hs.clone());
+        }
+        Ok(())
+    }
+
+    fn persist_commit(&mut self, commit: u64) -> Result<()> {
+        self.storage.wl().mut_hard_state().set_commit(commit);
+        Ok(())
+    }
+
+    fn apply(&mut self, _raw: &mut RawNode<MemStorage>, _entries: Vec<Entry>) -> Result<()> {
+        Ok(())
+    }
+
+    fn read_states(&mut self, states: Vec<ReadState>, _leader_term: Option<u64>) {
+        self.read_states.extend(states);
+    }
+}
+
+/// Handles a node's pending Ready as the node does (`ready::handle_ready`), into memory;
+/// the messages to send and the read states it confirmed.
 pub(crate) fn ready(raw: &mut RawNode<MemStorage>) -> (Vec<Message>, Vec<ReadState>) {
-    if !raw.has_ready() {
-        return (Vec::new(), Vec::new());
-    }
-    let mut ready = raw.ready();
-    let mut mail = ready.take_messages();
-    if !ready.snapshot().is_empty() {
-        let snapshot = ready.snapshot().clone();
-        raw.store().wl().apply_snapshot(snapshot).unwrap();
-    }
-    raw.store().wl().append(ready.entries()).unwrap();
-    if let Some(state) = ready.hs() {
-        raw.store().wl().set_hardstate(state.clone());
-    }
-    let read_states = ready.take_read_states();
-    mail.extend(ready.take_persisted_messages());
-    let mut light = raw.advance(ready);
-    if let Some(commit) = light.commit_index() {
-        raw.store().wl().mut_hard_state().set_commit(commit);
-    }
-    mail.extend(light.take_messages());
-    raw.advance_apply();
-    (mail, read_states)
+    let mut io = MemIo {
+        storage: raw.store().clone(),
+        sent: Vec::new(),
+        read_states: Vec::new(),
+    };
+    handle_ready(raw, &mut io).unwrap();
+    (io.sent, io.read_states)
 }

@@ -90,54 +90,11 @@ mod tests {
     use raft::storage::MemStorage;
 
     use super::*;
-    use crate::raft::mem_node::mem_node;
-
-    /// Persists into the node's memory storage and records what the node sends.
-    struct MemIo {
-        storage: MemStorage,
-        sent: Vec<Message>,
-    }
-
-    impl ReadyIo<MemStorage> for MemIo {
-        fn on_soft_state(&mut self, _leader: u64, _role: StateRole, _term: u64) {}
-
-        fn send(&mut self, messages: Vec<Message>) {
-            self.sent.extend(messages);
-        }
-
-        fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
-            self.storage.wl().apply_snapshot(snapshot.clone()).unwrap();
-            Ok(())
-        }
-
-        fn persist(&mut self, entries: &[Entry], hs: Option<&HardState>, _: bool) -> Result<()> {
-            self.storage.wl().append(entries).unwrap();
-            if let Some(hs) = hs {
-                self.storage.wl().set_hardstate(hs.clone());
-            }
-            Ok(())
-        }
-
-        fn persist_commit(&mut self, commit: u64) -> Result<()> {
-            self.storage.wl().mut_hard_state().set_commit(commit);
-            Ok(())
-        }
-
-        fn apply(&mut self, _raw: &mut RawNode<MemStorage>, _entries: Vec<Entry>) -> Result<()> {
-            Ok(())
-        }
-
-        fn read_states(&mut self, _states: Vec<ReadState>, _leader_term: Option<u64>) {}
-    }
+    use crate::raft::mem_node::{mem_node, ready};
 
     /// Handles the node's Ready; what it sends.
     fn turn(raw: &mut RawNode<MemStorage>) -> Vec<Message> {
-        let mut io = MemIo {
-            storage: raw.store().clone(),
-            sent: Vec::new(),
-        };
-        handle_ready(raw, &mut io).unwrap();
-        io.sent
+        ready(raw).0
     }
 
     fn deliver(nodes: &mut [RawNode<MemStorage>], mail: Vec<Message>) {
