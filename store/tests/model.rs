@@ -21,12 +21,22 @@ use proptest::prelude::*;
 /// Keys chosen to exercise the key escaping: zero bytes, prefixes, 0xFF.
 const KEYS: [&[u8]; 7] = [b"a", b"a\0", b"a\0b", b"ab", b"b", b"b\xff", b"c"];
 
+/// The lease a put names.
+#[derive(Debug, Clone, Copy)]
+enum LeaseChoice {
+    None,
+    /// The newest live lease (a missing one if none is).
+    Live,
+    /// The newest revoked lease (a missing one if none was).
+    Revoked,
+}
+
 #[derive(Debug, Clone)]
 enum Action {
     Put {
         key: usize,
         value: u8,
-        leased: bool,
+        lease: LeaseChoice,
     },
     Delete {
         from: usize,
@@ -39,8 +49,14 @@ enum Action {
         /// How far back the failure branch reads the key.
         back: i64,
     },
-    Grant,
-    Revoke,
+    /// A new lease, or `again` the newest live one (refused).
+    Grant {
+        again: bool,
+    },
+    /// The newest live lease, or `again` the newest revoked one (refused).
+    Revoke {
+        again: bool,
+    },
     Compact {
         back: i64,
     },
@@ -57,16 +73,24 @@ enum Action {
     },
 }
 
+fn lease_choice() -> impl Strategy<Value = LeaseChoice> {
+    prop_oneof![
+        4 => Just(LeaseChoice::None),
+        3 => Just(LeaseChoice::Live),
+        1 => Just(LeaseChoice::Revoked),
+    ]
+}
+
 fn action() -> impl Strategy<Value = Action> {
     let key = 0..KEYS.len();
     // Most writes go to two hot keys, so keys reach high versions and long histories.
     let hot_key = prop_oneof![3 => 0..2usize, 1 => 0..KEYS.len()];
     prop_oneof![
-        6 => (hot_key.clone(), any::<u8>(), any::<bool>()).prop_map(|(key, value, leased)| Action::Put { key, value, leased }),
+        6 => (hot_key.clone(), any::<u8>(), lease_choice()).prop_map(|(key, value, lease)| Action::Put { key, value, lease }),
         2 => (key.clone(), proptest::option::of(0..KEYS.len())).prop_map(|(from, to)| Action::Delete { from, to }),
         2 => (hot_key, any::<bool>(), any::<u8>(), 0i64..4).prop_map(|(key, right_guess, value, back)| Action::Cas { key, right_guess, value, back }),
-        1 => Just(Action::Grant),
-        1 => Just(Action::Revoke),
+        1 => any::<bool>().prop_map(|again| Action::Grant { again }),
+        1 => any::<bool>().prop_map(|again| Action::Revoke { again }),
         1 => (0i64..6).prop_map(|back| Action::Compact { back }),
         1 => Just(Action::Reopen),
         2 => Just(Action::Commit),
@@ -83,6 +107,7 @@ struct Model {
     events: Vec<(i64, bool, Vec<u8>)>, // (revision, is_put, key)
     compacted: i64,
     leases: Vec<i64>,
+    revoked: Vec<i64>,
     next_lease: i64,
 }
 
@@ -93,6 +118,7 @@ impl Model {
             events: Vec::new(),
             compacted: 0,
             leases: Vec::new(),
+            revoked: Vec::new(),
             next_lease: 1,
         }
     }
@@ -183,11 +209,11 @@ fn run(actions: Vec<Action>) {
             Action::Put { .. } | Action::Delete { .. } | Action::Cas { .. }
         );
         match action {
-            Action::Put { key, value, leased } => {
-                let lease = if leased {
-                    m.leases.last().copied().unwrap_or(404)
-                } else {
-                    0
+            Action::Put { key, value, lease } => {
+                let lease = match lease {
+                    LeaseChoice::None => 0,
+                    LeaseChoice::Live => m.leases.last().copied().unwrap_or(404),
+                    LeaseChoice::Revoked => m.revoked.last().copied().unwrap_or(404),
                 };
                 let req = PutRequest {
                     key: Bytes::from_static(KEYS[key]),
@@ -282,15 +308,28 @@ fn run(actions: Vec<Action>) {
                 }
                 assert_eq!(resp.header.unwrap().revision, m.revision());
             }
-            Action::Grant => {
+            Action::Grant { again: true } => {
+                let Some(&id) = m.leases.last() else { continue };
+                let result = t.grant(id, 60);
+                assert!(matches!(result, Err(Error::LeaseExists)), "{result:?}");
+            }
+            Action::Grant { again: false } => {
                 let id = m.next_lease;
                 m.next_lease += 1;
                 t.grant(id, 60).unwrap();
                 m.leases.push(id);
             }
-            Action::Revoke => {
+            Action::Revoke { again: true } => {
+                let Some(&id) = m.revoked.last() else {
+                    continue;
+                };
+                let result = t.revoke(id);
+                assert!(matches!(result, Err(Error::LeaseNotFound)), "{result:?}");
+            }
+            Action::Revoke { again: false } => {
                 let Some(id) = m.leases.pop() else { continue };
                 t.revoke(id).unwrap();
+                m.revoked.push(id);
                 let victims: Vec<_> = m
                     .current()
                     .values()
