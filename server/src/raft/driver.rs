@@ -301,34 +301,9 @@ impl Driver {
                 }
             }
             Msg::ReadsWaiting => {}
-            Msg::Raft(message) => {
-                let last_index = self.raw.raft.raft_log.last_index();
-                let leader = self.raw.raft.state == StateRole::Leader;
-                if let Err(why) = check_against_log(&message, last_index, leader) {
-                    log_refused(&message, why);
-                    return true;
-                }
-                if refuses_vote(
-                    &message,
-                    self.raw.raft.term,
-                    self.io.ticks,
-                    self.io.votes_refused_until_tick,
-                ) {
-                    tracing::debug!(
-                        from = message.from,
-                        "vote refused: started less than an election timeout ago"
-                    );
-                    return true;
-                }
-                let stepped = if message.get_msg_type() == MessageType::MsgReadIndex {
-                    self.io
-                        .reads
-                        .step_read_index(&mut self.raw, *message, Instant::now())
-                } else {
-                    self.raw.step(*message)
-                };
-                if let Err(err) = stepped {
-                    tracing::debug!(%err, "raft message not stepped");
+            Msg::Raft(messages) => {
+                for message in messages {
+                    self.step_peer(message);
                 }
             }
             Msg::TransferLeader(target) => {
@@ -348,6 +323,38 @@ impl Driver {
             Msg::Stop => return false,
         }
         true
+    }
+
+    /// Steps one message from a peer, unless the log or a recent start refuses it.
+    fn step_peer(&mut self, message: RaftMessage) {
+        let last_index = self.raw.raft.raft_log.last_index();
+        let leader = self.raw.raft.state == StateRole::Leader;
+        if let Err(why) = check_against_log(&message, last_index, leader) {
+            log_refused(&message, why);
+            return;
+        }
+        if refuses_vote(
+            &message,
+            self.raw.raft.term,
+            self.io.ticks,
+            self.io.votes_refused_until_tick,
+        ) {
+            tracing::debug!(
+                from = message.from,
+                "vote refused: started less than an election timeout ago"
+            );
+            return;
+        }
+        let stepped = if message.get_msg_type() == MessageType::MsgReadIndex {
+            self.io
+                .reads
+                .step_read_index(&mut self.raw, message, Instant::now())
+        } else {
+            self.raw.step(message)
+        };
+        if let Err(err) = stepped {
+            tracing::debug!(%err, "raft message not stepped");
+        }
     }
 
     /// Steps the batched proposals into raft as one MsgProp; if raft drops it, every

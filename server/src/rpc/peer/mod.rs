@@ -100,6 +100,7 @@ impl RaftTransport for PeerService {
                 .peer_received
                 .with_label_values(&[format!("{:x}", batch.from).as_str()])
                 .inc_by(received as u64);
+            let mut messages = Vec::with_capacity(batch.messages.len());
             for bytes in batch.messages {
                 let message = RaftMessage::parse_from_bytes(&bytes)
                     .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
@@ -108,8 +109,9 @@ impl RaftTransport for PeerService {
                     log_refused(&message, why);
                     return Err(Status::invalid_argument(why));
                 }
-                self.node.raft.step(message);
+                messages.push(message);
             }
+            self.node.raft.step_all(messages);
         }
         Ok(Response::new(SendDone {}))
     }
