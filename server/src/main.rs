@@ -25,6 +25,7 @@ fn main() -> std::process::ExitCode {
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(ballast_store::backend::perf_counters_off)
         .build()
     {
         Ok(runtime) => runtime,

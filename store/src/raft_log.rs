@@ -506,6 +506,7 @@ impl raft::Storage for LogStore {
         let spawned = std::thread::Builder::new()
             .name("snapshot-writer".into())
             .spawn(move || {
+                crate::backend::perf_counters_off();
                 let next = match store.write_snapshot() {
                     Ok((meta, path)) => {
                         tracing::info!(index = meta.index, ?path, "snapshot written");

@@ -187,6 +187,7 @@ impl Raft {
         let thread = std::thread::Builder::new()
             .name("raft".into())
             .spawn(move || {
+                ballast_store::backend::perf_counters_off();
                 // A panic is a bug; whatever happens, the server must not serve on
                 // without a driver applying entries.
                 let result =

@@ -130,14 +130,20 @@ impl Store {
             let store = store.clone();
             std::thread::Builder::new()
                 .name("watch-syncer".into())
-                .spawn(move || Syncer::new(&store.hub, &*store).run())
+                .spawn(move || {
+                    crate::backend::perf_counters_off();
+                    Syncer::new(&store.hub, &*store).run()
+                })
                 .expect("spawn watch syncer")
         };
         let compactor = {
             let store = store.clone();
             std::thread::Builder::new()
                 .name("compactor".into())
-                .spawn(move || store.run_compactor())
+                .spawn(move || {
+                    crate::backend::perf_counters_off();
+                    store.run_compactor()
+                })
                 .expect("spawn compactor")
         };
         store.lock_threads().extend([syncer, compactor]);
