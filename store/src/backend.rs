@@ -174,7 +174,7 @@ impl Backend {
         db_opts.set_keep_log_file_num(LOG_FILES_KEPT);
         db_opts.set_max_total_wal_size(WAL_TOTAL_BYTES_MAX);
         db_opts.increase_parallelism(2);
-        // One thread (the raft driver) does nearly all writes, so concurrent memtable
+        // One writer (the raft driver) does nearly all writes, so concurrent memtable
         // inserts buy nothing, and they cost: each insert searches the skip list from the
         // top, where a serial insert starts from the previous one's position (raft log
         // indexes and revisions are sequential). `cargo bench --bench store`: raft log

@@ -28,6 +28,26 @@ impl TestCluster {
         peer_scheme: &str,
         extra_args: &[&str],
     ) -> TestCluster {
+        TestCluster::start_full(dir, size, peer_scheme, &[], extra_args)
+    }
+
+    /// [`TestCluster::start`] with `env` in every member's environment.
+    pub fn start_env(
+        dir: &Path,
+        size: usize,
+        env: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> TestCluster {
+        TestCluster::start_full(dir, size, "http", env, extra_args)
+    }
+
+    fn start_full(
+        dir: &Path,
+        size: usize,
+        peer_scheme: &str,
+        env: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> TestCluster {
         std::fs::create_dir_all(dir).expect("cluster directory");
         let peers: Vec<TcpListener> = (0..size).map(|_| bind_port()).collect();
         let initial = peers
@@ -48,6 +68,10 @@ impl TestCluster {
                     extra_args,
                 );
                 node.peer_scheme = peer_scheme.to_string();
+                node.env = env
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
                 node
             })
             .collect();

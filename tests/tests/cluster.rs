@@ -22,6 +22,40 @@ async fn member_id_of(endpoint: String) -> u64 {
         .member_id
 }
 
+/// A snapshot every 50 entries, and the log kept only 20 behind it: a member that was
+/// down for more catches up by snapshot.
+const SNAPSHOT_OFTEN: [&str; 4] = [
+    "--snapshot-count",
+    "50",
+    "--experimental-snapshot-catchup-entries",
+    "20",
+];
+
+/// Restarts member `down` of a cluster started with [`SNAPSHOT_OFTEN`], waits until
+/// `caught_up` holds for a client of it, and checks that it needed a snapshot.
+async fn respawn_to_catch_up_by_snapshot<F, Fut>(
+    cluster: &mut TestCluster,
+    down: usize,
+    caught_up: F,
+) -> Client
+where
+    F: Fn(Client) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    cluster.nodes[down].respawn();
+    cluster.nodes[down].wait_ready().unwrap();
+    let log = cluster.nodes[down].log();
+    let back = client_of(cluster.nodes[down].endpoint()).await;
+    let done = eventually(WAIT, || caught_up(back.clone())).await;
+    assert!(done, "the member that was down caught up");
+    let log = cluster.nodes[down].log() + &log;
+    assert!(
+        log.contains("snapshot installed"),
+        "it needed a snapshot:\n{log}"
+    );
+    back
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_members_replicate_and_followers_serve_reads_writes_and_watches() {
     let dir = tempfile::tempdir().unwrap();
@@ -106,16 +140,77 @@ async fn three_members_replicate_and_followers_serve_reads_writes_and_watches() 
     assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
 }
 
+/// The raft driver is a task that blocks its worker while it writes
+/// (`server/src/raft/mod.rs`): with one worker, anything it waited for from another task
+/// would stop the member. Members with one worker must still do all of a member's work:
+/// replicate concurrent writes, answer linearizable reads and watches on a follower,
+/// leases, and catch a member up by snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_with_one_runtime_worker_do_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tokio reads the variable for the runtime's worker count.
+    let one_worker = [("TOKIO_WORKER_THREADS", "1")];
+    let mut cluster = TestCluster::start_env(dir.path(), 3, &one_worker, &SNAPSHOT_OFTEN);
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    let down = (leader + 2) % 3;
+    let through_leader = client_of(cluster.nodes[leader].endpoint()).await;
+    let through_follower = client_of(cluster.nodes[follower].endpoint()).await;
+    let (_w, mut events) = through_follower
+        .watch("one/", WatchOptions::new().with_prefix())
+        .await
+        .unwrap();
+    cluster.nodes[down].kill9();
+
+    // Sixteen writers at once, half through the follower.
+    let writers = (0..16).map(|w| {
+        let client = if w % 2 == 0 {
+            through_leader.clone()
+        } else {
+            through_follower.clone()
+        };
+        async move {
+            for i in 0..20 {
+                client
+                    .put(format!("one/{w:02}/{i:02}"), "v", PutOptions::new())
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    futures::future::join_all(writers).await;
+    let lease = through_follower.lease_grant(60, 0).await.unwrap().id;
+    through_follower.lease_keep_alive(lease).await.unwrap();
+    through_follower.lease_revoke(lease).await.unwrap();
+
+    let got = through_follower
+        .get("one/", GetOptions::new().with_prefix().with_count_only())
+        .await
+        .unwrap();
+    assert_eq!(got.count, 320, "a linearizable read on the follower");
+    let mut seen = 0;
+    while seen < 320 {
+        let response = tokio::time::timeout(WAIT, events.message())
+            .await
+            .expect("the follower's watch keeps up")
+            .unwrap()
+            .unwrap();
+        seen += response.events.len();
+    }
+    assert_eq!(seen, 320);
+
+    respawn_to_catch_up_by_snapshot(&mut cluster, down, |back| async move {
+        back.get("one/", GetOptions::new().with_prefix().with_count_only())
+            .await
+            .is_ok_and(|r| r.count == 320)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_was_down_while_the_log_was_truncated_catches_up_by_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let cluster_flags = [
-        "--snapshot-count",
-        "50",
-        "--experimental-snapshot-catchup-entries",
-        "20",
-    ];
-    let mut cluster = TestCluster::start(dir.path(), 3, &cluster_flags);
+    let mut cluster = TestCluster::start(dir.path(), 3, &SNAPSHOT_OFTEN);
     let leader = cluster.leader().await;
     let down = (leader + 1) % 3;
     cluster.nodes[down].kill9();
@@ -134,25 +229,12 @@ async fn a_member_that_was_down_while_the_log_was_truncated_catches_up_by_snapsh
         .header
         .revision;
 
-    cluster.nodes[down].respawn();
-    cluster.nodes[down].wait_ready().unwrap();
-    let log = cluster.nodes[down].log();
-    let back = client_of(cluster.nodes[down].endpoint()).await;
-    let caught_up = eventually(WAIT, || {
-        let back = back.clone();
-        async move {
-            back.get("s/last", GetOptions::new().with_serializable())
-                .await
-                .is_ok_and(|r| r.kvs.len() == 1)
-        }
+    let back = respawn_to_catch_up_by_snapshot(&mut cluster, down, |back| async move {
+        back.get("s/last", GetOptions::new().with_serializable())
+            .await
+            .is_ok_and(|r| r.kvs.len() == 1)
     })
     .await;
-    assert!(caught_up, "the member caught up");
-    let log = cluster.nodes[down].log() + &log;
-    assert!(
-        log.contains("snapshot installed"),
-        "it needed a snapshot:\n{log}"
-    );
     let all = back
         .get("s/", GetOptions::new().with_prefix().with_serializable())
         .await

@@ -104,7 +104,7 @@ impl PeerTransport {
 
     /// Starts, restarts or stops peer tasks to match `members`.
     pub fn update(&self, members: &[Member]) {
-        // Channels start background tasks: called from the raft thread, enter the runtime.
+        // Channels start background tasks: enter the runtime, wherever the caller runs.
         let _runtime = self.runtime.enter();
         let mut peers = self.lock();
         peers.retain(|id, peer| {

@@ -1,4 +1,4 @@
-//! The raft driver loop: the one thread that owns `RawNode` and applies to the store.
+//! The raft driver loop: the one task that owns `RawNode` and applies to the store.
 //!
 //! Each turn: drain the mailbox (so one Ready covers every proposal that arrived: one
 //! fsync for all of them, the group commit), tick when due, then handle the Ready in
@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +27,7 @@ use raft::eraftpb::{
     Snapshot,
 };
 use raft::{RawNode, ReadState, SnapshotStatus, StateRole};
+use tokio::sync::mpsc::{error::TryRecvError, Receiver};
 use tokio::sync::watch;
 
 use super::batch::ProposalBatch;
@@ -175,8 +175,8 @@ impl Driver {
         })
     }
 
-    pub(super) fn run(mut self) -> Result<()> {
-        let result = self.turns();
+    pub(super) async fn run(mut self) -> Result<()> {
+        let result = self.turns().await;
         self.io.waits.fail_all(|| Error::Stopped);
         for waiter in self.io.read_inbox.close() {
             self.io.reads.push(waiter);
@@ -187,7 +187,7 @@ impl Driver {
         result
     }
 
-    fn turns(&mut self) -> Result<()> {
+    async fn turns(&mut self) -> Result<()> {
         let mut next_tick = Instant::now() + self.io.tick_interval;
         // A lone member campaigned in `new`: become leader now, not after the first tick.
         self.on_ready()?;
@@ -199,14 +199,27 @@ impl Driver {
             } else {
                 next_tick.saturating_duration_since(Instant::now())
             };
-            match self.io.inbox.recv_timeout(wait) {
-                Ok(msg) => {
-                    if !self.handle(msg) {
-                        return Ok(());
+            let received = if wait.is_zero() {
+                match self.io.inbox.try_recv() {
+                    Ok(msg) => Some(msg),
+                    Err(TryRecvError::Empty) => {
+                        // Work is waiting, but let the worker's other tasks run now and then.
+                        tokio::task::consume_budget().await;
+                        None
                     }
+                    Err(TryRecvError::Disconnected) => return Ok(()),
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            } else {
+                match tokio::time::timeout(wait, self.io.inbox.recv()).await {
+                    Ok(Some(msg)) => Some(msg),
+                    Ok(None) => return Ok(()),
+                    Err(_) => None,
+                }
+            };
+            if let Some(msg) = received {
+                if !self.handle(msg) {
+                    return Ok(());
+                }
             }
             for _ in 0..MAILBOX_DRAIN_MAX {
                 match self.io.inbox.try_recv() {

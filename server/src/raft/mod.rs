@@ -1,4 +1,4 @@
-//! The raft node: one thread owns raft-rs's `RawNode` and the write path of the store.
+//! The raft node: one task owns raft-rs's `RawNode` and the write path of the store.
 //!
 //! Clients reach it through the [`Raft`] handle: a proposal is registered in the wait
 //! registry by request id, handed to the driver through a bounded mailbox, committed
@@ -7,6 +7,16 @@
 //! follower applies them. A linearizable read waits in the read inbox for the driver's
 //! next ReadIndex round and reads locally once the store has applied up to the round's
 //! index; followers serve them too.
+//!
+//! The driver is a task on the server's runtime, not a thread of its own: every hand-off
+//! to it (a proposal, a peer's messages, a read) and from it (an answer, a peer's queue)
+//! is then a task wake-up, often on the worker already running, where a thread of its
+//! own made each one a futex wake and a context switch (members' CPU per linearizable
+//! read fell by about a sixth, docs/performance.md). Its writes and fsync block the
+//! worker they run on while the other workers take the rest of the work, as Go's
+//! scheduler does for etcd's raft goroutine. That is safe only because nothing the driver
+//! calls waits for another task: it must never block on a channel, lock or result that a
+//! task fills, or a runtime with one worker would stop.
 
 mod batch;
 mod driver;
@@ -23,9 +33,7 @@ pub mod wait;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ballast_proto::ballast::internal::{MemberChange, RaftRequest};
@@ -33,6 +41,7 @@ use ballast_proto::etcdserverpb::Member;
 use ballast_store::{LogStore, Proposal, Response, Store};
 use prost::Message as _;
 use raft::eraftpb::{ConfChangeType, ConfChangeV2, Message as RaftMessage};
+use tokio::sync::mpsc::{channel, error::TrySendError, Sender};
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -119,14 +128,15 @@ enum Msg {
 /// Handle to the raft node.
 pub struct Raft {
     config: RaftConfig,
-    mailbox: SyncSender<Msg>,
+    mailbox: Sender<Msg>,
     reads: Arc<ReadInbox>,
     waits: Arc<WaitRegistry>,
     ids: IdGenerator,
     status: watch::Receiver<RaftStatus>,
     /// Leadership epoch: bumped by the driver at every leader change.
     epoch: Arc<AtomicU64>,
-    thread: Mutex<Option<JoinHandle<Result<()>>>>,
+    /// The driver's result, sent once when it ends; taken by [`Raft::stop`].
+    finished: Mutex<Option<std::sync::mpsc::Receiver<Result<()>>>>,
 }
 
 impl std::fmt::Debug for Raft {
@@ -152,14 +162,14 @@ pub struct RaftParts {
 /// Puts a peer batch's messages in the driver's mailbox as one item: under reads a batch
 /// carries several (heartbeats, their answers, read indexes), and each item that finds
 /// the driver asleep wakes it (futex calls per read fell from about 2.0 to 1.6).
-fn hand_off(mailbox: &SyncSender<Msg>, messages: Vec<RaftMessage>) {
+fn hand_off(mailbox: &Sender<Msg>, messages: Vec<RaftMessage>) {
     if !messages.is_empty() {
         let _ = mailbox.try_send(Msg::Raft(messages));
     }
 }
 
 impl Raft {
-    /// Starts the driver thread. If the driver fails, or this member is removed from the
+    /// Starts the driver task, on the current runtime. If the driver fails, or this member is removed from the
     /// cluster, it cancels `stop` so the server shuts down instead of serving from a
     /// store that stopped applying.
     pub fn start(
@@ -167,7 +177,7 @@ impl Raft {
         parts: RaftParts,
         stop: CancellationToken,
     ) -> Result<Arc<Raft>> {
-        let (mailbox, inbox) = sync_channel(RAFT_MAILBOX_CAPACITY);
+        let (mailbox, inbox) = channel(RAFT_MAILBOX_CAPACITY);
         let reads = Arc::new(ReadInbox::new());
         let waits = Arc::new(WaitRegistry::default());
         let epoch = Arc::new(AtomicU64::new(0));
@@ -184,22 +194,21 @@ impl Raft {
             reads.clone(),
             status_tx,
         )?;
-        let thread = std::thread::Builder::new()
-            .name("raft".into())
-            .spawn(move || {
-                ballast_store::backend::perf_counters_off();
-                // A panic is a bug; whatever happens, the server must not serve on
-                // without a driver applying entries.
-                let result =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| driver.run()))
-                        .unwrap_or_else(|_| Err(Error::Fatal("the raft driver panicked".into())));
-                match &result {
-                    Err(err) => tracing::error!(%err, "raft driver failed; shutting down"),
-                    Ok(()) => tracing::info!("raft driver stopped"),
-                }
-                stop.cancel();
-                result
-            })?;
+        let (done, finished) = std::sync::mpsc::sync_channel(1);
+        let task = tokio::spawn(driver.run());
+        tokio::spawn(async move {
+            // A panic is a bug; whatever happens, the server must not serve on
+            // without a driver applying entries.
+            let result = task
+                .await
+                .unwrap_or_else(|_| Err(Error::Fatal("the raft driver panicked".into())));
+            match &result {
+                Err(err) => tracing::error!(%err, "raft driver failed; shutting down"),
+                Ok(()) => tracing::info!("raft driver stopped"),
+            }
+            stop.cancel();
+            let _ = done.send(result);
+        });
         Ok(Arc::new(Raft {
             ids: IdGenerator::new(config.id),
             config,
@@ -208,7 +217,7 @@ impl Raft {
             waits,
             status,
             epoch,
-            thread: Mutex::new(Some(thread)),
+            finished: Mutex::new(Some(finished)),
         }))
     }
 
@@ -334,7 +343,7 @@ impl Raft {
             // A full mailbox means the driver has a turn coming: it takes the read then.
             Pushed::Wake => match self.mailbox.try_send(Msg::ReadsWaiting) {
                 Ok(()) | Err(TrySendError::Full(_)) => {}
-                Err(TrySendError::Disconnected(_)) => return Err(Error::Stopped),
+                Err(TrySendError::Closed(_)) => return Err(Error::Stopped),
             },
             Pushed::Full => return Err(Error::TooManyRequests),
             Pushed::Closed => return Err(Error::Stopped),
@@ -385,15 +394,18 @@ impl Raft {
     }
 
     /// Stops the driver and waits for it; pending requests fail with "server stopped".
+    /// It blocks, so it runs outside the runtime's workers (`spawn_blocking`).
     pub fn stop(&self) -> Result<()> {
-        let Some(thread) = self.thread.lock().expect("node lock poisoned").take() else {
+        let Some(finished) = self.finished.lock().expect("node lock poisoned").take() else {
             return Ok(());
         };
         // A full mailbox still drains; block until the stop message fits.
-        let _ = self.mailbox.send(Msg::Stop);
-        match thread.join() {
+        let _ = self.mailbox.blocking_send(Msg::Stop);
+        match finished.recv() {
             Ok(result) => result,
-            Err(_) => Err(Error::Fatal("raft driver panicked".into())),
+            Err(_) => Err(Error::Fatal(
+                "the raft driver ended without a result".into(),
+            )),
         }
     }
 }
@@ -401,19 +413,19 @@ impl Raft {
 fn mailbox_error<T>(err: TrySendError<T>) -> Error {
     match err {
         TrySendError::Full(_) => Error::TooManyRequests,
-        TrySendError::Disconnected(_) => Error::Stopped,
+        TrySendError::Closed(_) => Error::Stopped,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc::TryRecvError;
+    use tokio::sync::mpsc::error::TryRecvError;
 
     use super::*;
 
     #[test]
     fn a_peer_batch_reaches_the_driver_as_one_mailbox_item_in_order() {
-        let (mailbox, inbox) = sync_channel(RAFT_MAILBOX_CAPACITY);
+        let (mailbox, mut inbox) = channel(RAFT_MAILBOX_CAPACITY);
         let batch: Vec<RaftMessage> = (1..=3)
             .map(|index| RaftMessage {
                 index,

@@ -1,9 +1,8 @@
 //! Linearizable reads on their way to the driver. A read that arrives while a ReadIndex
 //! round is out waits for the next round whatever it does, so it need not wake the
-//! driver thread: the driver takes every read here at each of its turns, and asks to be
-//! woken only while a new read could be served at once (no round out, or a lease).
-//! Under load that saves the driver a wake-up, a context switch on these machines, per
-//! read.
+//! driver: the driver takes every read here at each of its turns, and asks to be woken
+//! only while a new read could be served at once (no round out, or a lease). Under load
+//! that saves the driver a wake-up per read.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;

@@ -1,7 +1,8 @@
 //! The store: the state machine a raft node applies committed entries to, and the read
 //! side the gRPC services query.
 //!
-//! One thread applies (the raft driver, through [`ApplyBatch`]); any number read.
+//! Only the raft driver applies (through [`ApplyBatch`]), one batch at a time; any
+//! number read.
 //! Readers take a [`ReadView`] under the revision lock, so a compaction can never remove
 //! what a view promises. Each concern has its own file, as etcd's `mvcc/` does:
 //!
