@@ -169,9 +169,9 @@ fn hand_off(mailbox: &Sender<Msg>, messages: Vec<RaftMessage>) {
 }
 
 impl Raft {
-    /// Starts the driver task, on the current runtime. If the driver fails, or this member is removed from the
-    /// cluster, it cancels `stop` so the server shuts down instead of serving from a
-    /// store that stopped applying.
+    /// Starts the driver task on the current runtime. If the driver fails, or this member
+    /// is removed from the cluster, it cancels `stop` so the server shuts down instead of
+    /// serving from a store that stopped applying.
     pub fn start(
         config: RaftConfig,
         parts: RaftParts,
