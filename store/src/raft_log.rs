@@ -229,6 +229,11 @@ impl LogStore {
         hard_state: Option<&HardState>,
         sync: bool,
     ) -> Result<()> {
+        if entries.is_empty() && hard_state.is_none() {
+            // Most Readies of heartbeats and reads carry neither, and an empty batch
+            // still costs a trip through RocksDB's write path.
+            return Ok(());
+        }
         let backend = self.store.backend();
         let cf = backend.cf(Cf::RaftLog);
         let mut batch = WriteBatch::default();
