@@ -8,6 +8,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod cluster;
+pub(crate) mod coalesced;
 pub mod config;
 pub(crate) mod corrupt;
 pub mod error;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 
 use super::{common_name, Reloading};
+use crate::coalesced::Coalesced;
 use crate::log_limit::{LogLimit, LOG_INTERVAL};
 
 /// Time a client has to complete its TLS handshake, or to send its first bytes.
@@ -71,13 +72,13 @@ pub(crate) const CLIENT_CONNECTIONS_MAX: usize = 4096;
 pub(crate) const PEER_CONNECTIONS_MAX: usize = 256;
 
 /// Connections accepted on `listener` until `shutdown`: TLS ones when `tls` is set, at
-/// most `connections_max` open at once.
+/// most `connections_max` open at once, each writing what it is given at flushes.
 pub(crate) fn incoming(
     listener: TcpListener,
     tls: Option<Arc<Reloading<ServerConfig>>>,
     connections_max: usize,
     shutdown: CancellationToken,
-) -> ReceiverStream<io::Result<Conn>> {
+) -> ReceiverStream<io::Result<Coalesced<Conn>>> {
     let (accepted, stream) = mpsc::channel(ACCEPTED_QUEUE);
     tokio::spawn(async move {
         let handshakes = Arc::new(Semaphore::new(HANDSHAKES_MAX));
@@ -124,7 +125,7 @@ pub(crate) fn incoming(
                             certificate,
                             _slot: slot,
                         };
-                        let _ = accepted.send(Ok(conn)).await;
+                        let _ = accepted.send(Ok(Coalesced::new(conn))).await;
                     }
                     Err(why) => tracing::debug!(%remote, "connection dropped: {why}"),
                 }
