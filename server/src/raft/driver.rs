@@ -203,8 +203,10 @@ impl Driver {
                 match self.io.inbox.try_recv() {
                     Ok(msg) => Some(msg),
                     Err(TryRecvError::Empty) => {
-                        // Work is waiting, but let the worker's other tasks run now and then.
-                        tokio::task::consume_budget().await;
+                        // Reads wait for a round: let the handlers that are ready run
+                        // first, so their reads join this round rather than the next
+                        // (each round is a heartbeat to every follower and back).
+                        tokio::task::yield_now().await;
                         None
                     }
                     Err(TryRecvError::Disconnected) => return Ok(()),
