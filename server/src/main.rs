@@ -23,6 +23,12 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // Flags that contradict each other are refused before any port is bound, as etcd
+    // checks its configuration first: a taken port must not hide the real mistake.
+    if let Err(err) = config.validate() {
+        tracing::error!(%err, "invalid configuration");
+        return std::process::ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_start(ballast_store::backend::perf_counters_off)

@@ -87,13 +87,18 @@ fn unknown_flags_are_refused() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--no-such-flag"), "{stderr}");
+    // Checked before binding: the client port being taken does not hide the mistake.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", taken.local_addr().unwrap());
     let out = Command::new(ballast_binary())
-        .args(["--election-timeout", "100", "--data-dir"])
+        .args(["--election-timeout", "100", "--listen-client-urls", &url])
+        .args(["--advertise-client-urls", &url, "--data-dir"])
         .arg(tempfile::tempdir().unwrap().path())
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--election-timeout"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--election-timeout"), "{stderr}");
 }
 
 #[tokio::test]
