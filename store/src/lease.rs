@@ -24,11 +24,7 @@ pub(crate) fn grant(txn: &mut WriteTxn<'_>, req: &LeaseGrantRequest) -> Result<L
         return Err(Error::LeaseExists);
     }
     let record = LeaseRecord { ttl: req.ttl };
-    txn.stage_put(
-        Cf::Lease,
-        lease_key(req.id).to_vec(),
-        record.encode().to_vec(),
-    );
+    txn.stage_lease(req.id, Some(record.encode().to_vec()));
     Ok(Lease {
         id: req.id,
         ttl: req.ttl,
@@ -40,14 +36,14 @@ pub(crate) fn revoke(txn: &mut WriteTxn<'_>, req: &LeaseRevokeRequest) -> Result
     if !txn.lease_exists(req.id)? {
         return Err(Error::LeaseNotFound);
     }
-    for key in attached_keys(txn.view(), req.id)? {
+    for key in txn.lease_keys(req.id)? {
         if let Some(kv) = txn.latest(&key)? {
             if kv.lease == req.id {
                 txn.delete_key(&kv);
             }
         }
     }
-    txn.stage_delete(Cf::Lease, lease_key(req.id).to_vec());
+    txn.stage_lease(req.id, None);
     Ok(())
 }
 

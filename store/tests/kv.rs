@@ -800,6 +800,43 @@ fn a_refused_txn_among_staged_entries_leaves_nothing() {
     assert_eq!(t.store().applied_index(), 3);
 }
 
+/// Grants and revokes share their batch's one write, as puts do; later entries of the
+/// batch see them, and a revoke still deletes keys that staged entries attached.
+#[test]
+fn lease_entries_are_staged_with_the_rest_of_their_batch() {
+    let mut t = TestStore::new();
+    t.grant(1, 30).unwrap();
+    t.put_lease("x", "1", 1).unwrap();
+    t.staging = true;
+    t.grant(2, 30).unwrap();
+    assert!(matches!(t.grant(2, 30), Err(Error::LeaseExists)));
+    assert!(t.store().lease(2).unwrap().is_none(), "staged, not written");
+    t.put_lease("a", "1", 2).unwrap();
+    t.put_lease("b", "1", 1).unwrap();
+    t.revoke(1).unwrap();
+    assert!(matches!(
+        t.put_lease("c", "1", 1),
+        Err(Error::LeaseNotFound)
+    ));
+    assert!(matches!(t.revoke(1), Err(Error::LeaseNotFound)));
+    // "a" was attached by a staged entry: listing lease 2's keys writes the batch first.
+    t.revoke(2).unwrap();
+    t.put("d", "1");
+    t.grant(3, 10).unwrap();
+    assert!(t.store().lease(3).unwrap().is_none(), "staged, not written");
+    t.commit();
+    assert!(t.get("a").kvs.is_empty(), "revoked with its lease");
+    assert!(t.get("b").kvs.is_empty(), "revoked with its lease");
+    assert!(t.get("x").kvs.is_empty(), "revoked with its lease");
+    assert_eq!(t.get("d").kvs.len(), 1);
+    assert_eq!(
+        t.store().leases().unwrap(),
+        vec![ballast_store::Lease { id: 3, ttl: 10 }]
+    );
+    assert!(t.store().lease_keys(1).unwrap().is_empty());
+    assert!(t.store().lease_keys(2).unwrap().is_empty());
+}
+
 #[test]
 fn the_key_count_follows_creates_and_deletes_across_restarts_and_snapshots() {
     let mut t = TestStore::new();

@@ -200,13 +200,18 @@ fn model_write(m: &mut Model, changes: Vec<Change>) {
 
 fn run(actions: Vec<Action>) {
     let mut t = TestStore::new();
-    // Writes stay staged until a commit, a read, a restart or an entry that writes alone.
+    // Writes stay staged until a commit, a read, a restart, a compaction, or a revoke of a
+    // lease that staged entries attached keys to.
     t.staging = true;
     let mut m = Model::new();
     for action in actions {
         let staged = matches!(
             action,
-            Action::Put { .. } | Action::Delete { .. } | Action::Cas { .. }
+            Action::Put { .. }
+                | Action::Delete { .. }
+                | Action::Cas { .. }
+                | Action::Grant { .. }
+                | Action::Revoke { .. }
         );
         match action {
             Action::Put { key, value, lease } => {

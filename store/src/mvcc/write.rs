@@ -7,7 +7,7 @@
 //! written; dropping the transaction discards it, which is how a failed txn leaves no
 //! trace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::{Bound, ControlFlow};
 use std::sync::Mutex;
 
@@ -20,7 +20,7 @@ use rocksdb::WriteBatch;
 
 use crate::backend::{Backend, Cf};
 use crate::error::{Error, Result};
-use crate::keys::{lease_key_entry, rev_key, version_key};
+use crate::keys::{lease_key, lease_key_entry, rev_key, version_key};
 use crate::mvcc::latest::LatestCache;
 use crate::mvcc::read::{KvRead, ReadView};
 use crate::range::{KeyRange, RangeEnd};
@@ -51,6 +51,11 @@ pub(crate) struct Unwritten {
     /// The revision RocksDB holds; the staged writes are the revisions above it.
     pub(crate) written: i64,
     pub(crate) keys: Overlay,
+    /// Leases the staged entries granted (true) or revoked (false).
+    pub(crate) leases: BTreeMap<i64, bool>,
+    /// Leases the staged entries attached a key to. A lease's keys are listed from
+    /// RocksDB, so revoking one of these must write the staged entries first.
+    pub(crate) attached: BTreeSet<i64>,
 }
 
 /// What a finished transaction hands to its apply batch.
@@ -60,6 +65,8 @@ pub(crate) struct Staged {
     pub(crate) events: Vec<Event>,
     /// The store revision after the transaction.
     pub(crate) revision: i64,
+    pub(crate) leases: BTreeMap<i64, bool>,
+    pub(crate) attached: BTreeSet<i64>,
 }
 
 /// The staged changes of one write transaction.
@@ -78,6 +85,10 @@ pub struct WriteTxn<'a> {
     overlay: Overlay,
     /// Events in write order, each with the previous version of its key.
     events: Vec<Event>,
+    /// Leases this transaction granted (true) or revoked (false).
+    leases: BTreeMap<i64, bool>,
+    /// Leases this transaction attached a key to.
+    attached: BTreeSet<i64>,
 }
 
 impl std::fmt::Debug for WriteTxn<'_> {
@@ -102,6 +113,8 @@ impl<'a> WriteTxn<'a> {
             ops: Vec::new(),
             overlay: BTreeMap::new(),
             events: Vec::new(),
+            leases: BTreeMap::new(),
+            attached: BTreeSet::new(),
         }
     }
 
@@ -149,6 +162,8 @@ impl<'a> WriteTxn<'a> {
             ops: self.ops,
             overlay: self.overlay,
             events: self.events,
+            leases: self.leases,
+            attached: self.attached,
         }
     }
 
@@ -190,9 +205,36 @@ impl<'a> WriteTxn<'a> {
         Ok(stored)
     }
 
-    /// True if the lease exists (and is not being revoked by this transaction).
+    /// True if the lease exists, after this transaction's and the staged entries'
+    /// grants and revokes.
     pub fn lease_exists(&self, id: i64) -> Result<bool> {
-        Ok(self.view.get_raw(Cf::Lease, &id.to_be_bytes())?.is_some())
+        if let Some(&exists) = self.leases.get(&id) {
+            return Ok(exists);
+        }
+        if let Some(&exists) = self.unwritten.and_then(|u| u.leases.get(&id)) {
+            return Ok(exists);
+        }
+        Ok(self.view.get_raw(Cf::Lease, &lease_key(id))?.is_some())
+    }
+
+    /// Stages a lease's record (`Some`: granted) or its removal (`None`: revoked).
+    pub(crate) fn stage_lease(&mut self, id: i64, record: Option<Vec<u8>>) {
+        let key = lease_key(id).to_vec();
+        self.leases.insert(id, record.is_some());
+        match record {
+            Some(record) => self.stage_put(Cf::Lease, key, record),
+            None => self.stage_delete(Cf::Lease, key),
+        }
+    }
+
+    /// The keys RocksDB holds attached to lease `id`, some perhaps detached or deleted
+    /// since (check each key's latest version). `Err(Unwritten)` if staged entries
+    /// attached keys to it, which only writing them would list.
+    pub(crate) fn lease_keys(&self, id: i64) -> Result<Vec<Bytes>> {
+        if self.unwritten.is_some_and(|u| u.attached.contains(&id)) {
+            return Err(Error::Unwritten);
+        }
+        crate::lease::attached_keys(&self.view, id)
     }
 
     pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
@@ -311,6 +353,7 @@ impl<'a> WriteTxn<'a> {
             }
             if new_lease != 0 {
                 self.stage_put(Cf::LeaseKeys, lease_key_entry(new_lease, key), Vec::new());
+                self.attached.insert(new_lease);
             }
         }
     }

@@ -4,11 +4,12 @@
 //! The driver opens an [`ApplyBatch`] per run of committed entries, hands it each entry
 //! in log order, then calls [`ApplyBatch::write`] and only then answers the proposers.
 //! Entries are staged into one RocksDB WriteBatch (one write for a whole Ready). The
-//! batch writes what it staged earlier by itself when an entry needs it: lease and
-//! compaction entries read or write tables the staging overlay does not cover, a
-//! membership entry is written with its raft configuration, an entry read history that
-//! staged entries wrote, or the batch outgrew [`APPLY_BATCH_BYTES_MAX`]. Nothing staged
-//! is visible (applied index, revision, reads, watch events) before it is written.
+//! batch writes what it staged earlier by itself when an entry needs it: compaction and
+//! auth entries read or write tables the staging overlay does not cover, a membership
+//! entry is written with its raft configuration, an entry read history that staged
+//! entries wrote, a revoke lists the keys of a lease that staged entries attached keys
+//! to, or the batch outgrew [`APPLY_BATCH_BYTES_MAX`]. Nothing staged is visible
+//! (applied index, revision, reads, watch events) before it is written.
 //!
 //! Words: raft *commits* an entry; the store *applies* it (stages its changes) and
 //! *writes* the batch.
@@ -106,7 +107,7 @@ impl Pending {
         Pending {
             unwritten: Unwritten {
                 written: revision,
-                keys: Default::default(),
+                ..Default::default()
             },
             revision,
             ..Default::default()
@@ -313,7 +314,7 @@ impl ApplyBatch<'_> {
         term: u64,
         req: &LeaseGrantRequest,
     ) -> Result<Applied> {
-        let response = self.stage_alone(index, term, req, |txn, req| {
+        let response = self.stage(index, term, req, |txn, req| {
             let begin = txn.view().revision();
             lease::grant(txn, req).map(|lease| LeaseGrantResponse {
                 header: Some(header(begin)),
@@ -338,7 +339,7 @@ impl ApplyBatch<'_> {
         term: u64,
         req: &LeaseRevokeRequest,
     ) -> Result<Applied> {
-        let response = self.stage_alone(index, term, req, |txn, req| {
+        let response = self.stage(index, term, req, |txn, req| {
             lease::revoke(txn, req).map(|()| LeaseRevokeResponse {
                 header: Some(header(txn.end_revision())),
             })
@@ -444,21 +445,6 @@ impl ApplyBatch<'_> {
         Ok(Applied::plain(result.map(P::wrap)))
     }
 
-    /// [`ApplyBatch::stage`] for a request that reads or writes tables the staging overlay
-    /// does not cover (the lease tables): written alone, after what was staged before it.
-    fn stage_alone<P: Proposal>(
-        &mut self,
-        index: u64,
-        term: u64,
-        req: &P,
-        run: impl Fn(&mut WriteTxn<'_>, &P) -> Result<P::Response>,
-    ) -> Result<Applied> {
-        self.write_staged()?;
-        let applied = self.stage(index, term, req, run)?;
-        self.write_staged()?;
-        Ok(applied)
-    }
-
     /// Runs one request after the staged entries and stages its changes; a refusal
     /// stages only the applied index. `Err(Unwritten)` asks for the staged entries to be
     /// written first.
@@ -489,6 +475,8 @@ impl ApplyBatch<'_> {
             op.add_to(&store.backend, &mut pending.batch);
         }
         pending.unwritten.keys.extend(staged.overlay);
+        pending.unwritten.leases.extend(staged.leases);
+        pending.unwritten.attached.extend(staged.attached);
         if staged.revision != before {
             assert_eq!(staged.revision, before + 1, "one revision per entry");
             pending.keys_delta += keys_delta(&staged.events);
