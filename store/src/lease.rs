@@ -36,7 +36,10 @@ pub(crate) fn revoke(txn: &mut WriteTxn<'_>, req: &LeaseRevokeRequest) -> Result
     if !txn.lease_exists(req.id)? {
         return Err(Error::LeaseNotFound);
     }
-    for key in txn.lease_keys(req.id)? {
+    if txn.lease_attached_unwritten(req.id) {
+        return Err(Error::Unwritten);
+    }
+    for key in attached_keys(txn.view(), req.id)? {
         if let Some(kv) = txn.latest(&key)? {
             if kv.lease == req.id {
                 txn.delete_key(&kv);

@@ -227,14 +227,10 @@ impl<'a> WriteTxn<'a> {
         }
     }
 
-    /// The keys RocksDB holds attached to lease `id`, some perhaps detached or deleted
-    /// since (check each key's latest version). `Err(Unwritten)` if staged entries
-    /// attached keys to it, which only writing them would list.
-    pub(crate) fn lease_keys(&self, id: i64) -> Result<Vec<Bytes>> {
-        if self.unwritten.is_some_and(|u| u.attached.contains(&id)) {
-            return Err(Error::Unwritten);
-        }
-        crate::lease::attached_keys(&self.view, id)
+    /// True if staged entries attached keys to lease `id`. A lease's keys are listed
+    /// from RocksDB, so a revoke of it must write those entries first.
+    pub(crate) fn lease_attached_unwritten(&self, id: i64) -> bool {
+        self.unwritten.is_some_and(|u| u.attached.contains(&id))
     }
 
     pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
