@@ -26,6 +26,7 @@ pub(crate) mod quota;
 pub(crate) mod raft;
 pub mod restore;
 pub(crate) mod rpc;
+pub mod runtime;
 mod server;
 pub(crate) mod tls;
 pub(crate) mod tokens;

@@ -29,11 +29,7 @@ fn main() -> std::process::ExitCode {
         tracing::error!(%err, "invalid configuration");
         return std::process::ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_start(ballast_store::backend::perf_counters_off)
-        .build()
-    {
+    let runtime = match ballast_server::runtime::build() {
         Ok(runtime) => runtime,
         Err(err) => {
             tracing::error!(%err, "cannot start the async runtime");
